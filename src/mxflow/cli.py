@@ -1,0 +1,98 @@
+"""The ``mxflow`` command line: a thin dispatcher.
+
+Each sub-command lives in the package that does the work, as a module with
+``add_arguments(parser)`` and ``run(args) -> int``; its docstring's first
+paragraph is the help text.  Modules are imported only when their command
+runs, so ``mxflow --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mxflow.errors import MxflowError
+
+# command name -> module implementing it
+COMMANDS: dict[str, str] = {
+    "demo": "mxflow.demo",
+    "simulate": "mxflow.simulate.cli",
+    "score": "mxflow.simulate.score_cli",
+    "find": "mxflow.discover.cli",
+    "process": "mxflow.process.cli",
+    "run": "mxflow.schedule.run_cli",
+    "watch": "mxflow.schedule.watch_cli",
+    "status": "mxflow.catalog.status_cli",
+    "merge": "mxflow.merge.cli",
+    "report": "mxflow.report.cli",
+    "serve": "mxflow.report.serve_cli",
+    "hitmap": "mxflow.hitmap.cli",
+}
+
+SUMMARIES: dict[str, str] = {
+    "demo": "simulate a small collection and process it end to end",
+    "simulate": "write simulated rotation images with known truth",
+    "score": "compare a merged MTZ with the simulator's truth",
+    "find": "list the image sweeps found under directories",
+    "process": "index, integrate and scale every sweep found (DIALS)",
+    "run": "process a whole beamline collection in parallel",
+    "watch": "process datasets as they arrive",
+    "status": "show the state of an output directory",
+    "merge": "cluster and merge many datasets of one sample",
+    "report": "write the HTML reports of an output directory",
+    "serve": "live dashboard of an output directory (loopback)",
+    "hitmap": "spot counts and heat maps of raster scans",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only ``command``'s module is imported."""
+    from mxflow import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mxflow",
+        description=(
+            "mxflow: automated processing of multi-crystal MX rotation data "
+            "(discover -> process with DIALS -> cluster -> merge -> report). "
+            "Run 'mxflow COMMAND --help' for the options of a command."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"mxflow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, summary in SUMMARIES.items():
+        if name != command:
+            sub.add_parser(name, help=summary)
+            continue
+        module = importlib.import_module(COMMANDS[name])
+        p = sub.add_parser(
+            name,
+            help=summary,
+            description=(module.__doc__ or summary).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("mxflow: interrupted", file=sys.stderr)
+        return 130
+    except MxflowError as exc:
+        print(f"mxflow {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""File helpers: write-then-rename, checksums, JSON with NaN as null."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _json_clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _json_clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_clean(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):  # numpy scalar
+        return _json_clean(v.item())
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as JSON (NaN/inf become null, numpy scalars plain)."""
+    atomic_write_text(path, json.dumps(_json_clean(obj), indent=1) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksums(paths: Iterable[str | Path]) -> dict[str, str]:
+    """sha256 of every file, keyed by path (used to prove raw data untouched)."""
+    return {str(p): sha256(p) for p in paths}
