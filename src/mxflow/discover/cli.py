@@ -1,0 +1,100 @@
+"""List the image sweeps found under directories or files.
+
+Directories are walked recursively.  One-file-per-frame images (CBF, SMV)
+are grouped into templates (frame number as ####); Eiger master / NeXus
+files are one sweep each.  For every sweep the table shows the frame range,
+the rotation (start, width per frame, total, in degrees), wavelength (Å),
+distance (mm), whether it is a rotation sweep or a still / raster scan, and
+the frames missing from the range.  Files that cannot be read are listed
+after the table; they never stop the search.
+
+Example:
+  mxflow find /data/2024/visit1
+  mxflow find /data/run --json > sweeps.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mxflow.discover.sweeps import find_sweeps
+from mxflow.model import ImageSweep, to_dict
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="directories or image files"
+    )
+    parser.add_argument("--json", action="store_true", help="print sweeps and problems as JSON")
+
+
+def format_ranges(numbers: list[int]) -> str:
+    """Compact frame list: [3, 4, 5, 9] -> '3-5,9'."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def sweep_row(s: ImageSweep) -> list[str]:
+    """The table cells of one sweep."""
+    return [
+        s.template,
+        f"{s.first}-{s.last}",
+        f"{s.osc_start:.2f}",
+        f"{s.osc_width:.3f}",
+        f"{s.total_rotation:.1f}",
+        f"{s.wavelength:.5f}",
+        f"{s.distance:.1f}",
+        "rotation" if s.is_rotation else "still",
+        format_ranges(s.missing) if s.missing else "-",
+    ]
+
+
+HEADINGS = ["template", "frames", "phi0", "dphi", "total", "lambda/A", "dist/mm", "kind", "missing"]
+
+
+def format_table(sweeps: list[ImageSweep]) -> str:
+    """Plain-text table, one row per sweep, columns aligned."""
+    rows = [HEADINGS] + [sweep_row(s) for s in sweeps]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADINGS))]
+    lines = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:-2], widths[1:-2], strict=True)
+        ]
+        cells += [r[-2].ljust(widths[-2]), r[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = find_sweeps(args.paths)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "sweeps": [to_dict(s) for s in result.sweeps],
+                    "problems": [{"path": p, "reason": r} for p, r in result.problems],
+                },
+                indent=1,
+            )
+        )
+        return 0
+    if result.sweeps:
+        print(format_table(result.sweeps))
+    n_rot = sum(s.is_rotation for s in result.sweeps)
+    print(
+        f"\n{len(result.sweeps)} sweeps ({n_rot} rotation, {len(result.sweeps) - n_rot} still/scan)"
+    )
+    if result.problems:
+        print(f"{len(result.problems)} files could not be used:", file=sys.stderr)
+        for path, reason in result.problems:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    return 0 if result.sweeps or not result.problems else 1
