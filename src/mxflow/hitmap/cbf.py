@@ -132,8 +132,7 @@ def decode_cbf(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     if m and int(m.group(1)) != fast * slow:
         raise BadInputError(
             path,
-            f"wrong image size: header says {fast} x {slow} pixels but "
-            f"{m.group(1)} elements",
+            f"wrong image size: header says {fast} x {slow} pixels but {m.group(1)} elements",
         )
     start = pos + len(CBF_BINARY_MARKER)
     have = len(data) - start

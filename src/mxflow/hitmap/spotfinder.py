@@ -76,18 +76,20 @@ def valid_pixels(image, static_mask, overload, out):
 
     ``image`` int32 (slow, fast); ``static_mask`` bool, True = on a sensor
     module and not masked; pixels ≥ ``BIG`` are also invalid.
-    Returns the number of valid pixels.
+    Returns the number of valid pixels and how many of them count > 0.
     """
     h, w = image.shape
     hi = min(overload, BIG)
     n = 0
+    n_pos = 0
     for j in range(h):
         for i in range(w):
             v = image[j, i]
             ok = static_mask[j, i] and v > -1 and v < hi
             out[j, i] = ok
             n += ok
-    return n
+            n_pos += ok and v > 0
+    return n, n_pos
 
 
 @numba.njit(nogil=True, cache=True)
@@ -326,7 +328,9 @@ class Spots:
         return int(self.x.size)
 
     def select(self, keep: np.ndarray) -> Spots:
-        return Spots(self.x[keep], self.y[keep], self.intensity[keep], self.size[keep], self.n_strong)
+        return Spots(
+            self.x[keep], self.y[keep], self.intensity[keep], self.size[keep], self.n_strong
+        )
 
 
 class Workspace:
@@ -341,7 +345,11 @@ class Workspace:
         self.index = np.empty(shape[0] * shape[1] // 4 + 1, np.int64)
 
 
-class TooManyStrongPixels(ValueError):
+class UnusableFrame(ValueError):
+    """A frame the spot finder cannot judge (blank, or mostly "strong")."""
+
+
+class TooManyStrongPixels(UnusableFrame):
     """More pixels passed the threshold than ``max_strong_fraction`` allows."""
 
 
@@ -349,7 +357,7 @@ def find_spots(
     image: np.ndarray,
     static_mask: np.ndarray,
     overload: float | None = None,
-    params: SpotFinderParams = SpotFinderParams(),
+    params: SpotFinderParams | None = None,
     workspace: Workspace | None = None,
 ) -> Spots:
     """Find the spots on one frame.
@@ -359,14 +367,21 @@ def find_spots(
     used (on a module, not in the bad-pixel mask).  ``overload``: counts at
     which the detector saturates (those pixels are not used).  Raises
     :class:`TooManyStrongPixels` when more than ``params.max_strong_fraction``
-    of the valid pixels are strong (a blank, saturated or broken frame).
+    of the valid pixels are strong (a saturated or broken frame), and
+    :class:`UnusableFrame` when no valid pixel has a positive count (a blank
+    frame: shutter closed, detector not triggered, all zeros).
     """
+    params = params or SpotFinderParams()
     image = np.ascontiguousarray(image, dtype=np.int32)
     if workspace is None or workspace.shape != image.shape:
         workspace = Workspace(image.shape)
     ws = workspace
     k = params.kernel_size
-    n_valid = valid_pixels(image, static_mask, float(overload or np.inf), ws.valid)
+    if static_mask.shape != image.shape:
+        raise ValueError(f"mask shape {static_mask.shape} differs from image shape {image.shape}")
+    n_valid, n_positive = valid_pixels(image, static_mask, float(overload or np.inf), ws.valid)
+    if n_positive == 0:
+        raise UnusableFrame(f"blank frame: none of {n_valid} valid pixels has a positive count")
     dispersion_mask(
         image, ws.valid, k, params.sigma_background, params.gain, params.min_local, ws.disp
     )
