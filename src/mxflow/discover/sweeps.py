@@ -16,6 +16,7 @@ read become ``problems`` — discovery never stops on one bad file.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import re
@@ -44,12 +45,16 @@ class DiscoveryResult:
     """Sweeps found (sorted by template) and the files that could not be used.
 
     ``headers`` maps each sweep's template to the header of its first
-    frame (for Eiger: of the master file, with ``n_frames_expected``).
+    frame (for Eiger: of the master file, with ``n_frames_expected``);
+    ``files`` maps it to the files the sweep is stored in (every frame file
+    of the template found on disk, readable or not; an Eiger master and its
+    data files).
     """
 
     sweeps: list[ImageSweep] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     headers: dict[str, FrameHeader] = field(default_factory=dict)
+    files: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def is_image_name(path: str | Path) -> bool:
@@ -230,6 +235,12 @@ def sweep_from_master(path: Path) -> tuple[ImageSweep, FrameHeader]:
     return _sweep_from(str(path), "eiger", 1, h.n_frames, h, width, []), h
 
 
+def eiger_files(master: Path) -> list[Path]:
+    """An Eiger master file and the ``<prefix>_data_NNNNNN.h5`` files beside it."""
+    stem = re.sub(r"(_master)?\.(h5|nxs|hdf5|nx5)$", "", master.name, flags=re.I)
+    return [master, *sorted(master.parent.glob(f"{glob.escape(stem)}_data_[0-9]*.h5"))]
+
+
 def find_sweeps(paths: Iterable[str | Path]) -> DiscoveryResult:
     """All sweeps under ``paths`` (files or directories, walked recursively).
 
@@ -245,6 +256,7 @@ def find_sweeps(paths: Iterable[str | Path]) -> DiscoveryResult:
         if sweep is not None and h is not None:
             result.sweeps.append(sweep)
             result.headers[template] = h
+            result.files[template] = [frames[n] for n in sorted(frames)]
     for f in singles:
         fmt = ""
         try:
@@ -265,6 +277,7 @@ def find_sweeps(paths: Iterable[str | Path]) -> DiscoveryResult:
             continue
         result.sweeps.append(sweep)
         result.headers[sweep.template] = h
+        result.files[sweep.template] = eiger_files(f) if fmt == "eiger" else [f]
     result.sweeps.sort(key=lambda s: s.template)
     result.problems.sort()
     return result

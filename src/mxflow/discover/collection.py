@@ -1,0 +1,483 @@
+"""Collections: every dataset of a beamline session, with samples, modes and wedges.
+
+Two layouts are understood:
+
+* **ZOO** (SPring-8 automatic collection, seeds/000): ``ROOT/<PuckID>-<PinID>/``
+  sample directories holding ``data00/``, ``data01/`` … with the rotation
+  data and ``scan*/`` (raster scans) and ``lv00_00/`` / ``rv00_00/``
+  (vertical edge scans).  File names tell the mode: ``…multi_NNN_#####.cbf``
+  (multi: many small wedges, one per crystal), ``cry00_#####.cbf`` or
+  ``helical_…`` (helical), ``single_NNN_#####.cbf`` (single).  Directories
+  starting with ``_`` (``_kamoproc``, ``_kamo_30deg``, outputs) are ignored.
+* **generic**: any other tree, walked recursively; each leaf directory is a
+  sample unless a sample sheet or ``default_sample`` says otherwise.
+
+Raster and vertical scans (and any still / zero-oscillation series) go to
+``raster_scans`` and are never processed as rotation data.  Helical and
+single sweeps, and other sweeps longer than ``wedge_deg``, are cut into
+wedges of round(wedge_deg / osc_width) frames, the last wedge keeping what
+remains (KAMO's ``split_data_by_deg``, the ZOO "buttagiri" 30° pass);
+multi-mode small wedges are kept whole.  A dataset whose files are still
+being written (modified within ``settle_s`` seconds, or an Eiger master
+with fewer images than it announces) is put in ``incomplete`` and left for
+a later pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mxflow.discover.sweeps import find_sweeps
+from mxflow.errors import BadInputError
+from mxflow.images.read import FrameHeader
+from mxflow.model import Dataset, ImageSweep, UnitCell
+
+MODES = ("single", "helical", "multi", "other")
+DEFAULT_SETTLE_S = 60.0
+
+_PIN_DIR = re.compile(r"^(?P<puck>[A-Za-z0-9]+)-(?P<pin>\d+)$")
+_DATA_DIR = re.compile(r"^data\d+$")
+_SCAN_DIR = re.compile(r"^(scan.*|[lr]v\d+_\d+)$", re.I)
+_TEMPLATE_TAIL = re.compile(r"[-_.]?#+(\.[A-Za-z0-9.]+)$")
+_MASTER_TAIL = re.compile(r"(_master\.h5|\.nxs|\.h5|\.hdf5|\.nx5)$", re.I)
+
+
+# --------------------------------------------------------------------------
+# sample sheet
+
+
+@dataclass
+class SampleEntry:
+    """One row of a sample sheet: which pins / directories hold which sample.
+
+    ``pin`` is a ``PuckID-PinID`` key (matched with the pin number as an
+    integer, so ``CPS1012-6`` matches the directory ``CPS1012-06``);
+    ``directory`` a path (absolute, or relative to the collection root)
+    whose datasets, at any depth, belong to this sample.  Exactly one of the
+    two is set.
+    """
+
+    name: str
+    pin: str | None = None
+    directory: str | None = None
+    mode: str | None = None
+    anomalous: bool = False
+    space_group: str | None = None
+    unit_cell: UnitCell | None = None
+    reference_mtz: str | None = None
+    line: int = 0
+
+
+_COLUMNS = {
+    "pin": ("pin", "puck_pin", "pinid", "puckid-pinid", "puck-pin"),
+    "puck": ("puck", "puckid"),
+    "directory": ("topdir", "directory", "dir", "path", "root_dir"),
+    "name": ("name", "sample", "sample_name"),
+    "mode": ("mode",),
+    "anomalous": ("anomalous", "anom", "anomalous_flag"),
+    "space_group": ("space_group", "spacegroup", "sg"),
+    "unit_cell": ("unit_cell", "cell"),
+    "reference_mtz": ("reference", "reference_mtz", "ref_mtz"),
+}
+_TRUE = {"true", "yes", "y", "1", "t", "anom", "anomalous", "on"}
+_FALSE = {"false", "no", "n", "0", "f", "", "noanom", "off"}
+
+
+def pin_key(puck: str, pin: str | int) -> str:
+    """Normalised ``PUCK-PIN`` key: puck upper-cased, pin number without padding."""
+    return f"{puck.strip().upper()}-{int(pin)}"
+
+
+def pin_key_of_dir(name: str) -> str | None:
+    """The pin key of a ZOO sample directory name (``CPS1012-06``), or None."""
+    m = _PIN_DIR.match(name)
+    return pin_key(m["puck"], m["pin"]) if m else None
+
+
+def _parse_cell(text: str, path: Path, line: int) -> UnitCell:
+    parts = [p for p in re.split(r"[\s,;]+", text.strip().strip("()[]")) if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise BadInputError(path, f"line {line}: unit cell {text!r} is not six numbers") from None
+    if len(values) != 6 or min(values) <= 0 or any(not 0 < a < 180 for a in values[3:]):
+        raise BadInputError(
+            path, f"line {line}: unit cell {text!r} must be a b c (Å) alpha beta gamma (degrees)"
+        )
+    return values  # type: ignore[return-value]
+
+
+def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
+    """Read a sample-sheet CSV (header row, then one row per pin or directory).
+
+    Columns (case-insensitive; KAMO's ``topdir,name,anomalous,reference,
+    space_group,unit_cell`` CSV is accepted as is):
+
+    * ``pin`` (``PuckID-PinID``), or ``puck`` + ``pin``, or ``topdir`` /
+      ``directory`` (a path) — which data the row is about;
+    * ``name`` (or ``sample``) — the sample name, required;
+    * optional ``mode`` (single / helical / multi / other), ``anomalous``
+      (true/false, yes/no, 1/0), ``space_group`` (any name gemmi knows),
+      ``unit_cell`` (six numbers, Å and degrees), ``reference`` (an MTZ
+      file, relative paths taken from the sheet's directory).
+
+    Blank lines and lines starting with ``#`` are skipped.  Errors name the
+    file and the line.
+    """
+    import gemmi
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(path, f"sample sheet cannot be read ({exc})") from exc
+    lines = [
+        (i + 1, s)
+        for i, s in enumerate(text.splitlines())
+        if s.strip() and not s.lstrip().startswith("#")
+    ]
+    if not lines:
+        raise BadInputError(path, "sample sheet is empty")
+    rows = list(csv.reader([s for _, s in lines], skipinitialspace=True))
+    header = [h.strip().lower() for h in rows[0]]
+    col: dict[str, int] = {}
+    for key, names in _COLUMNS.items():
+        for i, h in enumerate(header):
+            if h in names and key not in col:
+                col[key] = i
+    header_line = lines[0][0]
+    if "name" not in col:
+        raise BadInputError(
+            path,
+            f"line {header_line}: no sample name column (name or sample) in the header {rows[0]}",
+        )
+    if "pin" not in col and "directory" not in col:
+        raise BadInputError(
+            path,
+            f"line {header_line}: no pin (PuckID-PinID, or puck + pin) or topdir/directory column in the header",
+        )
+    entries: list[SampleEntry] = []
+    for (line, _), row in zip(lines[1:], rows[1:], strict=True):
+
+        def cell(key: str, row=row) -> str:
+            i = col.get(key)
+            return row[i].strip() if i is not None and i < len(row) else ""
+
+        name = cell("name")
+        if not name:
+            raise BadInputError(path, f"line {line}: no sample name")
+        entry = SampleEntry(name=name, line=line)
+        pin, puck, directory = cell("pin"), cell("puck"), cell("directory")
+        if pin:
+            try:
+                if puck:
+                    entry.pin = pin_key(puck, pin)
+                else:
+                    p, _, n = pin.rpartition("-")
+                    if not p:
+                        raise ValueError
+                    entry.pin = pin_key(p, n)
+            except ValueError:
+                raise BadInputError(
+                    path,
+                    f"line {line}: pin {pin!r} is not PuckID-PinID (e.g. CPS1012-06) or a pin number with a puck column",
+                ) from None
+        elif directory:
+            entry.directory = directory
+        else:
+            raise BadInputError(path, f"line {line}: neither a pin nor a directory given")
+        mode = cell("mode").lower()
+        if mode:
+            if mode not in MODES:
+                raise BadInputError(
+                    path, f"line {line}: mode {mode!r} is not one of {', '.join(MODES)}"
+                )
+            entry.mode = mode
+        anom = cell("anomalous").lower()
+        if anom not in _TRUE | _FALSE:
+            raise BadInputError(path, f"line {line}: anomalous flag {anom!r} is not true/false")
+        entry.anomalous = anom in _TRUE
+        sg = cell("space_group")
+        if sg:
+            found = gemmi.find_spacegroup_by_name(sg)
+            if found is None:
+                raise BadInputError(path, f"line {line}: unknown space group {sg!r}")
+            entry.space_group = found.hm
+        uc = cell("unit_cell")
+        if uc:
+            entry.unit_cell = _parse_cell(uc, path, line)
+        ref = cell("reference_mtz")
+        if ref:
+            ref_path = Path(ref) if Path(ref).is_absolute() else path.parent / ref
+            if not ref_path.is_file():
+                raise BadInputError(path, f"line {line}: reference MTZ {ref!r} not found")
+            entry.reference_mtz = str(ref_path)
+        entries.append(entry)
+    seen: dict[str, int] = {}
+    for e in entries:
+        key = e.pin or e.directory or ""
+        if key in seen:
+            raise BadInputError(path, f"line {e.line}: {key} is already listed on line {seen[key]}")
+        seen[key] = e.line
+    return entries
+
+
+def match_sample(
+    entries: list[SampleEntry], root: Path, pin: str | None, directory: Path
+) -> SampleEntry | None:
+    """The sheet entry for a dataset in ``directory`` (pin key first, then the deepest path)."""
+    if pin is not None:
+        for e in entries:
+            if e.pin == pin:
+                return e
+    best: tuple[int, SampleEntry] | None = None
+    d = directory.resolve()
+    for e in entries:
+        if e.directory is None:
+            continue
+        top = Path(e.directory)
+        top = (top if top.is_absolute() else root / top).resolve()
+        if d == top or top in d.parents:
+            depth = len(top.parts)
+            if best is None or depth > best[0]:
+                best = (depth, e)
+    return best[1] if best else None
+
+
+# --------------------------------------------------------------------------
+# wedges and modes
+
+
+def mode_from_name(prefix: str) -> str | None:
+    """The ZOO collection mode told by a file prefix, or None when it does not say."""
+    p = prefix.lower()
+    if re.search(r"(^|[-_])multi([-_]|$)", p):
+        return "multi"
+    if re.match(r"^cry\d+", p) or "helical" in p:
+        return "helical"
+    if re.search(r"(^|[-_])single([-_]|$)", p):
+        return "single"
+    return None
+
+
+def wedge_ranges(
+    first: int, last: int, osc_width: float, wedge_deg: float
+) -> list[tuple[int, int]]:
+    """Inclusive frame ranges of wedges of ``wedge_deg`` degrees.
+
+    Each wedge has round(wedge_deg / osc_width) frames (at least 1); the last
+    wedge keeps the frames that remain, however few.
+    """
+    if osc_width <= 0 or wedge_deg <= 0:
+        return [(first, last)]
+    size = max(1, round(wedge_deg / osc_width))
+    return [(a, min(a + size - 1, last)) for a in range(first, last + 1, size)]
+
+
+def dataset_prefix(template: str) -> str:
+    """The file prefix of a sweep: ``.../x_001_#####.cbf`` → ``x_001``, ``run_master.h5`` → ``run``."""
+    name = Path(template).name
+    if "#" in name:
+        return _TEMPLATE_TAIL.sub("", name)
+    if _MASTER_TAIL.search(name):
+        return _MASTER_TAIL.sub("", name)
+    return re.sub(r"(\.(cbf|img|smv))?(\.bz2|\.gz)?$", "", name, flags=re.I)
+
+
+def _should_cut(mode: str, sweep: ImageSweep, wedge_deg: float | None) -> bool:
+    if wedge_deg is None or mode == "multi":
+        return False
+    if mode in ("helical", "single"):
+        return True
+    return sweep.total_rotation > wedge_deg + 1e-6
+
+
+def make_wedges(ds: Dataset, wedge_deg: float | None) -> list[Dataset]:
+    """The processing units of one dataset: itself, or its wedges (see module docs)."""
+    if not _should_cut(ds.mode, ds.sweep, wedge_deg):
+        return [ds]
+    ranges = wedge_ranges(ds.sweep.first, ds.sweep.last, ds.sweep.osc_width, wedge_deg or 0.0)
+    return [
+        Dataset(
+            name=f"{ds.name}_{a}-{b}",
+            sweep=ds.sweep,
+            sample=ds.sample,
+            mode=ds.mode,
+            wedge=(a, b),
+            anomalous=ds.anomalous,
+            space_group=ds.space_group,
+            unit_cell=ds.unit_cell,
+            reference_mtz=ds.reference_mtz,
+        )
+        for a, b in ranges
+    ]
+
+
+# --------------------------------------------------------------------------
+# collection
+
+
+@dataclass
+class Collection:
+    """Everything found under one collection root.
+
+    ``datasets``: complete rotation sweeps, one per sweep; ``wedges``: the
+    units to process (multi-mode datasets whole, helical / single / long
+    sweeps cut); ``raster_scans``: stills and scans, never processed as
+    rotation data; ``incomplete``: datasets still being written (not in
+    ``datasets`` / ``wedges``; ``waiting`` says why, by dataset name); ``problems``: (path, reason) for files that
+    could not be used.
+    """
+
+    root: str
+    layout: str  # "zoo" | "generic"
+    datasets: list[Dataset] = field(default_factory=list)
+    wedges: list[Dataset] = field(default_factory=list)
+    raster_scans: list[ImageSweep] = field(default_factory=list)
+    incomplete: list[Dataset] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # incomplete dataset name -> why
+
+    def samples(self) -> dict[str, list[Dataset]]:
+        """Complete datasets grouped by sample name (sorted)."""
+        out: dict[str, list[Dataset]] = {}
+        for ds in self.datasets:
+            out.setdefault(ds.sample, []).append(ds)
+        return dict(sorted(out.items()))
+
+
+def is_zoo_layout(root: Path) -> bool:
+    """True when some ``root/<PuckID>-<PinID>/`` holds a ``dataNN`` or ``scan*`` directory."""
+    for d in root.iterdir() if root.is_dir() else []:
+        if (
+            d.is_dir()
+            and _PIN_DIR.match(d.name)
+            and any(
+                c.is_dir() and (_DATA_DIR.match(c.name) or _SCAN_DIR.match(c.name))
+                for c in d.iterdir()
+            )
+        ):
+            return True
+    return False
+
+
+def _in_scan_dir(path: Path, root: Path) -> bool:
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return False
+    return any(_SCAN_DIR.match(part) for part in rel.parts[:-1])
+
+
+def _still_written(
+    files: list[Path], header: FrameHeader, sweep: ImageSweep, now: float, settle_s: float
+) -> str:
+    """Why a sweep looks unfinished (empty string when it looks complete)."""
+    if header.n_frames_expected is not None and sweep.n_frames < header.n_frames_expected:
+        return f"{sweep.n_frames} of {header.n_frames_expected} frames written"
+    newest = 0.0
+    for f in files:
+        try:
+            newest = max(newest, f.stat().st_mtime)
+        except OSError:
+            continue
+    age = now - newest
+    if age < settle_s:
+        return f"files modified {age:.0f} s ago (less than {settle_s:g} s)"
+    return ""
+
+
+def discover_collection(
+    root: str | Path,
+    sample_sheet: str | Path | None = None,
+    default_sample: str | None = None,
+    wedge_deg: float | None = 30.0,
+    settle_s: float = DEFAULT_SETTLE_S,
+    now: float | None = None,
+) -> Collection:
+    """Find every dataset of a collection under ``root`` (ZOO layout or any tree).
+
+    ``sample_sheet``: CSV read by :func:`read_sample_sheet` (a bad sheet
+    raises BadInputError naming the file and line).  ``default_sample``:
+    the sample of datasets the sheet does not cover (otherwise the ZOO pin
+    directory, or the dataset's directory relative to ``root``).
+    ``wedge_deg``: wedge size in degrees for helical / single / long sweeps
+    (None: never cut).  ``settle_s``: datasets with files modified less than
+    this many seconds before ``now`` (default: the current time) are
+    ``incomplete``.
+
+    Dataset names are the sweep's directory relative to ``root`` plus its
+    file prefix (``CPS1012-06/data00/single_001``); wedges add
+    ``_<first>-<last>``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInputError(root, "collection root is not a directory")
+    entries = read_sample_sheet(sample_sheet) if sample_sheet is not None else []
+    now = time.time() if now is None else now
+    zoo = is_zoo_layout(root)
+    if zoo:
+        tops = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
+        files_at_top = sorted(f for f in root.iterdir() if f.is_file())
+        tops += files_at_top
+    else:
+        tops = [root]
+    coll = Collection(root=str(root), layout="zoo" if zoo else "generic")
+    found = find_sweeps(tops)
+    coll.problems = list(found.problems)
+    reasons: dict[int, str] = {}
+
+    for sweep in found.sweeps:
+        directory = Path(sweep.template).parent
+        rel_dir = directory.relative_to(root) if directory.is_relative_to(root) else directory
+        if not sweep.is_rotation or _in_scan_dir(Path(sweep.template), root):
+            coll.raster_scans.append(sweep)
+            continue
+        pin = pin_key_of_dir(rel_dir.parts[0]) if zoo and rel_dir.parts else None
+        entry = match_sample(entries, root, pin, directory)
+        prefix = dataset_prefix(sweep.template)
+        mode = mode_from_name(prefix) or (entry.mode if entry and entry.mode else None) or "other"
+        if entry is not None:
+            sample = entry.name
+        elif default_sample:
+            sample = default_sample
+        elif zoo and rel_dir.parts:
+            sample = rel_dir.parts[0]
+        else:
+            sample = str(rel_dir) if str(rel_dir) != "." else root.name
+        ds = Dataset(
+            name=str(rel_dir / prefix) if str(rel_dir) != "." else prefix,
+            sweep=sweep,
+            sample=sample,
+            mode=mode,
+            anomalous=entry.anomalous if entry else False,
+            space_group=entry.space_group if entry else None,
+            unit_cell=entry.unit_cell if entry else None,
+            reference_mtz=entry.reference_mtz if entry else None,
+        )
+        header = found.headers[sweep.template]
+        why = _still_written(found.files[sweep.template], header, sweep, now, settle_s)
+        if why:
+            coll.incomplete.append(ds)
+            reasons[id(ds)] = why
+        else:
+            coll.datasets.append(ds)
+    _unique_names(coll.datasets + coll.incomplete)
+    coll.waiting = {ds.name: reasons[id(ds)] for ds in coll.incomplete}
+    for ds in coll.datasets:
+        coll.wedges.extend(make_wedges(ds, wedge_deg))
+    return coll
+
+
+def _unique_names(datasets: list[Dataset]) -> None:
+    """Make dataset names unique (they name output directories)."""
+    seen: set[str] = set()
+    for ds in datasets:
+        if ds.name in seen:
+            # two sweeps with one prefix in one directory (different digit counts / extensions)
+            ds.name = f"{ds.name}_{Path(ds.sweep.template).name.replace('#', 'N')}"
+        seen.add(ds.name)
