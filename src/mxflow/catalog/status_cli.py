@@ -1,0 +1,121 @@
+"""Show the state of an output directory: one row per dataset, like KAMO's GUI.
+
+Columns: dataset (its work directory under OUT), sample, wavelength (Å),
+total rotation φ and Δφ per frame (degrees), % of spots indexed, space group,
+unit cell (Å, degrees), resolution (Å), completeness (%), and the status —
+with the reason for failed datasets.  Safe to run while 'mxflow run' or
+'mxflow watch' is writing OUT (the catalog is read-only here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from mxflow.catalog.db import Catalog
+from mxflow.catalog.lock import lock_holder
+from mxflow.catalog.summary import summary_dict
+
+COLUMNS = (
+    "dataset",
+    "sample",
+    "λ/Å",
+    "φ/°",
+    "Δφ/°",
+    "idx%",
+    "SG",
+    "cell",
+    "d/Å",
+    "cmpl%",
+    "status",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", metavar="OUT", help="output directory of 'mxflow run' / 'watch'")
+    parser.add_argument(
+        "--status",
+        dest="only",
+        metavar="STATUS",
+        help="only datasets with this status (ok, failed, pending, running)",
+    )
+    parser.add_argument("--json", action="store_true", help="print summary.json's content instead")
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=60,
+        metavar="N",
+        help="truncate the dataset column to N characters (default 60)",
+    )
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def row_cells(row: dict[str, Any], width: int = 60) -> list[str]:
+    """The table cells of one catalog row."""
+    cell = json.loads(row["unit_cell"]) if row.get("unit_cell") else None
+    cell_text = " ".join(f"{x:.1f}" for x in cell) if cell else ""
+    completeness = row.get("completeness")
+    status = row["status"]
+    if row.get("reason") and status != "ok":
+        status = f"{status}: {row['reason']}"
+    if row.get("attempts", 0) > 1:
+        status += f" ({row['attempts']} attempts)"
+    key = row["key"]
+    if len(key) > width:
+        key = "…" + key[-(width - 1) :]
+    return [
+        key,
+        row.get("sample") or "",
+        _num(row.get("wavelength"), ".4f"),
+        _num(row.get("total_rotation"), ".1f"),
+        _num(row.get("osc_width"), ".2f"),
+        _num(None if row.get("indexed_fraction") is None else 100 * row["indexed_fraction"], ".0f"),
+        row.get("space_group") or "",
+        cell_text,
+        _num(row.get("d_min"), ".2f"),
+        _num(None if completeness is None else 100 * completeness, ".1f"),
+        status,
+    ]
+
+
+def format_table(rows: list[list[str]], header: tuple[str, ...] = COLUMNS) -> str:
+    """Left-aligned text columns; the last column is not padded."""
+    table = [list(header), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = []
+    for r in table:
+        cells = [c.ljust(w) for c, w in zip(r[:-1], widths[:-1], strict=True)] + [r[-1]]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    with Catalog(args.out, readonly=True) as catalog:
+        if args.json:
+            json.dump(summary_dict(catalog), sys.stdout, indent=1)
+            print()
+            return 0
+        rows = catalog.rows(args.only)
+        print(format_table([row_cells(r, args.width) for r in rows]))
+        counts = catalog.counts()
+        print()
+        print("datasets: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+        for p in catalog.products():
+            extra = f": {p['reason']}" if p["reason"] else ""
+            print(f"{p['kind']} {p['name']}: {p['status']}{extra}")
+        runs = catalog.runs()
+    holder = lock_holder(args.out)
+    if holder:
+        print(f"a run is in progress ({holder})")
+    elif runs:
+        last = runs[-1]
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started"]))
+        print(f"last run: {last['command']} at {when}, {last['status']}")
+    return 0

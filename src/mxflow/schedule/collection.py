@@ -1,0 +1,331 @@
+"""Processing a whole collection: plan the work, run it on Dask, merge, hit maps.
+
+Work directories (and catalog keys) mirror the data tree, as KAMO's
+``_kamoproc`` and ``_kamo_30deg``::
+
+    OUT/proc/<pin>/<dir>/<dataset>/                  whole sweeps
+    OUT/proc_30deg/<pin>/<dir>/<dataset>_<a>-<b>/    wedges of <wedge_deg>°
+    OUT/merge/<sample>/, OUT/merge_30deg/<sample>/   merges (when mxflow.merge exists)
+    OUT/hitmap/<pin>/<dir>/<scan>/                   raster-scan hit maps
+
+where ``<pin>/<dir>`` is the directory of the images relative to ROOT.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mxflow.catalog.db import Catalog
+from mxflow.catalog.lock import RunLock
+from mxflow.catalog.summary import write_summary
+from mxflow.model import Dataset, ProcessingOptions
+from mxflow.schedule.cluster import start_cluster
+from mxflow.schedule.executor import Executor, WorkItem
+from mxflow.schedule.tasks import DEFAULT_PROCESS_FN
+
+PROC_TREE = "proc"
+
+
+def wedge_tree(wedge_deg: float) -> str:
+    """Name of the wedge tree: ``proc_30deg`` for 30° wedges."""
+    return f"proc_{wedge_deg:g}deg"
+
+
+def _safe(name: str) -> str:
+    """A directory name: path separators and odd characters become '_'."""
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._")
+    return name or "dataset"
+
+
+def image_dir(dataset: Dataset, root: Path) -> str:
+    """Directory of the dataset's images relative to ``root`` ('' if not under it)."""
+    parent = Path(dataset.sweep.template).parent
+    try:
+        rel = parent.resolve().relative_to(root.resolve())
+    except ValueError:
+        rel = Path(_safe(parent.name))
+    return "" if str(rel) == "." else rel.as_posix()
+
+
+def dataset_key(dataset: Dataset, root: Path, tree: str) -> str:
+    """Work directory of ``dataset`` relative to OUT (also its catalog key)."""
+    name = _safe(dataset.name)
+    if dataset.wedge is not None:
+        label = f"{dataset.wedge[0]}-{dataset.wedge[1]}"
+        if label not in name:
+            name = f"{name}_{label}"
+    parts = [tree, image_dir(dataset, root), name]
+    return "/".join(p for p in parts if p)
+
+
+def plan(collection: Any, root: str | Path, wedge_deg: float = 30.0) -> list[WorkItem]:
+    """Work items for a discovered collection: whole datasets, then wedges.
+
+    Keys are made unique (a clash gets the frame range appended).
+    """
+    root = Path(root)
+    items: list[WorkItem] = []
+    used: set[str] = set()
+    sweep_keys: dict[str, str] = {}
+
+    def unique(key: str, ds: Dataset) -> str:
+        if key in used:
+            key = f"{key}_{ds.frames[0]}-{ds.frames[1]}"
+        n = 2
+        base = key
+        while key in used:
+            key, n = f"{base}_{n}", n + 1
+        used.add(key)
+        return key
+
+    for ds in getattr(collection, "datasets", []):
+        key = unique(dataset_key(ds, root, PROC_TREE), ds)
+        sweep_keys.setdefault(ds.sweep.template, key)
+        items.append(WorkItem(key, ds, "sweep"))
+    tree = wedge_tree(wedge_deg)
+    for ds in getattr(collection, "wedges", []):
+        key = unique(dataset_key(ds, root, tree), ds)
+        items.append(WorkItem(key, ds, "wedge", sweep_keys.get(ds.sweep.template)))
+    return items
+
+
+DEFAULT_DISCOVER_FN = "mxflow.discover:discover_collection"
+
+
+def discover(root: Path, config: RunConfig) -> Any:
+    """The collection under ``root``: ``config.discover_fn`` with the options it accepts."""
+    import inspect
+
+    from mxflow.schedule.tasks import resolve_function
+
+    fn = resolve_function(config.discover_fn)
+    wanted: dict[str, Any] = {
+        "sample_sheet": config.sample_sheet,
+        "default_sample": config.default_sample,
+        "wedge_deg": config.wedge_deg,
+    }
+    if config.settle_s is not None:
+        wanted["settle_s"] = config.settle_s
+    params = inspect.signature(fn).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return fn(root, **{k: v for k, v in wanted.items() if takes_all or k in params})
+
+
+@dataclass
+class RunConfig:
+    """Everything ``mxflow run`` / ``mxflow watch`` need besides ROOT and OUT."""
+
+    sample_sheet: str | None = None
+    default_sample: str | None = None
+    wedge_deg: float = 30.0
+    cluster: str = "local"
+    cluster_config: str | None = None
+    workers: int | None = None
+    nproc: int | None = None
+    options: ProcessingOptions = field(default_factory=ProcessingOptions)
+    process_fn: str = DEFAULT_PROCESS_FN
+    retries: int = 2
+    retry_failed: bool = False
+    progress: bool = True
+    settle_s: float | None = None
+    merge: bool = True
+    hitmap: bool = True
+    discover_fn: str = DEFAULT_DISCOVER_FN  # developer option, as process_fn
+
+
+class StopFlag:
+    """SIGINT / SIGTERM handling: the first signal asks to stop, the second forces it."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.count = 0
+        self.log = log
+
+    def __call__(self) -> bool:
+        return self.count > 0
+
+    @property
+    def forced(self) -> bool:
+        return self.count > 1
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        name = signal.Signals(signum).name
+        if self.count == 1:
+            self.log(
+                f"mxflow: {name}: no new datasets will be started; finishing those running "
+                "(send it again to stop now — they will be resumed next time)"
+            )
+        else:
+            self.log(f"mxflow: {name}: stopping now")
+
+    @contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        if threading_main():
+            old = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        else:
+            old = {}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def peak_memory_mb() -> tuple[float, float]:
+    """Peak resident memory (MB) of this process and of its largest finished child.
+
+    From ``getrusage`` (``ru_maxrss`` is in KiB on Linux): RUSAGE_SELF is the
+    orchestrator; RUSAGE_CHILDREN the largest waited-for descendant (a Dask
+    worker, or a DIALS program run by one).
+    """
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return self_kb / 1024, child_kb / 1024
+
+
+@contextmanager
+def session(out: Path, command: str, config: RunConfig, log: Callable[[str], None] = _log):
+    """Lock OUT, open the catalog, reset interrupted rows, start the cluster; clean up after.
+
+    Yields ``(catalog, executor)``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with RunLock(out):
+        catalog = Catalog(out)
+        run_id = catalog.start_run(command, os.getpid(), socket.gethostname())
+        n_reset = catalog.reset_interrupted()
+        if n_reset:
+            log(f"mxflow: resuming {n_reset} dataset(s) interrupted in an earlier run")
+        handle = None
+        executor = None
+        status = "failed"
+        try:
+            handle = start_cluster(
+                config.cluster, config.workers, config.nproc, config.cluster_config, config.retries
+            )
+            log(f"mxflow: {handle.description}")
+            options = ProcessingOptions(**{**config.options.__dict__, "nproc": handle.nproc})
+            executor = Executor(
+                out,
+                catalog,
+                handle,
+                run_id,
+                options,
+                process_fn=config.process_fn,
+                retries=config.retries,
+                retry_failed=config.retry_failed,
+                progress=config.progress,
+                log=log,
+            )
+            yield catalog, executor
+            status = "ok"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if executor is not None:
+                if executor.in_flight or executor.queue:
+                    n = executor.checkpoint()
+                    status = "interrupted" if status != "failed" else status
+                    if n:
+                        log(f"mxflow: {n} dataset(s) interrupted; rerun to resume them")
+                executor.close()
+            if handle is not None:
+                handle.close()
+            write_summary(out, catalog)
+            rss, child = peak_memory_mb()
+            catalog.finish_run(
+                run_id,
+                status,
+                wall_s=time.perf_counter() - t0,
+                peak_rss_mb=rss,
+                children_peak_rss_mb=child,
+            )
+            catalog.close()
+
+
+@dataclass
+class RunOutcome:
+    """Status counts of the catalog after a run, and whether a signal stopped it."""
+
+    counts: dict[str, int]
+    stopped: bool = False
+
+
+def run_collection(
+    root: str | Path, out: str | Path, config: RunConfig, log: Callable[[str], None] = _log
+) -> RunOutcome:
+    """Process every dataset and wedge under ``root`` into ``out``; then merge and hit maps.
+
+    Safe to rerun: finished datasets are not redone, interrupted ones resume.
+    """
+    root, out = Path(root), Path(out)
+    t0 = time.perf_counter()
+    collection = discover(root, config)
+    items = plan(collection, root, config.wedge_deg)
+    n_incomplete = len(getattr(collection, "incomplete", []) or [])
+    for problem in getattr(collection, "problems", []) or []:
+        log(f"mxflow: skipped: {_problem_text(problem)}")
+    log(
+        f"mxflow: {len(getattr(collection, 'datasets', []))} dataset(s), "
+        f"{len(getattr(collection, 'wedges', []))} wedge(s), "
+        f"{len(getattr(collection, 'raster_scans', []) or [])} raster scan(s)"
+        + (f", {n_incomplete} still being written (left for later)" if n_incomplete else "")
+    )
+    stop = StopFlag(log)
+    command = "run " + str(root)
+    with stop.installed(), session(out, command, config, log) as (catalog, executor):
+        executor.add(items)
+        n_todo = len(executor.queue)
+        log(f"mxflow: {n_todo} to process, {len(items) - n_todo} already done")
+        finished = executor.run_all(should_stop=stop)
+        if not finished:
+            # first signal: let the running ones finish unless a second one comes
+            executor.queue.clear()
+            while executor.in_flight and not stop.forced:
+                executor.collect(0.5)
+        executor.maybe_write_summary(force=True)
+        if finished:
+            if config.merge:
+                from mxflow.schedule.post import merge_samples
+
+                merge_samples(out, catalog, config, log)
+            if config.hitmap:
+                from mxflow.schedule.post import hitmaps
+
+                hitmaps(out, root, catalog, getattr(collection, "raster_scans", []) or [], log)
+        counts = catalog.counts()
+    log(
+        f"mxflow: done in {time.perf_counter() - t0:.1f} s: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + f"; summary in {out / 'summary.json'}"
+    )
+    return RunOutcome(counts, stopped=stop())
+
+
+def _problem_text(problem: Any) -> str:
+    if isinstance(problem, tuple | list) and len(problem) == 2:
+        return f"{problem[0]}: {problem[1]}"
+    return str(problem)

@@ -1,0 +1,236 @@
+"""The orchestrator's loop: hand datasets to Dask workers and record what comes back.
+
+:class:`Executor` keeps a local queue of work items and at most ``slots``
+tasks in flight (one per worker), so that a dataset is marked ``running`` in
+the catalog only when a worker is about to take it, and stopping (Ctrl-C,
+SIGTERM) leaves nothing half-submitted.  For every item it first decides
+whether work is needed at all (:meth:`Executor.decide`):
+
+* ``ok`` in the catalog and its ``mxflow_result.json`` present → nothing to do;
+* ``failed`` → nothing to do unless ``retry_failed``;
+* anything else, but a finished result file in its work directory (a worker
+  finished just before the previous orchestrator was killed) → the result is
+  recorded, nothing is recomputed;
+* otherwise → processed (the engine skips steps already complete there).
+
+Results are stored in the catalog one transaction each, and ``summary.json``
+is rewritten atomically (at most every ``summary_every`` seconds, and at the
+end).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mxflow.catalog.db import Catalog
+from mxflow.catalog.summary import write_summary
+from mxflow.model import Dataset, DatasetResult, ProcessingOptions
+from mxflow.schedule.cluster import RESOURCE, ClusterHandle
+from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, RESULT_FILE, read_result_file, run_task
+
+
+@dataclass
+class WorkItem:
+    """One unit of processing: a dataset (or wedge) and its work directory key.
+
+    ``key`` is the work directory relative to OUT (also the catalog key);
+    ``kind`` is ``sweep`` or ``wedge``; ``parent`` the key of the sweep a
+    wedge was cut from.
+    """
+
+    key: str
+    dataset: Dataset
+    kind: str = "sweep"
+    parent: str | None = None
+
+
+class Executor:
+    """Submit work items to a Dask cluster and record their results in the catalog."""
+
+    def __init__(
+        self,
+        out: str | Path,
+        catalog: Catalog,
+        handle: ClusterHandle,
+        run_id: int,
+        options: ProcessingOptions,
+        process_fn: str = DEFAULT_PROCESS_FN,
+        retries: int = 2,
+        retry_failed: bool = False,
+        progress: bool = True,
+        summary_every: float = 2.0,
+        log=None,
+    ):
+        self.out = Path(out).resolve()
+        self.catalog = catalog
+        self.handle = handle
+        self.run_id = run_id
+        self.options = options
+        self.process_fn = process_fn
+        self.retries = retries
+        self.retry_failed = retry_failed
+        self.summary_every = summary_every
+        self.queue: deque[WorkItem] = deque()
+        self.in_flight: dict[Any, WorkItem] = {}  # future -> item
+        self.seen: set[str] = set()
+        self.done = {"ok": 0, "failed": 0, "skipped": 0, "reused": 0}
+        self._last_summary = 0.0
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=0, unit="dataset", desc="processing", disable=None, leave=True)
+
+    # -- deciding ---------------------------------------------------------
+    def decide(self, item: WorkItem) -> str:
+        """'done', 'adopt' (record a finished result file) or 'process'."""
+        status = self.catalog.status_of(item.key)
+        workdir = self.out / item.key
+        if status == "ok":
+            if (workdir / RESULT_FILE).exists():
+                return "done"
+            self.catalog.set_status(
+                item.key, "pending", "outputs missing from the work directory; redoing"
+            )
+            return "process"
+        if status in ("failed", "skipped") and not self.retry_failed:
+            return "done"
+        previous = read_result_file(workdir)
+        if previous is not None and (
+            previous.status == "ok" or (previous.status == "failed" and not self.retry_failed)
+        ):
+            return "adopt"
+        return "process"
+
+    def add(self, items: list[WorkItem]) -> int:
+        """Register items in the catalog and queue those needing work; returns how many queued."""
+        queued = 0
+        for item in items:
+            if item.key in self.seen:
+                continue
+            self.seen.add(item.key)
+            self.catalog.add_dataset(item.key, item.dataset, item.kind, item.parent)
+            action = self.decide(item)
+            if action == "done":
+                continue
+            if action == "adopt":
+                result = read_result_file(self.out / item.key)
+                self.catalog.record_result(item.key, result, self.run_id)
+                self.done["reused"] += 1
+                continue
+            self.queue.append(item)
+            queued += 1
+        if self.bar is not None and queued:
+            self.bar.total += queued
+            self.bar.refresh()
+        return queued
+
+    # -- running ------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue or self.in_flight)
+
+    def pump(self) -> None:
+        """Hand queued items to the cluster while it has free slots."""
+        options = self.options
+        while self.queue and len(self.in_flight) < self.handle.slots:
+            item = self.queue.popleft()
+            self.catalog.mark_running(item.key, self.run_id)
+            future = self.handle.client.submit(
+                run_task,
+                item.dataset,
+                str(self.out / item.key),
+                str(self.out),
+                options,
+                self.process_fn,
+                key=f"mxflow-{item.key}-{time.time_ns()}",
+                pure=False,
+                retries=self.retries,
+                resources={RESOURCE: 1},
+            )
+            self.in_flight[future] = item
+
+    def collect(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for tasks to finish; record them; returns how many finished."""
+        self.pump()
+        if not self.in_flight:
+            if timeout > 0:
+                time.sleep(timeout)
+            return 0
+        from distributed import wait
+
+        try:
+            done, _ = wait(list(self.in_flight), timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return 0
+        for future in done:
+            item = self.in_flight.pop(future)
+            self._record(item, future)
+        self.pump()
+        self.maybe_write_summary()
+        return len(done)
+
+    def _record(self, item: WorkItem, future: Any) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:  # KilledWorker after too many deaths, cancelled …
+            name = type(exc).__name__
+            if name == "KilledWorker":
+                reason = (
+                    f"the worker processing it died {self.retries + 1} times "
+                    "(crash or out of memory?)"
+                )
+            else:
+                reason = f"{name}: {exc}"
+            result = DatasetResult(
+                name=item.dataset.name,
+                path=item.dataset.sweep.template,
+                status="failed",
+                reason=reason,
+            )
+        self.catalog.record_result(item.key, result, self.run_id)
+        self.done[result.status if result.status in self.done else "failed"] += 1
+        if result.status == "failed":
+            self.log(f"mxflow: {item.key}: failed: {result.reason}")
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(ok=self.done["ok"], failed=self.done["failed"], refresh=False)
+
+    def run_all(self, poll: float = 1.0, should_stop=lambda: False) -> bool:
+        """Process everything queued; returns False if stopped early by ``should_stop``."""
+        while self.busy:
+            if should_stop():
+                return False
+            self.collect(poll)
+        return True
+
+    def checkpoint(self) -> int:
+        """Stop now: cancel tasks in flight, put them back to pending; returns how many."""
+        n = 0
+        futures = list(self.in_flight)
+        with contextlib.suppress(Exception):
+            self.handle.client.cancel(futures, force=True)
+        for future in futures:
+            item = self.in_flight.pop(future)
+            self.catalog.set_status(item.key, "pending", "interrupted by the user; will be resumed")
+            n += 1
+        self.queue.clear()
+        return n
+
+    # -- output -------------------------------------------------------------
+    def maybe_write_summary(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_summary >= self.summary_every:
+            write_summary(self.out, self.catalog)
+            self._last_summary = now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

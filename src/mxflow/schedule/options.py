@@ -1,0 +1,132 @@
+"""Command-line options shared by ``mxflow run`` and ``mxflow watch``."""
+
+from __future__ import annotations
+
+import argparse
+
+from mxflow.model import ProcessingOptions
+from mxflow.schedule.cluster import CLUSTER_KINDS
+from mxflow.schedule.collection import DEFAULT_DISCOVER_FN, RunConfig
+from mxflow.schedule.tasks import DEFAULT_PROCESS_FN
+
+
+def _unit_cell(text: str) -> tuple[float, float, float, float, float, float]:
+    parts = text.replace(",", " ").split()
+    if len(parts) != 6:
+        raise argparse.ArgumentTypeError("a unit cell is six numbers: a b c alpha beta gamma")
+    try:
+        return tuple(float(p) for p in parts)  # type: ignore[return-value]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a unit cell: {text!r}") from None
+
+
+def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
+    """ROOT, --workdir and the options of discovery, processing and execution."""
+    parser.add_argument(
+        "root", metavar="ROOT", help="top directory of the collection (e.g. a ZOO tree)"
+    )
+    parser.add_argument("--workdir", "-o", required=True, metavar="OUT", help="output directory")
+    g = parser.add_argument_group("collection")
+    g.add_argument(
+        "--sample-sheet", metavar="CSV", help="CSV mapping PuckID-PinID (or a directory) to sample"
+    )
+    g.add_argument(
+        "--sample",
+        dest="default_sample",
+        metavar="NAME",
+        help="sample name for datasets the sheet does not name (default: one per pin)",
+    )
+    g.add_argument(
+        "--wedge-deg",
+        type=float,
+        default=30.0,
+        metavar="DEG",
+        help="also cut helical/single sweeps into wedges of DEG degrees (default 30)",
+    )
+    g.add_argument(
+        "--settle",
+        dest="settle_s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds a dataset's files must stay unchanged before it is processed",
+    )
+    g = parser.add_argument_group("processing")
+    g.add_argument("--space-group", help="space group for every dataset (else determined)")
+    g.add_argument(
+        "--unit-cell", type=_unit_cell, metavar="'a b c al be ga'", help="unit cell (Å, degrees)"
+    )
+    g.add_argument("--d-min", type=float, metavar="Å", help="high-resolution limit")
+    g.add_argument("--anomalous", action="store_true", help="keep Friedel mates separate")
+    g.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="process again datasets that failed in an earlier run",
+    )
+    g = parser.add_argument_group("execution")
+    g.add_argument(
+        "--cluster",
+        choices=CLUSTER_KINDS,
+        default="local",
+        help="where datasets run: local worker processes (default) or a batch system "
+        "through dask-jobqueue",
+    )
+    g.add_argument(
+        "--cluster-config",
+        metavar="YAML|TOML",
+        help="queue options for --cluster slurm|sge|pbs (see mxflow.schedule.cluster)",
+    )
+    g.add_argument(
+        "--workers", type=int, metavar="N", help="local worker processes (default: cores / nproc)"
+    )
+    g.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="DIALS nproc per dataset (default 1: one dataset per core)",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="times a dataset is retried when its worker dies (default 2)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--process-fn",
+        default=DEFAULT_PROCESS_FN,
+        metavar="MODULE:FUNCTION",
+        help=argparse.SUPPRESS,
+    )  # developer option: e.g. mxflow.schedule.fake:process_dataset
+    g.add_argument(
+        "--discover-fn",
+        default=DEFAULT_DISCOVER_FN,
+        metavar="MODULE:FUNCTION",
+        help=argparse.SUPPRESS,
+    )  # developer option: e.g. mxflow.schedule.fake:discover_collection
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    options = ProcessingOptions(
+        space_group=args.space_group,
+        unit_cell=args.unit_cell,
+        d_min=args.d_min,
+        anomalous=args.anomalous,
+    )
+    return RunConfig(
+        sample_sheet=args.sample_sheet,
+        default_sample=args.default_sample,
+        wedge_deg=args.wedge_deg,
+        cluster=args.cluster,
+        cluster_config=args.cluster_config,
+        workers=args.workers,
+        nproc=args.nproc,
+        options=options,
+        process_fn=args.process_fn,
+        retries=args.retries,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        settle_s=args.settle_s,
+        discover_fn=args.discover_fn,
+    )

@@ -1,0 +1,56 @@
+"""Process a whole beamline collection in parallel (Dask), resumably.
+
+Finds every dataset under ROOT (ZOO trees: <PuckID>-<PinID>/data*/ with
+multi, helical and single data; any other tree by a generic walk), cuts
+helical and single sweeps into wedges (--wedge-deg, default 30°), processes
+each dataset and wedge as its own Dask task, then merges each sample's
+datasets and computes hit maps of raster scans (when those modules are
+installed).
+
+Outputs: OUT/proc/<pin>/.../<dataset>/ (whole sweeps), OUT/proc_30deg/...
+(wedges), OUT/mxflow.sqlite (the catalog; see 'mxflow status OUT') and
+OUT/summary.json.  Rerunning the same command resumes: finished datasets are
+not redone (failed ones only with --retry-failed).  Only one run may use OUT
+at a time.
+
+Developer option: --process-fn MODULE:FUNCTION replaces the DIALS pipeline by
+any importable function f(dataset, workdir, options) -> DatasetResult, e.g.
+mxflow.schedule.fake:process_dataset (see that module) for tests.
+
+Cluster config (--cluster slurm|sge|pbs --cluster-config FILE): YAML or
+TOML with one section per scheduler whose keys go to dask-jobqueue
+(queue, account, cores, processes, memory, walltime, job_extra_directives ...)
+plus mxflow's jobs, maximum_jobs and nproc, e.g.
+
+  slurm:
+    queue: mx
+    cores: 16
+    processes: 4
+    memory: 64GB
+    walltime: "04:00:00"
+    jobs: 2
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mxflow.schedule.options import add_collection_arguments, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_collection_arguments(parser)
+    parser.add_argument("--no-merge", action="store_true", help="process only; do not merge")
+    parser.add_argument("--no-hitmap", action="store_true", help="no hit maps of raster scans")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mxflow.schedule.collection import run_collection
+
+    config = config_from_args(args)
+    config.merge = not args.no_merge
+    config.hitmap = not args.no_hitmap
+    outcome = run_collection(args.root, args.workdir, config)
+    if outcome.stopped:
+        return 130
+    return 0

@@ -1,0 +1,48 @@
+"""Process datasets as they arrive: poll ROOT until stopped.
+
+Every --interval seconds (default 10) the tree under ROOT is searched again;
+each dataset whose frames are complete and have stopped changing is
+processed at once (same outputs, catalog and options as 'mxflow run').
+Datasets still being written are left for a later poll.  Stop with Ctrl-C or
+SIGTERM: running datasets finish and are recorded (a second signal stops at
+once; they resume next time).  Merging is left to 'mxflow run ROOT --workdir
+OUT', which skips everything already processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mxflow.schedule.options import add_collection_arguments, config_from_args
+from mxflow.schedule.watch import DEFAULT_INTERVAL_S
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_collection_arguments(parser)
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        metavar="S",
+        help=f"seconds between polls (default {DEFAULT_INTERVAL_S:g})",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="poll once, process what is complete, and exit"
+    )
+    parser.add_argument(
+        "--max-iterations",
+        type=int,
+        metavar="N",
+        help="stop polling after N polls and finish what was found",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mxflow.schedule.watch import watch_collection
+
+    config = config_from_args(args)
+    config.merge = False
+    config.hitmap = False
+    max_iterations = 1 if args.once else args.max_iterations
+    outcome = watch_collection(args.root, args.workdir, config, args.interval, max_iterations)
+    return 130 if outcome.stopped else 0
