@@ -1,0 +1,294 @@
+"""The simulator: random crystals → rotation images on disk + the truth.
+
+:func:`simulate` draws everything from one seeded numpy Generator tree, so the
+same configuration and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mxflow.model import ImageSweep, UnitCell
+from mxflow.simulate import crystal as xtal
+from mxflow.simulate import geometry as geo
+from mxflow.simulate import physics
+from mxflow.simulate.config import SimulationConfig, SimulationResult
+
+DETECTOR_NAME = "PILATUS 1M, S/N 10-0000 (mxflow simulation)"
+
+
+@dataclass
+class Population:
+    """One crystal form: name, cell, true intensities and their outer-shell mean."""
+
+    name: str
+    cell: UnitCell
+    truth: xtal.TrueIntensities
+    normaliser: float
+
+
+@dataclass
+class CrystalSpec:
+    """One simulated crystal and where its images go."""
+
+    name: str
+    population: Population
+    U: np.ndarray
+    scale: float
+    b_extra: float
+    indexing_op: str
+    osc_start: float
+    directory: Path
+    prefix: str
+
+
+def make_detector(cfg: SimulationConfig) -> geo.Detector:
+    """The detector of a configuration (beam centre slightly off the middle by default)."""
+    nf, ns = cfg.detector_size
+    bx, by = cfg.beam_center if cfg.beam_center else (nf / 2 + 3.3, ns / 2 - 4.7)
+    mu = geo.silicon_mu_per_mm(cfg.wavelength) if cfg.sensor_thickness > 0 else 0.0
+    return geo.Detector(
+        n_fast=nf,
+        n_slow=ns,
+        pixel_mm=cfg.pixel_size,
+        distance_mm=cfg.distance,
+        beam_fast_px=bx,
+        beam_slow_px=by,
+        thickness_mm=cfg.sensor_thickness,
+        mu_per_mm=mu,
+    )
+
+
+def population_cell(cfg: SimulationConfig, k: int) -> UnitCell:
+    """Cell of population k: population 0 has cfg.unit_cell, the others a longer a axis
+    (by k·population_cell_change), and b too when the lattice needs a = b."""
+    a, b, c, al, be, ga = cfg.unit_cell
+    f = 1.0 + k * cfg.population_cell_change
+    import gemmi
+
+    system = gemmi.SpaceGroup(cfg.space_group).crystal_system_str()
+    if system in ("tetragonal", "trigonal", "hexagonal", "cubic"):
+        b = b * f
+    if system == "cubic":
+        c = c * f
+    return (a * f, b, c, al, be, ga)
+
+
+def make_populations(cfg: SimulationConfig, rng: np.random.Generator) -> list[Population]:
+    """Random models: population A from scratch, the others perturbed copies in a changed cell."""
+    import gemmi
+
+    pops = []
+    base = xtal.random_structure(cfg.unit_cell, cfg.space_group, rng, b_atom=cfg.b_atom)
+    for k in range(cfg.n_populations):
+        if k == 0:
+            st = base
+        else:
+            st = xtal.perturb_structure(base, rng, cfg.population_perturb)
+            st.cell = gemmi.UnitCell(*population_cell(cfg, k))
+            st.setup_cell_images()
+        truth = xtal.structure_intensities(st, cfg.d_min)
+        norm = physics.wilson_normaliser(truth.d, truth.intensity, cfg.d_min)
+        pops.append(Population(chr(ord("A") + k), truth.cell, truth, norm))
+    return pops
+
+
+def crystal_location(cfg: SimulationConfig, out: Path, i: int) -> tuple[Path, str]:
+    """Directory and file prefix of crystal i (0-based) for the chosen layout.
+
+    plain: OUT/<prefix>_<NN>_######.cbf;  zoo multi: OUT/<puck>-01/data00/multi_<NN>_…;
+    zoo single / helical: OUT/<puck>-<NN>/data00/<mode>_…  (one pin per crystal).
+    """
+    n = i + 1
+    if cfg.layout == "plain":
+        return out, f"{cfg.prefix}_{n:02d}"
+    if cfg.zoo_mode == "multi":
+        return out / f"{cfg.zoo_puck}-01" / "data00", f"multi_{n:02d}"
+    return out / f"{cfg.zoo_puck}-{n:02d}" / "data00", f"{cfg.zoo_mode}_{1:03d}"
+
+
+def make_crystals(
+    cfg: SimulationConfig, pops: list[Population], out: Path, rng: np.random.Generator
+) -> list[CrystalSpec]:
+    """Draw orientation, scale, B, population and indexing setting of every crystal."""
+    ops = xtal.twin_operators(cfg.unit_cell, cfg.space_group)
+    specs = []
+    lo, hi = np.log(cfg.crystal_scale_range[0]), np.log(cfg.crystal_scale_range[1])
+    for i in range(cfg.n_crystals):
+        pop = pops[i % len(pops)]
+        U = geo.random_rotation(rng)
+        scale = float(np.exp(rng.uniform(lo, hi)))
+        b_extra = float(rng.uniform(*cfg.crystal_b_range))
+        op = ops[int(rng.integers(len(ops)))] if cfg.random_indexing else ops[0]
+        start = cfg.osc_start if cfg.osc_start is not None else float(rng.integers(0, 360))
+        directory, prefix = crystal_location(cfg, out, i)
+        specs.append(CrystalSpec(prefix, pop, U, scale, b_extra, op, start, directory, prefix))
+    return specs
+
+
+def crystal_spots(
+    spec: CrystalSpec, cfg: SimulationConfig, det: geo.Detector
+) -> tuple[np.ndarray, physics.SpotList]:
+    """The crystal's A matrix and its diffraction events during its sweep.
+
+    The indices are those of the crystal's own setting (A = U·B); the physical
+    intensity of h is the truth at indexing_op(h).
+    """
+    cell = spec.population.cell
+    A = spec.U @ geo.b_matrix(cell)
+    hkl = physics.miller_indices(cell, cfg.d_min)
+    true_i = spec.population.truth.lookup(xtal.apply_hkl_op(spec.indexing_op, hkl))
+    keep = np.isfinite(true_i)
+    hkl, true_i = hkl[keep], true_i[keep] / spec.population.normaliser
+    phi_range = (spec.osc_start, spec.osc_start + cfg.frames * cfg.osc_width)
+    idx, phi, sig_phi, x, y, lp = physics.predict_rotation(
+        A, hkl, cfg.wavelength, det, phi_range, cfg.mosaicity, cfg.divergence
+    )
+    bmat = geo.b_matrix(cell)
+    v = hkl[idx] @ bmat.T
+    s2 = np.einsum("ij,ij->i", v, v)
+    dose = np.clip(phi - spec.osc_start, 0.0, None)
+    damage = np.exp(-0.5 * cfg.damage_b_per_deg * dose * s2) * np.clip(
+        1.0 - cfg.damage_scale_per_deg * dose, 0.0, None
+    )
+    full = (
+        cfg.counts_at_dmin
+        * spec.scale
+        * true_i[idx]
+        * np.exp(-0.5 * spec.b_extra * s2)
+        * lp
+        * damage
+    )
+    sigma_px = np.full(
+        len(idx), physics.spot_width_px(cfg.mosaicity, cfg.divergence, det, cfg.psf_px)
+    )
+    spots = physics.SpotList(hkl[idx], phi, sig_phi, x, y, sigma_px, full, 1.0 / np.sqrt(s2))
+    order = np.argsort(spots.phi, kind="stable")
+    return A, spots.take(order)
+
+
+def frame_expected(
+    spots: physics.SpotList, start: float, width: float, background: np.ndarray
+) -> np.ndarray:
+    """Expected counts of one rotation frame covering [start, start + width] degrees."""
+    reach = 5.0 * float(spots.sigma_phi.max()) if len(spots) else 0.0
+    lo = np.searchsorted(spots.phi, start - reach)
+    hi = np.searchsorted(spots.phi, start + width + reach)
+    sub = spots.take(np.arange(lo, hi))
+    frac = geo.frame_fraction(sub.phi, sub.sigma_phi, start, width)
+    counts = sub.full * frac
+    on = counts > 0.02
+    spot_img = physics.render_spots(
+        background.shape, sub.x[on], sub.y[on], sub.sigma_px[on], counts[on]
+    )
+    return background + spot_img
+
+
+def image_header(cfg: SimulationConfig, det: geo.Detector, angle: float, width: float) -> dict:
+    """Header values of one frame (see mxflow.images.write_cbf.pilatus_header_lines)."""
+    return {
+        "detector": DETECTOR_NAME,
+        "pixel_size_mm": det.pixel_mm,
+        "thickness_mm": det.thickness_mm,
+        "exposure_s": cfg.exposure,
+        "period_s": cfg.exposure,
+        "wavelength_A": cfg.wavelength,
+        "distance_mm": det.distance_mm,
+        "beam_xy_px": (det.beam_fast_px, det.beam_slow_px),
+        "start_angle_deg": angle,
+        "angle_increment_deg": width,
+        "polarization": 0.999,
+    }
+
+
+def _sweep_record(
+    cfg: SimulationConfig, det: geo.Detector, template: str, osc_start: float, width: float, n: int
+) -> ImageSweep:
+    return ImageSweep(
+        template=template,
+        format=cfg.format,
+        first=1,
+        last=n,
+        wavelength=cfg.wavelength,
+        distance=det.distance_mm,
+        beam_center=(det.beam_fast_px, det.beam_slow_px),
+        pixel_size=(det.pixel_mm, det.pixel_mm),
+        image_size=(det.n_fast, det.n_slow),
+        osc_start=osc_start,
+        osc_width=width,
+        exposure=cfg.exposure,
+        detector=DETECTOR_NAME,
+    )
+
+
+def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> SimulationResult:
+    """Simulate ``config.n_crystals`` rotation sweeps (and an optional raster scan) under ``out_dir``.
+
+    Writes the images (miniCBF or Eiger HDF5) and ``out_dir/truth/`` (truth.json and
+    truth_<population>.mtz).  Deterministic for a given config (seed included).
+    """
+    from mxflow.simulate import truth as truth_io
+    from mxflow.simulate.writers import make_writer
+
+    t0 = time.perf_counter()
+    cfg = config or SimulationConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
+    model_rng, crystal_rng, noise_seed, raster_seed = (
+        np.random.default_rng(seeds[0]),
+        np.random.default_rng(seeds[1]),
+        seeds[2],
+        seeds[3],
+    )
+    det = make_detector(cfg)
+    pops = make_populations(cfg, model_rng)
+    specs = make_crystals(cfg, pops, out, crystal_rng)
+    background = physics.background_map(det, cfg.wavelength, cfg.background, cfg.solvent_ring)
+    gaps = (
+        physics.pilatus_gap_mask(det.n_fast, det.n_slow)
+        if cfg.module_gaps
+        else np.zeros(background.shape, bool)
+    )
+    sweeps, records = [], []
+    n_frames = 0
+    for spec, child in zip(specs, noise_seed.spawn(len(specs)), strict=True):
+        rng = np.random.default_rng(child)
+        A, spots = crystal_spots(spec, cfg, det)
+        writer = make_writer(cfg.format, spec.directory, spec.prefix, cfg, det)
+        for j in range(cfg.frames):
+            start = spec.osc_start + j * cfg.osc_width
+            expected = frame_expected(spots, start, cfg.osc_width, background)
+            img = physics.noisy_frame(expected, gaps, rng)
+            writer.add(img, image_header(cfg, det, start, cfg.osc_width))
+        template = writer.close()
+        n_frames += cfg.frames
+        sweep = _sweep_record(cfg, det, template, spec.osc_start, cfg.osc_width, cfg.frames)
+        sweeps.append(sweep)
+        records.append(truth_io.crystal_record(spec, A, sweep, out, len(spots)))
+    raster_dir = None
+    if cfg.raster_grid:
+        from mxflow.simulate.raster import simulate_raster
+
+        raster_dir, raster_record = simulate_raster(
+            out, cfg, det, pops, background, gaps, np.random.default_rng(raster_seed)
+        )
+        n_frames += raster_record["n_frames"]
+    else:
+        raster_record = None
+    truth_dir = out / "truth"
+    truth_json = truth_io.write_truth(truth_dir, cfg, det, pops, records, raster_record, out)
+    return SimulationResult(
+        out_dir=out,
+        sweeps=sweeps,
+        truth_dir=truth_dir,
+        truth_json=truth_json,
+        raster_dir=raster_dir,
+        wall_s=time.perf_counter() - t0,
+        n_frames=n_frames,
+        crystals=records,
+    )

@@ -1,0 +1,119 @@
+"""Writing and reading the simulator's truth: ``truth/truth.json`` and ``truth/truth_<pop>.mtz``.
+
+truth.json holds the configuration, the detector and, per crystal: name,
+population, space group, unit cell, U and the DIALS A = U·B matrix (Å⁻¹, at
+rotation angle 0, rotation axis (1, 0, 0)), scale, extra B, the hkl operator
+that maps the crystal's own indices onto the truth setting, the sweep template,
+frame range and oscillation.  truth_<pop>.mtz holds the true ASU intensities
+(IMEAN, SIGIMEAN) and amplitudes (F) of each population.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import gemmi
+import numpy as np
+
+from mxflow.errors import BadInputError
+from mxflow.model import ImageSweep
+from mxflow.util.files import read_json, write_json
+
+
+def crystal_record(spec, A: np.ndarray, sweep: ImageSweep, out: Path, n_spots: int) -> dict:
+    """The truth.json entry of one crystal (paths relative to the output directory)."""
+    template = Path(sweep.template)
+    return {
+        "name": spec.name,
+        "population": spec.population.name,
+        "space_group": spec.population.truth.space_group,
+        "unit_cell": list(spec.population.cell),
+        "U": spec.U.tolist(),
+        "A": A.tolist(),
+        "scale": spec.scale,
+        "b_extra": spec.b_extra,
+        "indexing_op": spec.indexing_op,
+        "template": str(template.relative_to(out)),
+        "format": sweep.format,
+        "first": sweep.first,
+        "last": sweep.last,
+        "osc_start": sweep.osc_start,
+        "osc_width": sweep.osc_width,
+        "n_reflections_recorded": int(n_spots),
+    }
+
+
+def write_truth_mtz(path: Path, pop) -> None:
+    """True ASU intensities of one population as an MTZ (H K L IMEAN SIGIMEAN F)."""
+    t = pop.truth
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.spacegroup = gemmi.SpaceGroup(t.space_group)
+    mtz.set_cell_for_all(gemmi.UnitCell(*t.cell))
+    mtz.add_dataset("truth")
+    mtz.add_column("IMEAN", "J")
+    mtz.add_column("SIGIMEAN", "Q")
+    mtz.add_column("F", "F")
+    i = t.intensity
+    data = np.column_stack([t.hkl, i, 1e-3 * np.sqrt(i) + 1e-6, np.sqrt(i)]).astype(np.float32)
+    mtz.set_data(data)
+    mtz.history = [f"mxflow simulate: true intensities of population {pop.name}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".mtz.part")
+    mtz.write_to_file(str(tmp))
+    tmp.replace(path)
+
+
+def write_truth(truth_dir, cfg, det, pops, records, raster, out: Path) -> Path:
+    """Write truth.json and one MTZ per population; return the path of truth.json."""
+    truth_dir = Path(truth_dir)
+    for pop in pops:
+        write_truth_mtz(truth_dir / f"truth_{pop.name}.mtz", pop)
+    doc: dict[str, Any] = {
+        "generator": "mxflow simulate",
+        "conventions": {
+            "frame": "DIALS laboratory frame, s0 = (0, 0, -1/wavelength)",
+            "rotation_axis": [1.0, 0.0, 0.0],
+            "A": "U*B at rotation angle 0; r(phi) = R(axis, phi) A h",
+            "indexing_op": "hkl operator taking the crystal's own indices to the truth setting",
+            "beam_center": "pixels (fast, slow) from the corner of the first pixel",
+        },
+        "config": _jsonable(dataclasses.asdict(cfg)),
+        "detector": dataclasses.asdict(det),
+        "wavelength": cfg.wavelength,
+        "populations": [
+            {
+                "name": p.name,
+                "space_group": p.truth.space_group,
+                "unit_cell": list(p.cell),
+                "mtz": f"truth_{p.name}.mtz",
+                "n_unique": len(p.truth.hkl),
+            }
+            for p in pops
+        ],
+        "crystals": records,
+    }
+    if raster:
+        doc["raster"] = raster
+    path = truth_dir / "truth.json"
+    write_json(path, doc)
+    return path
+
+
+def _jsonable(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _jsonable(v) for k, v in d.items()}
+    if isinstance(d, list | tuple):
+        return [_jsonable(v) for v in d]
+    return d
+
+
+def read_truth(truth_dir: str | Path) -> dict:
+    """truth.json of a simulation (BadInputError when missing)."""
+    path = Path(truth_dir) / "truth.json"
+    if not path.is_file():
+        raise BadInputError(
+            str(truth_dir), "no truth.json here (not an mxflow simulate truth directory)"
+        )
+    return read_json(path)
