@@ -1,0 +1,83 @@
+"""Tukey cuts, σ-τ CC½, ΔCC½ and the tanh resolution fit on synthetic numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mxflow.merge import analysis
+
+
+def test_tukey_outliers():
+    v = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0, -3.0, 6.0]
+    assert analysis.tukey_outliers(v).tolist() == [False] * 6 + [True, False]
+    assert analysis.tukey_outliers(v, side="both").tolist() == [False] * 6 + [True, True]
+    assert not analysis.tukey_outliers([1.0, -100.0, 2.0]).any()  # too few values
+
+
+def _observations(rng, n_refl=2000, mult=4, noise=0.3, n_groups=8):
+    """Random unique reflections with s² in (0, 0.25] and noisy repeated measurements."""
+    s2u = rng.uniform(0.001, 0.25, n_refl)
+    truth = rng.exponential(1.0, n_refl) * np.exp(-10 * s2u)
+    idx = np.repeat(np.arange(n_refl), mult)
+    obs = truth[idx] + rng.normal(0, noise, len(idx)) * np.exp(-10 * s2u[idx]) ** 0.3 * 0.2
+    groups = rng.integers(0, n_groups, len(idx))
+    return idx, obs, s2u[idx], groups, truth
+
+
+def test_cc_half_sigma_tau_matches_random_half_split():
+    rng = np.random.default_rng(0)
+    idx, obs, _, _, _ = _observations(rng, mult=6)
+    st = analysis.cc_half_sigma_tau(idx, obs)
+    # classical random half-split estimate
+    order = rng.permutation(len(idx))
+    half = np.zeros(len(idx), dtype=bool)
+    half[order[: len(idx) // 2]] = True
+    m1 = np.bincount(idx[half], obs[half]) / np.maximum(np.bincount(idx[half]), 1)
+    m2 = np.bincount(idx[~half], obs[~half]) / np.maximum(np.bincount(idx[~half]), 1)
+    both = (np.bincount(idx[half]) > 0) & (np.bincount(idx[~half], minlength=len(m1)) > 0)
+    split = np.corrcoef(m1[both], m2[both])[0, 1]
+    assert 0.3 < st < 0.999
+    assert st == pytest.approx(split, abs=0.05)
+    assert math.isnan(analysis.cc_half_sigma_tau(np.array([1, 2]), np.array([1.0, 2.0])))
+
+
+def test_delta_cc_half_flags_the_bad_group():
+    rng = np.random.default_rng(1)
+    idx, obs, s2, groups, truth = _observations(rng, noise=0.1)
+    bad = groups == 3
+    obs = obs.copy()
+    obs[bad] = rng.exponential(1.0, bad.sum()) * np.exp(-10 * s2[bad])  # unrelated intensities
+    d = analysis.delta_cc_half(idx, obs, s2, groups)
+    worst = min(d, key=d.get)
+    assert worst == 3 and d[3] < 0
+    flags = analysis.tukey_outliers([d[g] for g in sorted(d)])
+    assert flags.tolist() == [g == 3 for g in sorted(d)]
+
+
+def test_tanh_fit_recovers_resolution():
+    s2 = np.linspace(0.02, 0.4, 15)
+    cc = analysis.tanh_model(s2, 0.25, 0.05)
+    d0, r = analysis.fit_cc_half_tanh(s2, cc + np.random.default_rng(2).normal(0, 0.01, len(s2)))
+    assert d0 == pytest.approx(0.25, abs=0.01)
+    d = analysis.d_min_from_fit(d0, r, 0.5)
+    assert d == pytest.approx(1 / math.sqrt(0.25), abs=0.05)
+    # CC½ 0.3 reaches further out than 0.5
+    assert analysis.d_min_from_fit(d0, r, 0.3) < d
+    assert analysis.fit_cc_half_tanh([0.1, 0.2], [0.9, 0.8]) is None
+
+
+def test_estimate_d_min_on_observations():
+    rng = np.random.default_rng(3)
+    n = 6000
+    s2u = rng.uniform(0.005, 0.3, n)
+    signal = rng.exponential(1.0, n) * np.exp(-20 * s2u)
+    idx = np.repeat(np.arange(n), 4)
+    obs = signal[idx] + rng.normal(0, 0.02, len(idx))
+    d, info = analysis.estimate_d_min(idx, obs, s2u[idx], target=0.5)
+    # where ⟨I⟩ ~ exp(-20 s²) drops to the noise level
+    assert d is not None and 1.9 < d < 3.5, info
+    d3, _ = analysis.estimate_d_min(idx, obs, s2u[idx], target=0.3)
+    assert d3 <= d
