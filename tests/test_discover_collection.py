@@ -248,3 +248,16 @@ def test_generic_tree_samples(tmp_path):
 def test_not_a_directory(tmp_path):
     with pytest.raises(BadInputError, match="not a directory"):
         discover_collection(tmp_path / "nope")
+
+
+def test_cli_find_collection(zoo, capsys):
+    from mxflow.cli import main
+
+    assert main(["find", "--collection", str(zoo), "--settle-s", "0"]) == 0
+    out, err = capsys.readouterr()
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:] if line.strip()}
+    assert rows["CPS1012-02/data00/cry00"] == ["CPS1012-02", "helical", "1-35", "70.0", "3", "no"]
+    assert rows["CPS1012-01/data00/CPS1012-01-multi_001"][4] == "1"
+    assert "4 datasets (7 to process), 2 raster/still scans, 0 still being written" in out
+    assert "junk_00001.cbf" in err
+    assert main(["find", "--collection", str(zoo), str(zoo)]) == 1  # one root only

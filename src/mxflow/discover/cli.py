@@ -8,9 +8,15 @@ distance (mm), whether it is a rotation sweep or a still / raster scan, and
 the frames missing from the range.  Files that cannot be read are listed
 after the table; they never stop the search.
 
+With --collection, PATH is a beamline session (ZOO layout or any tree):
+the table lists its datasets with sample, mode (multi / helical / single),
+and the wedges each is cut into (--wedge-deg, 30° as KAMO's ZOO pass);
+raster scans and datasets still being written are counted separately.
+
 Example:
   mxflow find /data/2024/visit1
   mxflow find /data/run --json > sweeps.json
+  mxflow find --collection /data/240101_BL45XU_user --sheet samples.csv
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 from pathlib import Path
 
 from mxflow.discover.sweeps import find_sweeps
+from mxflow.errors import MxflowError
 from mxflow.model import ImageSweep, to_dict
 
 
@@ -29,6 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "paths", nargs="+", type=Path, metavar="PATH", help="directories or image files"
     )
     parser.add_argument("--json", action="store_true", help="print sweeps and problems as JSON")
+    parser.add_argument(
+        "--collection",
+        action="store_true",
+        help="PATH is a collection root: list datasets and wedges",
+    )
+    parser.add_argument("--sheet", type=Path, help="sample-sheet CSV (with --collection)")
+    parser.add_argument("--sample", help="sample name for datasets not in the sheet")
+    parser.add_argument(
+        "--wedge-deg", type=float, default=30.0, help="wedge size in degrees (0: do not cut)"
+    )
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=60.0,
+        help="datasets modified less than this many seconds ago are still being written",
+    )
 
 
 def format_ranges(numbers: list[int]) -> str:
@@ -74,7 +97,61 @@ def format_table(sweeps: list[ImageSweep]) -> str:
     return "\n".join(lines)
 
 
+def format_collection(coll) -> str:
+    """Plain-text table of a collection's datasets and a summary line."""
+    from collections import Counter
+
+    n_wedges = Counter(w.sweep.template for w in coll.wedges)
+    heads = ["dataset", "sample", "mode", "frames", "total", "wedges", "anom"]
+    rows = [heads] + [
+        [
+            d.name,
+            d.sample,
+            d.mode,
+            f"{d.sweep.first}-{d.sweep.last}",
+            f"{d.sweep.total_rotation:.1f}",
+            str(n_wedges.get(d.sweep.template, 0)),
+            "yes" if d.anomalous else "no",
+        ]
+        for d in coll.datasets
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(
+        f"\n{len(coll.datasets)} datasets ({len(coll.wedges)} to process), "
+        f"{len(coll.raster_scans)} raster/still scans, {len(coll.incomplete)} still being written"
+    )
+    for name, why in coll.waiting.items():
+        lines.append(f"  waiting: {name}: {why}")
+    return "\n".join(lines)
+
+
+def run_collection(args: argparse.Namespace) -> int:
+    from mxflow.discover.collection import discover_collection
+
+    if len(args.paths) != 1:
+        raise MxflowError("--collection takes exactly one collection root")
+    coll = discover_collection(
+        args.paths[0],
+        sample_sheet=args.sheet,
+        default_sample=args.sample,
+        wedge_deg=args.wedge_deg or None,
+        settle_s=args.settle_s,
+    )
+    if args.json:
+        print(json.dumps(to_dict(coll), indent=1))
+        return 0
+    print(format_collection(coll))
+    if coll.problems:
+        print(f"{len(coll.problems)} files could not be used:", file=sys.stderr)
+        for path, reason in coll.problems:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.collection:
+        return run_collection(args)
     result = find_sweeps(args.paths)
     if args.json:
         print(
