@@ -1,0 +1,296 @@
+"""mxflow's own merging-statistics table from a scaled, unmerged MTZ.
+
+The table XDS CORRECT.LP and KAMO print, one row per resolution shell plus
+an overall row.  Definitions (Friedel mates merged unless stated):
+
+* observations: unmerged measurements in the shell (systematic absences removed);
+* unique: distinct reflections (hkl in the reciprocal ASU) measured at least once;
+* possible: reflections allowed by the space group between the shell limits
+  (``gemmi.make_miller_array`` with the MTZ cell and space group);
+* completeness = unique / possible; multiplicity = observations / unique;
+* I/σ: mean over unique reflections of Ī/σ(Ī), with Ī the inverse-variance
+  weighted mean and σ(Ī) = (Σ 1/σᵢ²)^-½;
+* Rmerge, Rmeas, Rpim and CC½ (σ-τ method) from ``gemmi.Intensities.
+  calculate_merging_stats`` on the same shells;
+* CCano: Pearson correlation of ΔI = I(+) − I(−) between two random halves
+  of the observations (acentric reflections whose I(+) and I(−) are both
+  measured in both halves), seeded so the table is reproducible;
+* SigAno: mean |ΔI| / σ(ΔI) over acentric reflections with I(+) and I(−)
+  both measured (XDS' SigAno); n_ano counts those pairs.
+
+Shells have equal reciprocal volume (gemmi Binner, method ``Dstar3``) and run
+from low to high resolution; d in Å.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gemmi
+import numpy as np
+
+from mxflow.errors import BadInputError
+from mxflow.model import MergingStats, ShellStats, to_dict
+
+
+@dataclass
+class Observations:
+    """Unmerged intensities mapped to the reciprocal ASU.
+
+    ``hkl`` (N, 3) int in the ASU; ``sign`` +1 for I(+), −1 for I(−) (+1 for
+    centric reflections); ``i`` and ``sigma`` the scaled intensity and its σ.
+    """
+
+    hkl: np.ndarray
+    sign: np.ndarray
+    i: np.ndarray
+    sigma: np.ndarray
+    cell: gemmi.UnitCell
+    spacegroup: gemmi.SpaceGroup
+    intensities: gemmi.Intensities  # the same data, sorted, for gemmi's statistics
+
+
+def read_unmerged_mtz(
+    path: str | Path, d_min: float | None = None, d_max: float | None = None
+) -> Observations:
+    """Unmerged intensities of an MTZ (as written by dials.export / aimless).
+
+    Keeps reflections with d_min ≤ d ≤ d_max (Å) when the limits are given,
+    drops systematic absences and non-positive σ.
+    """
+    path = Path(path)
+    try:
+        mtz = gemmi.read_mtz_file(str(path))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise BadInputError(path, f"cannot read MTZ ({exc})") from exc
+    if mtz.column_with_label("M/ISYM") is None:
+        raise BadInputError(path, "not an unmerged MTZ (no M/ISYM column)")
+    if d_min is not None or d_max is not None:
+        d = mtz.make_d_array()
+        keep = np.ones(len(d), dtype=bool)
+        if d_min is not None:
+            keep &= d >= d_min
+        if d_max is not None:
+            keep &= d <= d_max
+        mtz.set_data(np.asarray(mtz)[keep])
+    ints = gemmi.Intensities()
+    try:
+        ints.import_mtz(mtz, gemmi.DataType.Unmerged)
+    except RuntimeError as exc:
+        raise BadInputError(path, f"no unmerged intensities ({exc})") from exc
+    # gemmi takes the cell from the batch headers; use the file's global
+    # (median, as DIALS writes it) cell like dials.scale / dials.merge do
+    ints.unit_cell = mtz.get_cell()
+    ints.prepare_for_merging(gemmi.DataType.Anomalous)
+    ints.remove_systematic_absences()
+    ints.sort()
+    sigma = np.asarray(ints.sigma_array)
+    value = np.asarray(ints.value_array)
+    if np.any(~(sigma > 0)) or np.any(~np.isfinite(value)):
+        raise BadInputError(path, "intensities with non-positive σ or non-finite values")
+    if len(ints) == 0:
+        raise BadInputError(path, "no observations in the resolution range")
+    return Observations(
+        hkl=np.array(ints.miller_array),
+        sign=np.array(ints.isign_array, dtype=np.int8),
+        i=value.copy(),
+        sigma=sigma.copy(),
+        cell=ints.unit_cell,
+        spacegroup=ints.spacegroup,
+        intensities=ints,
+    )
+
+
+def _group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Index of each row's group (rows with equal ``keys`` rows) and the number of groups."""
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return inverse, int(inverse.max()) + 1 if inverse.size else 0
+
+
+def _weighted_means(
+    group: np.ndarray, n_groups: int, i: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Ī, σ(Ī), n) per group: inverse-variance weighted mean, its σ and the count."""
+    w = 1.0 / sigma**2
+    sw = np.bincount(group, weights=w, minlength=n_groups)
+    swi = np.bincount(group, weights=w * i, minlength=n_groups)
+    n = np.bincount(group, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return swi / sw, 1.0 / np.sqrt(sw), n
+
+
+def _anomalous_pairs(
+    hkl: np.ndarray, sign: np.ndarray, i: np.ndarray, sigma: np.ndarray, centric: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hkl, ΔI, σ(ΔI)) of acentric reflections with both I(+) and I(−) measured."""
+    sel = ~centric
+    if not np.any(sel):
+        return np.zeros((0, 3), int), np.zeros(0), np.zeros(0)
+    keys = np.column_stack([hkl[sel], sign[sel]])
+    group, n_groups = _group_ids(keys)
+    mean, sig, _ = _weighted_means(group, n_groups, i[sel], sigma[sel])
+    first = np.zeros(n_groups, dtype=int)
+    first[group[::-1]] = np.arange(len(group))[::-1]
+    gkeys = keys[first]
+    # pair I(+) with I(−) of the same hkl: groups are sorted by (h, k, l, sign)
+    plus = gkeys[:, 3] > 0
+    minus_idx = np.flatnonzero(~plus)
+    plus_idx = np.flatnonzero(plus)
+    # within a sorted unique array the (hkl, -1) entry immediately precedes (hkl, +1)
+    cand = plus_idx[plus_idx > 0]
+    prev = cand - 1
+    ok = np.isin(prev, minus_idx) & np.all(gkeys[prev, :3] == gkeys[cand, :3], axis=1)
+    p, m = cand[ok], prev[ok]
+    delta = mean[p] - mean[m]
+    sdelta = np.sqrt(sig[p] ** 2 + sig[m] ** 2)
+    return gkeys[p, :3], delta, sdelta
+
+
+def _cc_ano(
+    hkl: np.ndarray, sign: np.ndarray, i: np.ndarray, sigma: np.ndarray, centric: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Half-dataset anomalous correlation, and the hkl of the pairs it used."""
+    rng = np.random.default_rng(20240611)
+    half = rng.integers(0, 2, size=len(i)).astype(bool)
+    parts = []
+    for mask in (half, ~half):
+        h, d, _ = _anomalous_pairs(hkl[mask], sign[mask], i[mask], sigma[mask], centric[mask])
+        parts.append((h, d))
+    (h1, d1), (h2, d2) = parts
+    if len(h1) == 0 or len(h2) == 0:
+        return math.nan, np.zeros((0, 3), int)
+    k1 = {tuple(x): n for n, x in enumerate(h1.tolist())}
+    pairs = [(k1[tuple(x)], n) for n, x in enumerate(h2.tolist()) if tuple(x) in k1]
+    if len(pairs) < 3:
+        return math.nan, np.zeros((0, 3), int)
+    a = np.array([d1[p] for p, _ in pairs])
+    b = np.array([d2[q] for _, q in pairs])
+    if np.std(a) == 0 or np.std(b) == 0:
+        return math.nan, h2[[q for _, q in pairs]]
+    return float(np.corrcoef(a, b)[0, 1]), h2[[q for _, q in pairs]]
+
+
+def _shell_row(
+    obs: Observations,
+    mask: np.ndarray,
+    possible: int,
+    d_max: float,
+    d_min: float,
+    gemmi_stats: gemmi.MergingStats | None,
+) -> ShellStats:
+    """Statistics of the observations selected by ``mask`` (one shell or all)."""
+    hkl, sign, i, sigma = obs.hkl[mask], obs.sign[mask], obs.i[mask], obs.sigma[mask]
+    row = ShellStats(d_max=float(d_max), d_min=float(d_min), n_possible=int(possible))
+    row.n_obs = int(len(i))
+    if row.n_obs == 0:
+        return row
+    group, n_unique = _group_ids(hkl)
+    mean, sig, _ = _weighted_means(group, n_unique, i, sigma)
+    row.n_unique = n_unique
+    row.completeness = n_unique / possible if possible else math.nan
+    row.multiplicity = row.n_obs / n_unique
+    row.i_over_sigma = float(np.mean(mean / sig))
+    if gemmi_stats is not None and gemmi_stats.stats_refl > 0:
+        row.r_merge = float(gemmi_stats.r_merge())
+        row.r_meas = float(gemmi_stats.r_meas())
+        row.r_pim = float(gemmi_stats.r_pim())
+        row.cc_half = float(gemmi_stats.cc_half())
+    centric = obs.spacegroup.operations().centric_flag_array(hkl)
+    _, delta, sdelta = _anomalous_pairs(hkl, sign, i, sigma, centric)
+    row.n_ano = int(len(delta))
+    if row.n_ano:
+        row.sig_ano = float(np.mean(np.abs(delta) / sdelta))
+    row.cc_ano, _ = _cc_ano(hkl, sign, i, sigma, centric)
+    return row
+
+
+def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
+    """Per-shell and overall statistics of unmerged observations (see module docstring)."""
+    inv_d2 = obs.cell.calculate_1_d2_array(obs.hkl.astype(np.int32))
+    n_bins = max(1, min(n_bins, len(np.unique(obs.hkl, axis=0)) // 20 or 1))
+    binner = gemmi.Binner()
+    binner.setup_from_1_d2(n_bins, gemmi.Binner.Method.Dstar3, inv_d2, obs.cell)
+    bins = binner.get_bins_from_1_d2(inv_d2)
+    d_all_min = float(1 / math.sqrt(inv_d2.max()))
+    d_all_max = float(1 / math.sqrt(inv_d2.min()))
+    # possible reflections over the data's resolution range, binned the same way
+    # (a relative margin of 1e-9 keeps reflections lying exactly on the limits)
+    possible_hkl = gemmi.make_miller_array(
+        obs.cell, obs.spacegroup, d_all_min * (1 - 1e-9), d_all_max * (1 + 1e-9)
+    )
+    possible_bins = binner.get_bins(possible_hkl)
+    n_possible = np.bincount(possible_bins, minlength=binner.size)
+
+    mean_data = obs.intensities.clone()
+    mean_data.prepare_for_merging(gemmi.DataType.Mean)
+    mean_data.sort()
+    per_shell = mean_data.calculate_merging_stats(binner)
+    overall_g = mean_data.calculate_merging_stats(None)[0]
+
+    shells = []
+    for b in range(binner.size):
+        d_max = d_all_max if b == 0 else binner.dmax_of_bin(b)
+        d_min = d_all_min if b == binner.size - 1 else binner.dmin_of_bin(b)
+        shells.append(_shell_row(obs, bins == b, int(n_possible[b]), d_max, d_min, per_shell[b]))
+    overall = _shell_row(
+        obs, np.ones(len(obs.i), bool), int(len(possible_hkl)), d_all_max, d_all_min, overall_g
+    )
+    cell = obs.cell
+    return MergingStats(
+        shells=shells,
+        overall=overall,
+        space_group=obs.spacegroup.xhm(),
+        unit_cell=(cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma),
+        anomalous=True,
+    )
+
+
+def stats_from_mtz(
+    path: str | Path, n_bins: int = 10, d_min: float | None = None, d_max: float | None = None
+) -> MergingStats:
+    """Merging statistics of a scaled unmerged MTZ (d limits in Å, optional)."""
+    return merging_stats(read_unmerged_mtz(path, d_min=d_min, d_max=d_max), n_bins=n_bins)
+
+
+def stats_to_json(stats: MergingStats) -> dict[str, Any]:
+    """Plain-JSON form: shells, overall, inner, outer, space group, cell."""
+    d = to_dict(stats)
+    d["inner"] = to_dict(stats.inner)
+    d["outer"] = to_dict(stats.outer)
+    return d
+
+
+def _fmt(v: float, spec: str, width: int) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-".rjust(width)
+    return format(v, spec).rjust(width)
+
+
+def format_table(stats: MergingStats) -> str:
+    """The CORRECT.LP-style text table (percentages for completeness and R values)."""
+    head = (
+        f"{'d_max':>6} {'d_min':>6} {'N_obs':>8} {'N_uniq':>7} {'N_poss':>7} {'Compl%':>7} "
+        f"{'Mult':>5} {'I/sig':>6} {'Rmeas%':>7} {'CC1/2':>6} {'CCano':>6} {'SigAno':>6}"
+    )
+
+    def line(label: str, s: ShellStats) -> str:
+        return (
+            f"{_fmt(s.d_max, '.2f', 6)} {_fmt(s.d_min, '.2f', 6)} {s.n_obs:>8d} {s.n_unique:>7d} "
+            f"{s.n_possible:>7d} {_fmt(100 * s.completeness, '.1f', 7)} "
+            f"{_fmt(s.multiplicity, '.1f', 5)} {_fmt(s.i_over_sigma, '.1f', 6)} "
+            f"{_fmt(100 * s.r_meas, '.1f', 7)} {_fmt(s.cc_half, '.3f', 6)} "
+            f"{_fmt(s.cc_ano, '.3f', 6)} {_fmt(s.sig_ano, '.2f', 6)}{label}"
+        )
+
+    cell = " ".join(f"{x:.2f}" for x in stats.unit_cell) if stats.unit_cell else "-"
+    out = [f"Space group {stats.space_group}   cell {cell}", head]
+    out += [line("", s) for s in stats.shells]
+    out.append("-" * len(head))
+    out.append(line("  overall", stats.overall))
+    out.append(line("  inner", stats.inner))
+    out.append(line("  outer", stats.outer))
+    return "\n".join(out)
