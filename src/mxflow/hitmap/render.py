@@ -51,8 +51,7 @@ def write_png(doc: dict, path: str | Path) -> None:
         figsize=(min(max(5.5, 2 + 0.5 * cols), 14), min(max(3.5, 1.5 + 0.5 * rows), 12)), dpi=100
     )
     ax = fig.add_subplot()
-    cmap = matplotlib.colormaps[CMAP].copy()
-    cmap.set_bad("#d0d0d0")
+    cmap = matplotlib.colormaps[CMAP].with_extremes(bad="#d0d0d0")
     vmax = np.nanmax(counts) if np.isfinite(counts).any() else 1.0
     im = ax.imshow(
         np.ma.masked_invalid(counts), cmap=cmap, vmin=0, vmax=max(vmax, 1.0), origin="upper"
