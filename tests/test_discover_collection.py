@@ -91,6 +91,8 @@ def test_zoo_wedges(zoo):
     # no cutting when asked not to
     c2 = discover_collection(zoo, wedge_deg=None, now=LATER)
     assert all(x.wedge is None for x in c2.wedges) and len(c2.wedges) == 4
+    c3 = discover_collection(zoo, wedge_deg=0, now=LATER)
+    assert [x.wedge for x in c3.wedges] == [None] * 4
 
 
 def test_wedge_ranges_rounding():

@@ -289,7 +289,7 @@ def dataset_prefix(template: str) -> str:
 
 
 def _should_cut(mode: str, sweep: ImageSweep, wedge_deg: float | None) -> bool:
-    if wedge_deg is None or mode == "multi":
+    if wedge_deg is None or wedge_deg <= 0 or mode == "multi":
         return False
     if mode in ("helical", "single"):
         return True
@@ -406,7 +406,7 @@ def discover_collection(
     the sample of datasets the sheet does not cover (otherwise the ZOO pin
     directory, or the dataset's directory relative to ``root``).
     ``wedge_deg``: wedge size in degrees for helical / single / long sweeps
-    (None: never cut).  ``settle_s``: datasets with files modified less than
+    (None or 0: never cut).  ``settle_s``: datasets with files modified less than
     this many seconds before ``now`` (default: the current time) are
     ``incomplete``.
 
