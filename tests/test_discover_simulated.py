@@ -56,3 +56,22 @@ def test_simulated_zoo_multi_with_sheet(tmp_path):
     assert {(d.mode, d.sample, d.anomalous) for d in c.datasets} == {("multi", "sim_multi", True)}
     assert [w.wedge for w in c.wedges] == [None, None, None]  # multi wedges are never cut
     assert find_sweeps([out]).problems == []
+
+
+def test_simulated_zoo_eiger(tmp_path):
+    pytest.importorskip("mxflow.images.write_nexus")
+    from mxflow.images import read_frame, read_header
+
+    out = tmp_path / "session"
+    res = simulate_mod.simulate(out, small_config(format="eiger", zoo_mode="single", frames=8))
+    (t,) = res.sweeps
+    h = read_header(t.template)
+    assert (h.format, h.n_frames, h.n_frames_expected) == ("eiger", 8, 8)
+    assert h.angles == pytest.approx([t.osc_start + i * t.osc_width for i in range(8)])
+    assert read_frame(t.template, 7).shape == (t.image_size[1], t.image_size[0])
+    c = discover_collection(out, now=LATER)
+    (d,) = c.datasets
+    assert (d.sweep.template, d.mode, d.sweep.n_frames) == (t.template, "single", 8)
+    assert d.sweep.osc_start == pytest.approx(t.osc_start)
+    # 8 frames x 5° = 40°: a 30° wedge of 6 frames and the remaining 2
+    assert [w.wedge for w in c.wedges] == [(1, 6), (7, 8)]
