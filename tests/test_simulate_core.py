@@ -116,3 +116,26 @@ def test_images_have_gaps_background_and_strong_spots(tmp_path):
     assert 1 <= np.median(good) <= 6
     assert good.max() > 1000
     assert 50 < (good > 50).sum() < 20000
+
+
+def test_eiger_master_and_data_files_readable(tmp_path):
+    import h5py
+    import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4)
+
+    cfg = small_config(format="eiger", frames=3)
+    res = simulate(tmp_path / "e", cfg)
+    master = res.sweeps[0].template
+    assert master.endswith("_master.h5")
+    with h5py.File(master, "r") as fh:
+        assert fh["/entry/definition"][()] == b"NXmx"
+        frames = fh["/entry/data/data_000001"]
+        assert frames.shape == (3, 407, 487)
+        img = frames[1]
+        assert fh["/entry/instrument/beam/incident_wavelength"][()] == pytest.approx(1.0)
+        assert fh["/entry/instrument/detector/detector_distance"][()] == pytest.approx(0.1)
+        assert fh["/entry/instrument/detector/detectorSpecific/nimages"][()] == 3
+        omega = fh["/entry/sample/goniometer/omega"][()]
+        assert np.allclose(np.diff(omega), 0.5)
+        mask = fh["/entry/instrument/detector/pixel_mask"][()]
+    assert (img[mask > 0] == 2**32 - 1).all()
+    assert np.median(img[mask == 0]) < 10
