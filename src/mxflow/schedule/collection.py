@@ -59,20 +59,33 @@ def image_dir(dataset: Dataset, root: Path) -> str:
 
 
 def dataset_key(dataset: Dataset, root: Path, tree: str) -> str:
-    """Work directory of ``dataset`` relative to OUT (also its catalog key)."""
-    name = _safe(dataset.name)
+    """Work directory of ``dataset`` relative to OUT (also its catalog key).
+
+    Discovery names datasets by their image directory relative to ROOT plus
+    the file prefix (``CPS1012-06/data00/single_001``): that path is kept
+    under ``tree``.  A bare name gets the image directory prepended.  Wedges
+    end in ``_<first>-<last>``.
+    """
+    if "/" in dataset.name:
+        rel = "/".join(_safe(p) for p in dataset.name.split("/") if p not in ("", ".", ".."))
+    else:
+        rel = "/".join(p for p in (image_dir(dataset, root), _safe(dataset.name)) if p)
     if dataset.wedge is not None:
         label = f"{dataset.wedge[0]}-{dataset.wedge[1]}"
-        if label not in name:
-            name = f"{name}_{label}"
-    parts = [tree, image_dir(dataset, root), name]
-    return "/".join(p for p in parts if p)
+        if not rel.endswith(label):
+            rel = f"{rel}_{label}"
+    return f"{tree}/{rel}"
 
 
 def plan(collection: Any, root: str | Path, wedge_deg: float = 30.0) -> list[WorkItem]:
-    """Work items for a discovered collection: whole datasets, then wedges.
+    """Work items for a discovered collection: whole sweeps, then wedges.
 
-    Keys are made unique (a clash gets the frame range appended).
+    ``collection.datasets`` (whole sweeps) go to ``proc/``.  Of
+    ``collection.wedges`` (the units of the wedge route) only the real cuts
+    go to ``proc_<deg>deg/``: a unit that is a whole sweep (a multi-mode
+    small wedge, or a wedge spanning its whole sweep) is the same work as
+    its ``proc/`` item and is not done twice.  Keys are made unique (a clash
+    gets the frame range appended).
     """
     root = Path(root)
     items: list[WorkItem] = []
@@ -82,8 +95,7 @@ def plan(collection: Any, root: str | Path, wedge_deg: float = 30.0) -> list[Wor
     def unique(key: str, ds: Dataset) -> str:
         if key in used:
             key = f"{key}_{ds.frames[0]}-{ds.frames[1]}"
-        n = 2
-        base = key
+        n, base = 2, key
         while key in used:
             key, n = f"{base}_{n}", n + 1
         used.add(key)
@@ -95,12 +107,18 @@ def plan(collection: Any, root: str | Path, wedge_deg: float = 30.0) -> list[Wor
         items.append(WorkItem(key, ds, "sweep"))
     tree = wedge_tree(wedge_deg)
     for ds in getattr(collection, "wedges", []):
+        whole = ds.wedge is None or tuple(ds.wedge) == (ds.sweep.first, ds.sweep.last)
+        if whole and ds.sweep.template in sweep_keys:
+            continue
         key = unique(dataset_key(ds, root, tree), ds)
         items.append(WorkItem(key, ds, "wedge", sweep_keys.get(ds.sweep.template)))
     return items
 
 
 DEFAULT_DISCOVER_FN = "mxflow.discover:discover_collection"
+# a dataset whose newest file is younger than this is taken as still being written;
+# with watch's 10 s polls a finished dataset starts within ~25 s (< 60 s)
+DEFAULT_SETTLE_S = 15.0
 
 
 def discover(root: Path, config: RunConfig) -> Any:
@@ -138,7 +156,7 @@ class RunConfig:
     retries: int = 2
     retry_failed: bool = False
     progress: bool = True
-    settle_s: float | None = None
+    settle_s: float | None = DEFAULT_SETTLE_S
     merge: bool = True
     hitmap: bool = True
     discover_fn: str = DEFAULT_DISCOVER_FN  # developer option, as process_fn
@@ -285,14 +303,20 @@ def run_collection(
     t0 = time.perf_counter()
     collection = discover(root, config)
     items = plan(collection, root, config.wedge_deg)
-    n_incomplete = len(getattr(collection, "incomplete", []) or [])
+    n_sweeps = sum(1 for i in items if i.kind == "sweep")
+    n_wedges = len(items) - n_sweeps
     for problem in getattr(collection, "problems", []) or []:
         log(f"mxflow: skipped: {_problem_text(problem)}")
+    waiting = getattr(collection, "waiting", None) or {
+        getattr(d, "name", str(d)): "still being written"
+        for d in getattr(collection, "incomplete", []) or []
+    }
+    for name, why in sorted(waiting.items()):
+        log(f"mxflow: left for later: {name}: {why}")
     log(
-        f"mxflow: {len(getattr(collection, 'datasets', []))} dataset(s), "
-        f"{len(getattr(collection, 'wedges', []))} wedge(s), "
+        f"mxflow: {n_sweeps} dataset(s), {n_wedges} wedge(s) of {config.wedge_deg:g}°, "
         f"{len(getattr(collection, 'raster_scans', []) or [])} raster scan(s)"
-        + (f", {n_incomplete} still being written (left for later)" if n_incomplete else "")
+        + (f", {len(waiting)} still being written" if waiting else "")
     )
     stop = StopFlag(log)
     command = "run " + str(root)

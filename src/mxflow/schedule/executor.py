@@ -143,6 +143,7 @@ class Executor:
         while self.queue and len(self.in_flight) < self.handle.slots:
             item = self.queue.popleft()
             self.catalog.mark_running(item.key, self.run_id)
+            token = f"mxflow-{item.key}-{time.time_ns()}"
             future = self.handle.client.submit(
                 run_task,
                 item.dataset,
@@ -150,7 +151,8 @@ class Executor:
                 str(self.out),
                 options,
                 self.process_fn,
-                key=f"mxflow-{item.key}-{time.time_ns()}",
+                token,
+                key=token,
                 pure=False,
                 retries=self.retries,
                 resources={RESOURCE: 1},

@@ -13,6 +13,8 @@ processes inherit (so nothing needs patching across processes):
 ``MXFLOW_FAKE_CRASH``  regular expression: on its first attempt a matching
                        dataset kills its worker process (``os._exit``), as a
                        segfault or an OOM kill would; later attempts succeed
+``MXFLOW_FAKE_CRASH_ALWAYS``  regular expression: matching names kill their
+                       worker on every attempt
 
 A fake discovery, ``--discover-fn mxflow.schedule.fake:discover_collection``,
 reads datasets described by ``*.dataset.json`` files under ROOT (written by
@@ -60,6 +62,8 @@ def process_dataset(dataset: Dataset, workdir: Path, options: ProcessingOptions)
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / CALLS_LOG, "a") as fh:
         fh.write(f"{time.time():.3f} pid={os.getpid()} nproc={options.nproc}\n")
+    if _matches("MXFLOW_FAKE_CRASH_ALWAYS", dataset.name):
+        os._exit(3)
     if _matches("MXFLOW_FAKE_CRASH", dataset.name):
         marker = workdir / ".fake_crashed"
         if not marker.exists():
@@ -149,7 +153,12 @@ def write_fake_dataset(root: str | Path, dataset: Dataset) -> Path:
 
 
 def discover_collection(root: str | Path, **_: Any) -> FakeCollection:
-    """Read every ``*.dataset.json`` under ``root`` (sorted); wedges go to ``.wedges``."""
+    """Read every ``*.dataset.json`` under ``root`` (sorted).
+
+    As ``mxflow.discover.discover_collection``: whole sweeps go to
+    ``.datasets``; ``.wedges`` holds the cut wedges plus the whole sweeps
+    that have no wedges.
+    """
     out = FakeCollection()
     for path in sorted(Path(root).rglob(f"*{DATASET_SUFFIX}")):
         try:
@@ -163,4 +172,6 @@ def discover_collection(root: str | Path, **_: Any) -> FakeCollection:
             out.wedges.append(ds)
         else:
             out.datasets.append(ds)
+    cut = {w.sweep.template for w in out.wedges}
+    out.wedges = [ds for ds in out.datasets if ds.sweep.template not in cut] + out.wedges
     return out

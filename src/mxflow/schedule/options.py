@@ -6,7 +6,7 @@ import argparse
 
 from mxflow.model import ProcessingOptions
 from mxflow.schedule.cluster import CLUSTER_KINDS
-from mxflow.schedule.collection import DEFAULT_DISCOVER_FN, RunConfig
+from mxflow.schedule.collection import DEFAULT_DISCOVER_FN, DEFAULT_SETTLE_S, RunConfig
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN
 
 
@@ -47,9 +47,10 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         "--settle",
         dest="settle_s",
         type=float,
-        default=None,
+        default=DEFAULT_SETTLE_S,
         metavar="S",
-        help="seconds a dataset's files must stay unchanged before it is processed",
+        help="seconds a dataset's files must stay unchanged before it is processed "
+        f"(default {DEFAULT_SETTLE_S:g}; 0 for data known to be complete)",
     )
     g = parser.add_argument_group("processing")
     g.add_argument("--space-group", help="space group for every dataset (else determined)")

@@ -10,7 +10,7 @@ with the same frames, is not redone.
 Merge routes per sample (as ZOO does with KAMO):
 
 ``proc``   every successfully processed whole dataset → ``OUT/merge/<sample>/``
-``30deg``  the wedges plus the small-wedge (``multi``) datasets →
+``30deg``  the wedges plus the uncut small-wedge (``multi``) datasets →
            ``OUT/merge_30deg/<sample>/`` (only when the sample has wedges)
 """
 
@@ -48,18 +48,26 @@ def absolute_result(result: DatasetResult, out: Path) -> DatasetResult:
 
 
 def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, DatasetResult]]]:
-    """(sample, route) → [(key, result)] of successfully processed datasets."""
+    """(sample, route) → [(key, result)] of successfully processed datasets.
+
+    Route ``proc``: every whole sweep.  Route ``30deg`` (only for samples
+    that have wedges): every wedge, plus the whole sweeps that were not cut
+    (multi-mode small wedges), as KAMO's ``_kamo_30deg`` holds them.
+    """
     groups: dict[tuple[str, str], list[tuple[str, DatasetResult]]] = defaultdict(list)
-    rows = catalog.rows("ok")
-    samples_with_wedges = {r["sample"] for r in rows if r["kind"] == "wedge"}
-    for row in rows:
+    all_rows = catalog.rows()
+    cut = {r["parent"] for r in all_rows if r["kind"] == "wedge" and r["parent"]}
+    samples_with_wedges = {r["sample"] for r in all_rows if r["kind"] == "wedge"}
+    for row in all_rows:
+        if row["status"] != "ok":
+            continue
         result = catalog.result(row["key"])
         if result is None:
             continue
         sample = row["sample"] or "sample"
         if row["kind"] == "sweep":
             groups[(sample, "proc")].append((row["key"], result))
-            if row["mode"] == "multi" and row["sample"] in samples_with_wedges:
+            if row["key"] not in cut and row["sample"] in samples_with_wedges:
                 groups[(sample, "30deg")].append((row["key"], result))
         else:
             groups[(sample, "30deg")].append((row["key"], result))

@@ -16,7 +16,10 @@ is different: Dask notices the lost worker and runs the task again elsewhere.
 When the function returns, the result is written to
 ``WORKDIR/mxflow_result.json`` (write then rename) *before* the orchestrator
 records it, so a result finished just before the orchestrator was killed is
-picked up by the next run instead of being computed again.
+picked up by the next run instead of being computed again.  The file carries
+the task's ``token``: if Dask runs the same task again (it recomputes results
+held by a worker that died before the client fetched them), the saved result
+is returned instead of processing the dataset twice.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def run_task(
     out: str,
     options: ProcessingOptions,
     process_fn: str = DEFAULT_PROCESS_FN,
+    token: str = "",
 ) -> DatasetResult:
     """Process one dataset on a worker; returns its DatasetResult (paths relative to ``out``).
 
@@ -87,6 +91,10 @@ def run_task(
     """
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
+    if token:
+        saved = _read_token_result(wd, token)
+        if saved is not None:  # this very task already finished: Dask is recomputing it
+            return saved
     # a previous result in this directory is stale as soon as we start again
     (wd / RESULT_FILE).unlink(missing_ok=True)
     t0 = time.perf_counter()
@@ -112,8 +120,21 @@ def run_task(
             "failed",
             result.reason or f"ended with status {result.status}",
         )
-    write_json(wd / RESULT_FILE, to_dict(result))
+    write_json(wd / RESULT_FILE, {**to_dict(result), "token": token})
     return result
+
+
+def _read_token_result(workdir: Path, token: str) -> DatasetResult | None:
+    try:
+        data = read_json(workdir / RESULT_FILE)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("token") != token:
+        return None
+    try:
+        return DatasetResult.from_dict(data)
+    except (TypeError, KeyError):
+        return None
 
 
 def complete_result(

@@ -1,0 +1,235 @@
+"""mxflow run on a fake collection with a fake processing function (fast).
+
+The fakes (mxflow.schedule.fake) are named by "module:function" strings, so
+worker processes import them themselves; their behaviour is set through
+environment variables, which the Dask worker processes inherit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mxflow.catalog.db import Catalog
+from mxflow.catalog.lock import OutputDirBusy, RunLock
+from mxflow.model import Dataset
+from mxflow.schedule import fake
+from mxflow.schedule.collection import RunConfig, run_collection
+from mxflow.schedule.tasks import RESULT_FILE
+
+FAKE_PROCESS = "mxflow.schedule.fake:process_dataset"
+FAKE_DISCOVER = "mxflow.schedule.fake:discover_collection"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_collection(root: Path, n_multi: int = 4, helical: bool = True) -> list[str]:
+    """Two pins of multi datasets (two samples) and one helical sweep cut in 2 wedges."""
+    names = []
+    for i in range(n_multi):
+        pin, sample = ("CPS0001-01", "lyso") if i % 2 == 0 else ("CPS0001-02", "thau")
+        t = f"{root}/{pin}/data{i:02d}/multi_{i}_#####.cbf"
+        ds = Dataset(name=f"multi_{i}", sweep=fake.fake_sweep(t), sample=sample, mode="multi")
+        fake.write_fake_dataset(root, ds)
+        names.append(ds.name)
+    if helical:
+        sweep = fake.fake_sweep(f"{root}/CPS0002-01/data00/helical_#####.cbf", 1, 600)
+        fake.write_fake_dataset(root, Dataset("helical", sweep, sample="lyso", mode="helical"))
+        names.append("helical")
+        for a in (1, 301):
+            w = Dataset(f"helical_{a}-{a + 299}", sweep, "lyso", "helical", wedge=(a, a + 299))
+            fake.write_fake_dataset(root, w)
+            names.append(w.name)
+    return names
+
+
+def config(**kw) -> RunConfig:
+    kw.setdefault("workers", 2)
+    return RunConfig(
+        process_fn=FAKE_PROCESS, discover_fn=FAKE_DISCOVER, progress=False, settle_s=0, **kw
+    )
+
+
+def calls(out: Path, key: str) -> int:
+    path = out / key / fake.CALLS_LOG
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def check_consistent(out: Path) -> dict[str, dict]:
+    """Every 'ok' row has its outputs and result file; nothing is left 'running'."""
+    with Catalog(out, readonly=True) as cat:
+        rows = {r["key"]: r for r in cat.rows()}
+    for key, row in rows.items():
+        assert row["status"] != "running", key
+        if row["status"] == "ok":
+            assert (out / key / RESULT_FILE).is_file(), key
+            assert (out / key / fake.OUTPUT).is_file(), key
+            assert json.loads(row["result_json"])["status"] == "ok"
+    summary = json.loads((out / "summary.json").read_text())
+    assert {d["key"]: d["status"] for d in summary["datasets"]} == {
+        k: r["status"] for k, r in rows.items()
+    }
+    return rows
+
+
+def test_failed_dataset_does_not_stop_others(tmp_path, monkeypatch):
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root)
+    monkeypatch.setenv("MXFLOW_FAKE_FAIL", r"^multi_1$")
+    monkeypatch.setenv("MXFLOW_FAKE_RAISE", r"^multi_2$")
+    outcome = run_collection(root, out, config(merge=False), log=lambda m: None)
+    assert outcome.counts == {"ok": 5, "failed": 2}
+    rows = check_consistent(out)
+    assert (
+        rows["proc/CPS0001-02/data01/multi_1"]["reason"]
+        == "fake failure: indexing found no lattice"
+    )
+    assert "RuntimeError: fake exception" in rows["proc/CPS0001-01/data02/multi_2"]["reason"]
+    # the wedges live in their own tree and know their parent sweep
+    wedge = rows["proc_30deg/CPS0002-01/data00/helical_301-600"]
+    assert wedge["kind"] == "wedge" and wedge["parent"] == "proc/CPS0002-01/data00/helical"
+    summary = json.loads((out / "summary.json").read_text())
+    entry = next(d for d in summary["datasets"] if d["name"] == "helical_301-600")
+    assert (entry["sample"], entry["mode"], entry["wedge"]) == ("lyso", "helical", "301-600")
+    assert (
+        entry["unmerged_mtz"] == "proc_30deg/CPS0002-01/data00/helical_301-600/fake_integrated.txt"
+    )
+    assert entry["total_rotation"] == pytest.approx(30.0)
+    # steps are in the catalog
+    with Catalog(out, readonly=True) as cat:
+        steps = cat.steps("proc/CPS0001-01/data00/multi_0")
+        assert [s["name"] for s in steps] == ["fake.integrate"] and steps[0]["returncode"] == 0
+        run = cat.runs()[-1]
+        assert run["status"] == "ok" and run["n_ok"] == 5 and run["peak_rss_mb"] > 0
+
+    # a rerun does nothing; --retry-failed redoes only the failures
+    monkeypatch.delenv("MXFLOW_FAKE_FAIL")
+    monkeypatch.delenv("MXFLOW_FAKE_RAISE")
+    run_collection(root, out, config(merge=False), log=lambda m: None)
+    assert calls(out, "proc/CPS0001-01/data00/multi_0") == 1
+    assert calls(out, "proc/CPS0001-02/data01/multi_1") == 1
+    outcome = run_collection(root, out, config(merge=False, retry_failed=True), log=lambda m: None)
+    assert outcome.counts == {"ok": 7}
+    assert calls(out, "proc/CPS0001-02/data01/multi_1") == 2
+    assert calls(out, "proc/CPS0001-01/data00/multi_0") == 1
+
+
+def test_worker_killed_mid_task_is_retried(tmp_path, monkeypatch):
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root, n_multi=3, helical=False)
+    monkeypatch.setenv("MXFLOW_FAKE_CRASH", r"^multi_1$")  # os._exit on the first attempt
+    monkeypatch.setenv("MXFLOW_FAKE_SLEEP", "0.3")
+    outcome = run_collection(root, out, config(merge=False), log=lambda m: None)
+    assert outcome.counts == {"ok": 3}
+    key = "proc/CPS0001-02/data01/multi_1"
+    assert (out / key / ".fake_crashed").exists()
+    assert calls(out, key) == 2  # crashed once, then finished on a fresh worker
+    assert calls(out, "proc/CPS0001-01/data00/multi_0") == 1
+    check_consistent(out)
+
+
+def test_worker_dying_every_time_is_reported_failed(tmp_path, monkeypatch):
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root, n_multi=2, helical=False)
+    monkeypatch.setenv("MXFLOW_FAKE_CRASH_ALWAYS", r"^multi_1$")
+    outcome = run_collection(root, out, config(merge=False, retries=1), log=lambda m: None)
+    assert outcome.counts == {"ok": 1, "failed": 1}
+    with Catalog(out, readonly=True) as cat:
+        row = cat.get("proc/CPS0001-02/data01/multi_1")
+    assert "worker processing it died 2 times" in row["reason"]
+    assert calls(out, "proc/CPS0001-02/data01/multi_1") == 2
+
+
+def test_second_run_on_same_outdir_is_refused(tmp_path):
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root, n_multi=1, helical=False)
+    with RunLock(out):
+        with pytest.raises(OutputDirBusy, match=f"PID {os.getpid()}"):
+            run_collection(root, out, config(), log=lambda m: None)
+        # the CLI says so and exits 1 without touching anything
+        proc = subprocess.run(
+            [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
+             "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 1
+        assert f"in use by another mxflow run (PID {os.getpid()}" in proc.stderr
+    assert not (out / "proc").exists()
+
+
+def _ok_keys(out: Path) -> set[str]:
+    db = out / "mxflow.sqlite"
+    if not db.exists():
+        return set()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return {r[0] for r in conn.execute("SELECT key FROM datasets WHERE status='ok'")}
+    except sqlite3.Error:
+        return set()
+
+
+def test_kill9_then_rerun_resumes_without_redoing(tmp_path):
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root, n_multi=8, helical=False)
+    env = dict(os.environ, MXFLOW_FAKE_SLEEP="1.0")
+    cmd = [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
+           "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0",
+           "--workers", "2", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_ok_keys(out)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done_before = _ok_keys(out)
+        assert len(done_before) >= 3, proc.stderr.read().decode() if proc.poll() else ""
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stderr.close()
+    # workers notice their parent is gone and exit; wait for them (same session)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("worker processes outlived the killed run")
+
+    # the catalog as the killed run left it: 'ok' only with outputs in place
+    with Catalog(out, readonly=True) as cat:
+        rows = cat.rows()
+    assert {r["status"] for r in rows} <= {"ok", "running", "pending"}
+    for r in rows:
+        if r["status"] == "ok":
+            assert (out / r["key"] / RESULT_FILE).is_file()
+
+    rerun = subprocess.run(
+        cmd,
+        env=dict(os.environ, MXFLOW_FAKE_SLEEP="0.05"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    rows = check_consistent(out)
+    assert {r["status"] for r in rows.values()} == {"ok"} and len(rows) == 8
+    for key in done_before:  # finished before the kill: never redone
+        assert calls(out, key) == 1, key
+    with Catalog(out, readonly=True) as cat:
+        runs = cat.runs()
+    assert runs[0]["status"] == "running"  # the killed run never finished
+    assert runs[1]["status"] == "ok"
