@@ -1,0 +1,136 @@
+"""Turning page contexts into HTML files, and the shared static assets.
+
+Layout written into an output directory ``OUT``::
+
+    OUT/report/index.html        collection report (one row per pin)
+    OUT/report/datasets.html     dataset report (every dataset, per-shell tables)
+    OUT/report/static/           mxflow.css, mxflow.js (once per output tree)
+    OUT/merge_*/report.html      merge report of each sample / method
+
+Pages are complete without JavaScript (tables are rendered here); the
+script adds charts, the dendrograms, sorting and filtering.  Nothing is
+loaded from the network.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from mxflow import __version__
+from mxflow.util.files import atomic_write_bytes, atomic_write_text
+
+STATIC_FILES = ("mxflow.css", "mxflow.js")
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):
+        return _clean(v.item())
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def script_json(obj: Any) -> str:
+    """JSON safe to embed in ``<script type="application/json">`` (no ``</script>`` break-out)."""
+    text = json.dumps(_clean(obj), separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def fmt(v: Any, spec: str = ".2f", missing: str = "–") -> str:
+    """Format a number (None / NaN / undefined show as ``missing``; text passes through)."""
+    if v is None or isinstance(v, bool | jinja2.Undefined):
+        return missing
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if not math.isfinite(f):
+        return missing
+    if spec.endswith("d"):
+        return format(round(f), spec)
+    return format(f, spec)
+
+
+def pct(v: Any, spec: str = ".1f") -> str:
+    """A fraction (0–1) shown as a percentage number (no % sign)."""
+    if v is None or isinstance(v, bool | jinja2.Undefined):
+        return "–"
+    try:
+        return fmt(100.0 * float(v), spec)
+    except (TypeError, ValueError):
+        return "–"
+
+
+def cell_text(cell: Any) -> str:
+    """``a b c α β γ`` with edges to 2 and angles to 1 decimal."""
+    if not cell or len(cell) != 6:
+        return "–"
+    return (
+        " ".join(fmt(x, ".2f") for x in cell[:3]) + "  " + " ".join(fmt(x, ".1f") for x in cell[3:])
+    )
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mxflow.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = fmt
+    env.filters["pct"] = pct
+    env.filters["cell"] = cell_text
+    env.filters["script_json"] = script_json
+    return env
+
+
+_ENV: jinja2.Environment | None = None
+
+
+def render(template: str, **context: Any) -> str:
+    """Render one template with the shared filters and page furniture."""
+    global _ENV
+    if _ENV is None:
+        _ENV = _env()
+    context.setdefault("version", __version__)
+    context.setdefault("generated", _dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    return _ENV.get_template(template).render(**context)
+
+
+def static_text(name: str) -> str:
+    """Contents of one of the packaged static assets."""
+    return resources.files("mxflow.report").joinpath("static", name).read_text()
+
+
+def write_static(report_dir: Path) -> Path:
+    """Copy the static assets into ``report_dir/static`` (only when changed); return that folder."""
+    static = Path(report_dir) / "static"
+    for name in STATIC_FILES:
+        data = static_text(name).encode()
+        target = static / name
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        atomic_write_bytes(target, data)
+        target.chmod(0o644)
+    return static
+
+
+def write_page(path: Path, html: str) -> Path:
+    """Write a page atomically, readable by everyone (reports are shared)."""
+    atomic_write_text(path, html)
+    path.chmod(0o644)
+    return path

@@ -1,0 +1,257 @@
+"""Reports of a synthetic collection: every page renders and shows the numbers of the JSON it read."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from mxflow.errors import BadInputError
+from mxflow.model import DatasetResult
+from mxflow.report import format_summary_table, write_reports
+from mxflow.report.load import parse_cluster_summary, spot_counts_per_frame
+from mxflow.report.sample_data import write_sample_output
+
+
+class Tables(HTMLParser):
+    """Cell texts of every <table id=...>, and the text of <script id="mx-data">."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.data_json = ""
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._in_tbody = False
+        self._in_data = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and a.get("id"):
+            self._table = a["id"]
+            self.tables[self._table] = []
+        elif tag == "tbody":
+            self._in_tbody = True
+        elif tag == "tr" and self._table and self._in_tbody:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "script" and a.get("id") == "mx-data":
+            self._in_data = True
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag == "tbody":
+            self._in_tbody = False
+        elif tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "script":
+            self._in_data = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._in_data:
+            self.data_json += data
+
+
+def parse(path: Path) -> Tables:
+    t = Tables()
+    t.feed(path.read_text())
+    return t
+
+
+def f2(v: float | None, spec: str = ".2f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory) -> tuple[Path, list[Path]]:
+    out = write_sample_output(tmp_path_factory.mktemp("out") / "OUT", n_multi=4, seed=3)
+    return out, write_reports(out)
+
+
+def summary(out: Path) -> list[dict]:
+    return json.loads((out / "summary.json").read_text())["datasets"]
+
+
+def test_all_pages_written_with_one_static_bundle(collection):
+    out, written = collection
+    names = {p.relative_to(out).as_posix() for p in written}
+    assert {"report/index.html", "report/datasets.html"} <= names
+    merges = sorted(p.parent.name for p in out.glob("merge_*/merge_summary.json"))
+    assert [n for n in sorted(names) if n.startswith("merge_")] == [f"{m}/report.html" for m in merges]
+    assert len(merges) == 3
+    # one copy of the script per output tree, and every page's relative link reaches it
+    assert [p.relative_to(out).as_posix() for p in out.rglob("mxflow.js")] == ["report/static/mxflow.js"]
+    for page in written:
+        html = page.read_text()
+        srcs = re.findall(r'(?:src|href)="([^"#]+)"', html)
+        assert not [s for s in srcs if re.match(r"^[a-z]+://", s)], f"network reference in {page}"
+        js = re.search(r'<script src="([^"]+)"', html).group(1)
+        assert (page.parent / js).resolve() == (out / "report/static/mxflow.js").resolve()
+        for s in srcs:
+            if s.startswith(("data:", "/data/")) or s.endswith(".mtz") or s.endswith(".log"):
+                continue
+            assert (page.parent / s).exists(), f"{page.name}: broken link {s}"
+
+
+def test_dataset_table_matches_summary(collection):
+    out, _ = collection
+    ds = summary(out)
+    t = parse(out / "report/datasets.html")
+    rows = {r[0]: r for r in t.tables["ds-table"]}
+    assert len(rows) == len(ds) == 2 * (1 + 1 + 4 + 3 * 4)
+    for d in ds:
+        r = rows[d["name"]]
+        assert r[1] == d["sample"] and r[2] == d["mode"]
+        if d["status"] == "ok":
+            ov = d["stats"]["overall"]
+            assert r[10] == f2(d["d_min"])
+            assert r[11] == f2(100 * ov["completeness"], ".1f")
+            assert r[14] == f2(ov["cc_half"], ".3f")
+            assert r[15] == f2(d["stats"]["shells"][-1]["cc_half"], ".3f")
+            assert r[8] == d["space_group"]
+        else:
+            assert "failed" in r[-1] and d["reason"] in r[-1]
+
+
+def test_failed_datasets_explained_and_shell_tables(collection):
+    out, _ = collection
+    html = (out / "report/datasets.html").read_text()
+    failed = [d for d in summary(out) if d["status"] == "failed"]
+    assert len(failed) == 4
+    section = html.split('id="failed"')[1].split("</section>")[0]
+    for d in failed:
+        assert d["name"] in section and d["reason"] in section
+    # the per-shell table of one dataset: one row per shell plus overall, numbers as in the JSON
+    d = next(x for x in summary(out) if x["status"] == "ok" and x["mode"] == "helical")
+    block = html.split(f'id="ds-{d["name"]}"')[1].split("</section>")[0]
+    t = Tables()
+    t.feed(block.replace('<table class="num shells">', '<table id="shells" class="num shells">'))
+    rows = t.tables["shells"]
+    assert len(rows) == len(d["stats"]["shells"]) + 1
+    for row, sh in zip(rows, d["stats"]["shells"], strict=False):
+        assert row[1] == str(sh["n_obs"]) and row[6] == f2(sh["i_over_sigma"])
+    assert rows[-1][0].startswith("overall") and rows[-1][1] == str(d["stats"]["overall"]["n_obs"])
+
+
+def test_spots_per_frame_from_strong_refl(collection):
+    out, _ = collection
+    d = next(x for x in summary(out) if x["status"] == "ok" and x["mode"] == "multi")
+    counts = spot_counts_per_frame(out / d["workdir"])
+    assert counts is not None and len(counts) == 100 and counts[0][0] == 1
+    from mxflow.engine.refl import count_rows
+
+    assert sum(c for _, c in counts) == count_rows(out / d["workdir"] / "strong.refl")
+    charts = json.loads(parse(out / "report/datasets.html").data_json)
+    assert charts[f"ds-{d['name']}"]["spots"] == counts
+    assert spot_counts_per_frame(out / "nowhere") is None
+
+
+def test_collection_rows_per_pin(collection):
+    out, _ = collection
+    ds = summary(out)
+    t = parse(out / "report/index.html")
+    rows = t.tables["pin-table"]
+    pins = {d["workdir"].split("/")[1] for d in ds}
+    assert sorted(r[0] for r in rows) == sorted(pins)
+    assert sum(int(r[6]) for r in rows) == len(ds)
+    by_pin = {r[0]: r for r in rows}
+    assert by_pin["CPS101-02"][7].startswith("failed")
+    assert by_pin["CPS101-04"][7].startswith("partly failed")
+    assert by_pin["CPS101-03"][4] == "120.0"  # four 30° wedges of one helical sweep
+    assert "merge (blend)" in by_pin["CPS101-04"][10] and "merge (cc)" in by_pin["CPS101-04"][10]
+    assert "12 hits" not in by_pin["CPS101-04"][11] and "hits" in by_pin["CPS101-04"][11]
+    assert by_pin["CPS101-01"][11] == "–"
+
+
+def test_merge_report_content(collection):
+    out, _ = collection
+    mdir = out / "merge_blend_2.20S_Lys"
+    ms = json.loads((mdir / "merge_summary.json").read_text())
+    page = mdir / "report.html"
+    t = parse(page)
+    html = page.read_text()
+    crows = t.tables["cluster-table"]
+    assert [r[0].split()[0] for r in crows] == [str(c["id"]) for c in ms["clusters"]]
+    for r, c in zip(crows, ms["clusters"], strict=True):
+        assert r[1] == str(len(c["members"])) and r[3] == f2(c["d_min"])
+    rej = t.tables["rejected-table"]
+    assert [(r[0], r[3]) for r in rej] == [(x["name"], x["reason"]) for x in ms["rejected"]]
+    assert "every dataset is accounted for" in html
+    data = json.loads(t.data_json)
+    dg = json.loads((mdir / "dendrogram_blend.json").read_text())
+    assert len(data["dendrograms"]["blend"]["nodes"]) == len(dg["nodes"]) == len(dg["leaves"]) - 1
+    for c, jc in zip(ms["clusters"], data["clusters"], strict=True):
+        assert jc["command"].startswith("mxflow merge ") and ",".join(c["members"]) in jc["command"]
+        assert len(jc["res"]["d"]) == 10
+    kamo = t.tables["kamo-table"]
+    cols, rows = parse_cluster_summary(mdir / "cluster_summary.dat")
+    assert len(kamo) == len(rows) and kamo[0][0] == rows[0]["cluster"] and len(cols) == 28
+    inputs = t.tables["input-table"]
+    assert len(inputs) == sum(1 for d in summary(out) if d["sample"] == "Lys")
+    assert "Parameters" in html and "min_completeness" in html
+
+
+def test_unaccounted_dataset_is_flagged(tmp_path):
+    out = write_sample_output(tmp_path / "OUT", n_multi=3, seed=5, with_refl=False)
+    p = out / "merge_cc_2.20S_Thau" / "merge_summary.json"
+    ms = json.loads(p.read_text())
+    used = {m for c in ms["clusters"] for m in c["members"]}
+    rejected = {r["name"] for r in ms["rejected"]}
+    ok = [d["name"] for d in summary(out) if d["sample"] == "Thau" and d["status"] == "ok"]
+    lost = next(n for n in ok if n in used and n not in rejected)
+    for c in ms["clusters"]:
+        c["members"] = [m for m in c["members"] if m != lost]
+    p.write_text(json.dumps(ms))
+    write_reports(out)
+    html = (p.parent / "report.html").read_text()
+    assert "1 not accounted for" in html and lost in html.split("Not accounted for:")[1]
+
+
+def test_empty_and_bad_output_dirs(tmp_path):
+    pages = write_reports(tmp_path)  # nothing processed yet: pages still render
+    assert (tmp_path / "report/index.html").is_file() and len(pages) == 2
+    with pytest.raises(BadInputError, match="not a directory"):
+        write_reports(tmp_path / "missing")
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(BadInputError, match="summary.json"):
+        write_reports(tmp_path)
+
+
+def test_report_cli(tmp_path, capsys):
+    from mxflow.cli import main
+
+    out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=2, with_refl=False)
+    assert main(["report", str(out)]) == 0
+    assert "report/index.html" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nope")]) == 1
+
+
+def test_format_summary_table(tmp_path):
+    out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=2, with_refl=False)
+    ds = summary(out)
+    text = format_summary_table(ds)
+    lines = text.splitlines()
+    assert len(lines) == len(ds) + 3
+    n_failed = sum(d["status"] == "failed" for d in ds)
+    assert n_failed == 2
+    assert lines[-1] == f"{len(ds)} datasets: {len(ds) - n_failed} ok, {n_failed} failed, 0 other"
+    failed = next(d for d in ds if d["status"] == "failed")
+    line = next(x for x in lines if x.startswith(failed["name"] + " "))
+    assert "FAILED: " + failed["reason"][:40] in line
+    ok = next(d for d in ds if d["status"] == "ok")
+    assert f"{ok['d_min']:.2f}" in next(x for x in lines if x.startswith(ok["name"] + " "))
+    objs = [DatasetResult.from_dict(d) for d in ds[:3]]
+    assert format_summary_table(objs).splitlines()[2].startswith(ds[0]["name"])
+    assert format_summary_table([]) == "No datasets."
