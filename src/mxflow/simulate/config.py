@@ -37,7 +37,7 @@ class SimulationConfig:
     divergence: float = 0.02  # degrees, σ of beam divergence
     crystal_scale_range: tuple[float, float] = (0.5, 2.0)  # log-uniform per crystal
     crystal_b_range: tuple[float, float] = (0.0, 8.0)  # Å², extra B per crystal
-    counts_at_dmin: float = 30.0  # mean full-reflection counts at d_min (scale 1, before LP)
+    counts_at_dmin: float = 7.0  # mean full-reflection counts at d_min (scale 1, before LP)
     # --- radiation damage (per degree of rotation from the start of the sweep)
     damage_b_per_deg: float = 0.0  # Å² per degree
     damage_scale_per_deg: float = 0.0  # fractional intensity loss per degree

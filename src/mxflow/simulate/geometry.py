@@ -161,10 +161,17 @@ def parallax_shift(s1: np.ndarray, det: Detector) -> tuple[np.ndarray, np.ndarra
 
 
 def zeta(s1: np.ndarray, s0: np.ndarray, axis: np.ndarray = ROTATION_AXIS) -> np.ndarray:
-    """ζ = m·(ŝ1 × ŝ0): the DIALS Lorentz term; the Lorentz factor of a rotation is 1/|ζ|."""
+    """ζ = m·e1 with e1 = (s1 × s0)/|s1 × s0| (DIALS/XDS): a reflection's rocking width in φ is
+    σ_m/|ζ|, and reflections with |ζ| < 0.05 (close to the rotation axis) are not recorded."""
+    e1 = np.cross(s1, s0)
+    return (e1 / np.linalg.norm(e1, axis=1)[:, None]) @ axis
+
+
+def lorentz_factor(s1: np.ndarray, s0: np.ndarray, axis: np.ndarray = ROTATION_AXIS) -> np.ndarray:
+    """Lorentz factor of a rotation: 1/|m·(ŝ1 × ŝ0)| (DIALS applies the inverse as correction)."""
     u1 = s1 / np.linalg.norm(s1, axis=1)[:, None]
     u0 = s0 / np.linalg.norm(s0)
-    return np.cross(u1, u0) @ axis
+    return 1.0 / np.maximum(np.abs(np.cross(u1, u0) @ axis), 1e-9)
 
 
 def polarization_factor(

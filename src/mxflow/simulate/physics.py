@@ -105,7 +105,7 @@ def predict_rotation(
     x, y, hit = geo.ray_intersection(s1, det)
     z = geo.zeta(s1, s0)
     hit &= np.abs(z) > 0.05
-    lp = geo.polarization_factor(s1, s0, fraction=0.999) / np.maximum(np.abs(z), 1e-6)
+    lp = geo.polarization_factor(s1, s0, fraction=0.999) * geo.lorentz_factor(s1, s0)
     sigma_phi = np.hypot(mosaicity, divergence) / np.maximum(np.abs(z), 0.05)
     sel = np.flatnonzero(hit)
     return idx[sel], phic[sel], sigma_phi[sel], x[sel], y[sel], lp[sel]
