@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gemmi
 import numpy as np
 import pytest
@@ -139,3 +141,37 @@ def test_eiger_master_and_data_files_readable(tmp_path):
         mask = fh["/entry/instrument/detector/pixel_mask"][()]
     assert (img[mask > 0] == 2**32 - 1).all()
     assert np.median(img[mask == 0]) < 10
+
+
+def test_zoo_layout_populations_and_raster(tmp_path):
+    cfg = small_config(
+        layout="zoo",
+        zoo_mode="multi",
+        n_crystals=2,
+        frames=2,
+        n_populations=2,
+        space_group="P 4",
+        unit_cell=(60, 60, 50, 90, 90, 90),
+        d_min=2.5,
+        raster_grid=(1, 3),
+        raster_hit_fraction=0.7,
+    )
+    res = simulate(tmp_path / "zoo", cfg)
+    root = tmp_path / "zoo" / "CPS0001-01"
+    assert sorted(p.name for p in (root / "data00").glob("*.cbf"))[:2] == [
+        "multi_01_000001.cbf",
+        "multi_01_000002.cbf",
+    ]
+    assert len(list((root / "scan00" / "2d").glob("raster_*.cbf"))) == 3
+    crystals = res.crystals
+    assert [c["population"] for c in crystals] == ["A", "B"]
+    assert crystals[1]["unit_cell"][0] == pytest.approx(60 * 1.02)
+    assert len({c["name"] for c in crystals}) == 2
+    # population B is a different structure: it scores 1 against itself, not against A
+    r = score(res.truth_dir / "truth_B.mtz", res.truth_dir)
+    assert r["population"] == "B" and r["cc_overall"] == pytest.approx(1.0)
+    assert r["populations"]["A"]["cc_overall"] < 0.9
+    raster = json.loads(res.truth_json.read_text())["raster"]
+    assert raster["n_frames"] == 3
+    for frame in raster["frames"]:
+        assert (frame["n_spots"] > 50) == frame["hit"]

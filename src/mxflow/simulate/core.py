@@ -126,7 +126,8 @@ def make_crystals(
         op = ops[int(rng.integers(len(ops)))] if cfg.random_indexing else ops[0]
         start = cfg.osc_start if cfg.osc_start is not None else float(rng.integers(0, 360))
         directory, prefix = crystal_location(cfg, out, i)
-        specs.append(CrystalSpec(prefix, pop, U, scale, b_extra, op, start, directory, prefix))
+        name = prefix if directory == out else f"{directory.relative_to(out).parts[0]}_{prefix}"
+        specs.append(CrystalSpec(name, pop, U, scale, b_extra, op, start, directory, prefix))
     return specs
 
 
