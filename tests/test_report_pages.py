@@ -89,10 +89,14 @@ def test_all_pages_written_with_one_static_bundle(collection):
     names = {p.relative_to(out).as_posix() for p in written}
     assert {"report/index.html", "report/datasets.html"} <= names
     merges = sorted(p.parent.name for p in out.glob("merge_*/merge_summary.json"))
-    assert [n for n in sorted(names) if n.startswith("merge_")] == [f"{m}/report.html" for m in merges]
+    assert [n for n in sorted(names) if n.startswith("merge_")] == [
+        f"{m}/report.html" for m in merges
+    ]
     assert len(merges) == 3
     # one copy of the script per output tree, and every page's relative link reaches it
-    assert [p.relative_to(out).as_posix() for p in out.rglob("mxflow.js")] == ["report/static/mxflow.js"]
+    assert [p.relative_to(out).as_posix() for p in out.rglob("mxflow.js")] == [
+        "report/static/mxflow.js"
+    ]
     for page in written:
         html = page.read_text()
         srcs = re.findall(r'(?:src|href)="([^"#]+)"', html)

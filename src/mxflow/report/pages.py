@@ -245,7 +245,9 @@ def pin_rows(
                 "merge_links": merges.get(sample, []),
                 "hitmap_png": rel_link(hm["png"], page_dir, out_dir) if hm and hm["png"] else None,
                 "hitmap_json": rel_link(hm["json"], page_dir, out_dir) if hm else None,
-                "hitmap_html": rel_link(hm["html"], page_dir, out_dir) if hm and hm.get("html") else None,
+                "hitmap_html": rel_link(hm["html"], page_dir, out_dir)
+                if hm and hm.get("html")
+                else None,
                 "hitmap_hits": f"{hm['n_hits']}/{hm['n_frames']}" if hm else None,
             }
         )
