@@ -26,7 +26,8 @@ published description for speed on raster scans:
 
 The box sums are running sums over rows and columns in exact int64
 arithmetic (the same numbers a summed-area table gives, without its memory
-traffic).  Kernels are compiled with ``nogil=True`` so frames can be
+traffic); steps 2 and 3 look closely only at the few dispersed / core
+pixels.  Kernels are compiled with ``nogil=True`` so frames can be
 processed in threads.  Pixel coordinates: (x, y) = (fast, slow), with the
 first pixel spanning 0..1, as in DIALS; so a pixel's centre is at +0.5.
 """
@@ -98,36 +99,43 @@ def dispersion_mask(image, valid, k, sigma_b, gain, min_local, out):
 
     Running box sums: ``colm/colx/coly`` hold, per column, the count, sum and
     sum of squares of the valid pixels in rows j−k..j+k; a horizontal running
-    sum over columns i−k..i+k then gives the box.  All sums are exact int64.
+    sum over columns i−k..i+k then gives the box.  All sums are exact int64;
+    the threshold gain·((m−1) + σ_b·√(2(m−1))) is tabulated by m.
+    Returns the number of dispersed pixels.
     """
     h, w = image.shape
+    nk = (2 * k + 1) ** 2
+    bound = np.zeros(nk + 1)
+    for m in range(2, nk + 1):
+        bound[m] = gain * ((m - 1) + sigma_b * math.sqrt(2.0 * (m - 1)))
     colm = np.zeros(w, np.int64)
     colx = np.zeros(w, np.int64)
     coly = np.zeros(w, np.int64)
     for r in range(min(k, h)):
         for i in range(w):
-            if valid[r, i]:
-                v = np.int64(image[r, i])
-                colm[i] += 1
-                colx[i] += v
-                coly[i] += v * v
+            ok = np.int64(valid[r, i])
+            v = np.int64(image[r, i]) * ok
+            colm[i] += ok
+            colx[i] += v
+            coly[i] += v * v
+    n = 0
     for j in range(h):
         ra = j + k
         if ra < h:
             for i in range(w):
-                if valid[ra, i]:
-                    v = np.int64(image[ra, i])
-                    colm[i] += 1
-                    colx[i] += v
-                    coly[i] += v * v
+                ok = np.int64(valid[ra, i])
+                v = np.int64(image[ra, i]) * ok
+                colm[i] += ok
+                colx[i] += v
+                coly[i] += v * v
         rr = j - k - 1
         if rr >= 0:
             for i in range(w):
-                if valid[rr, i]:
-                    v = np.int64(image[rr, i])
-                    colm[i] -= 1
-                    colx[i] -= v
-                    coly[i] -= v * v
+                ok = np.int64(valid[rr, i])
+                v = np.int64(image[rr, i]) * ok
+                colm[i] -= ok
+                colx[i] -= v
+                coly[i] -= v * v
         m = np.int64(0)
         x = np.int64(0)
         y = np.int64(0)
@@ -148,10 +156,11 @@ def dispersion_mask(image, valid, k, sigma_b, gain, min_local, out):
                 y -= coly[cr]
             hit = False
             if valid[j, i] and m >= min_local and x >= 0:
-                a = float(m * y - x * x)
-                c = gain * x * ((m - 1) + sigma_b * math.sqrt(2.0 * (m - 1)))
-                hit = a > c
+                # m·y − x² > gain·x·((m−1) + σ_b·√(2(m−1)))
+                hit = float(m * y - x * x) > x * bound[m]
             out[j, i] = hit
+            n += hit
+    return n
 
 
 @numba.njit(nogil=True, cache=True)
@@ -161,30 +170,30 @@ def erode(disp, r, out):
 
     Equivalent to "Chebyshev distance to the nearest non-dispersed pixel
     > r"; with r = k − 1 this is DIALS's erosion by the kernel size k.
+    Dispersed pixels are few, so each is checked directly.  Returns the
+    number of core pixels.
     """
     h, w = disp.shape
-    col = np.zeros(w, np.int32)  # non-dispersed pixels per column in the row window
-    for rr in range(min(r, h)):
-        for i in range(w):
-            col[i] += not disp[rr, i]
+    n = 0
     for j in range(h):
-        ra = j + r
-        if ra < h:
-            for i in range(w):
-                col[i] += not disp[ra, i]
-        rd = j - r - 1
-        if rd >= 0:
-            for i in range(w):
-                col[i] -= not disp[rd, i]
-        s = 0
-        for i in range(min(r, w)):
-            s += col[i]
+        j0 = max(0, j - r)
+        j1 = min(h, j + r + 1)
         for i in range(w):
-            if i + r < w:
-                s += col[i + r]
-            if i - r - 1 >= 0:
-                s -= col[i - r - 1]
-            out[j, i] = disp[j, i] and s == 0
+            keep = False
+            if disp[j, i]:
+                keep = True
+                i0 = max(0, i - r)
+                i1 = min(w, i + r + 1)
+                for jj in range(j0, j1):
+                    for ii in range(i0, i1):
+                        if not disp[jj, ii]:
+                            keep = False
+                            break
+                    if not keep:
+                        break
+            out[j, i] = keep
+            n += keep
+    return n
 
 
 @numba.njit(nogil=True, cache=True)
@@ -192,8 +201,10 @@ def strong_pixels(image, valid, core, k2, sigma_s, gain, threshold, out_index):
     """Step 3: flat indices of strong pixels, in raster order, into ``out_index``.
 
     Background = valid and not core; μ = mean background count in the
-    (2·k2+1)² box (0 when fewer than 2 background pixels).  Returns the
-    number of strong pixels, or −1 when ``out_index`` is too small.
+    (2·k2+1)² box (0 when fewer than 2 background pixels).  Column sums of
+    the background run down the image; the box is summed only at core
+    pixels (few).  Returns the number of strong pixels, or −1 when
+    ``out_index`` is too small.
     """
     h, w = image.shape
     colm = np.zeros(w, np.int64)
@@ -202,37 +213,29 @@ def strong_pixels(image, valid, core, k2, sigma_s, gain, threshold, out_index):
     n = 0
     for r in range(min(k2, h)):
         for i in range(w):
-            if valid[r, i] and not core[r, i]:
-                colm[i] += 1
-                colx[i] += image[r, i]
+            ok = np.int64(valid[r, i] and not core[r, i])
+            colm[i] += ok
+            colx[i] += ok * image[r, i]
     for j in range(h):
         ra = j + k2
         if ra < h:
             for i in range(w):
-                if valid[ra, i] and not core[ra, i]:
-                    colm[i] += 1
-                    colx[i] += image[ra, i]
+                ok = np.int64(valid[ra, i] and not core[ra, i])
+                colm[i] += ok
+                colx[i] += ok * image[ra, i]
         rr = j - k2 - 1
         if rr >= 0:
             for i in range(w):
-                if valid[rr, i] and not core[rr, i]:
-                    colm[i] -= 1
-                    colx[i] -= image[rr, i]
-        m = np.int64(0)
-        x = np.int64(0)
-        for i in range(min(k2, w)):
-            m += colm[i]
-            x += colx[i]
+                ok = np.int64(valid[rr, i] and not core[rr, i])
+                colm[i] -= ok
+                colx[i] -= ok * image[rr, i]
         for i in range(w):
-            ca = i + k2
-            if ca < w:
-                m += colm[ca]
-                x += colx[ca]
-            cr = i - k2 - 1
-            if cr >= 0:
-                m -= colm[cr]
-                x -= colx[cr]
             if core[j, i] and valid[j, i]:
+                m = np.int64(0)
+                x = np.int64(0)
+                for ii in range(max(0, i - k2), min(w, i + k2 + 1)):
+                    m += colm[ii]
+                    x += colx[ii]
                 v = image[j, i]
                 mean = x / m if m >= 2 else 0.0
                 if v > threshold and v >= mean + sigma_s * math.sqrt(gain * mean):
