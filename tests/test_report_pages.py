@@ -197,7 +197,15 @@ def test_merge_report_content(collection):
     dg = json.loads((mdir / "dendrogram_blend.json").read_text())
     assert len(data["dendrograms"]["blend"]["nodes"]) == len(dg["nodes"]) == len(dg["leaves"]) - 1
     for c, jc in zip(ms["clusters"], data["clusters"], strict=True):
-        assert jc["command"].startswith("mxflow merge ") and ",".join(c["members"]) in jc["command"]
+        assert jc["command"].startswith("mxflow merge ") and "--max-clusters 1" in jc["command"]
+        files = [
+            f"{out}/proc/{d['workdir'].split('/')[1]}/{d['name']}/integrated.{x}"
+            for m in c["members"]
+            for d in summary(out)
+            if d["name"] == m
+            for x in ("expt", "refl")
+        ]
+        assert jc["command"].split(" --workdir")[0] == "mxflow merge " + " ".join(files)
         assert len(jc["res"]["d"]) == 10
     kamo = t.tables["kamo-table"]
     cols, rows = parse_cluster_summary(mdir / "cluster_summary.dat")

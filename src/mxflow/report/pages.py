@@ -371,18 +371,35 @@ def column_title(col: str) -> str:
     return _COLUMN_TITLES.get(base, base.replace("sig", "σ").replace("CC1/2", "CC½"))
 
 
-def merge_command(
-    out_dir: str, sample: str, method: str, members: list[str], d_min: float | None
-) -> str:
-    """The ``mxflow merge`` command line that merges exactly ``members`` of ``sample``.
+def dataset_inputs(d: dict[str, Any], out_dir: Path) -> list[str]:
+    """What ``mxflow merge`` takes for one dataset: its integrated .expt and .refl, else its work directory.
 
-    The datasets are named explicitly (``--datasets``), so the command gives
-    the same selection whatever the clustering would do on a re-run.
+    Paths are absolute (relative summary paths are taken from ``out_dir``).
     """
-    args = ["mxflow", "merge", out_dir, "--sample", sample, "--method", method]
+
+    def absolute(p: str) -> str:
+        return str(Path(p) if Path(p).is_absolute() else Path(out_dir) / p)
+
+    if d.get("integrated_expt") and d.get("integrated_refl"):
+        return [absolute(d["integrated_expt"]), absolute(d["integrated_refl"])]
+    if d.get("workdir"):
+        return [absolute(d["workdir"])]
+    return [str(d.get("name") or "?")]
+
+
+def merge_command(
+    inputs: list[str], workdir: str, sample: str, method: str, d_min: float | None
+) -> str:
+    """The ``mxflow merge`` command line that merges exactly the given inputs.
+
+    ``inputs`` are the member datasets' integrated files (see
+    :func:`dataset_inputs`), so the re-run starts from exactly this
+    selection; ``--max-clusters 1`` asks for one merged result.
+    """
+    args = ["mxflow", "merge", *inputs, "--workdir", workdir, "--sample", sample]
+    args += ["--method", method, "--max-clusters", "1"]
     if d_min:
         args += ["--d-min", f"{d_min:.2f}"]
-    args += ["--datasets", ",".join(members)]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -393,6 +410,8 @@ def merge_context(mr: MergeRun, out_dir: Path, out_display: str) -> dict[str, An
     sample_ds = [d for d in all_ds if (d.get("sample") or "") == mr.sample]
     entries = dataset_entries(sample_ds, out_dir, page_dir, with_spots=False)
     by_name = {e["name"]: e for e in entries}
+    member_files = {str(d.get("name")): dataset_inputs(d, out_dir) for d in sample_ds}
+    files_base = mr.path.parent  # merge outputs are relative to the merge work directory
     datasets_href = rel_link("report/datasets.html", page_dir, out_dir)
 
     inputs = []
@@ -401,6 +420,7 @@ def merge_context(mr: MergeRun, out_dir: Path, out_display: str) -> dict[str, An
             {
                 "idx": i,
                 "name": e["name"],
+                "files": member_files.get(e["name"], []),
                 "href": f"{datasets_href}#{e['anchor']}",
                 "status": e["status"],
                 "space_group": e["space_group"],
@@ -430,11 +450,16 @@ def merge_context(mr: MergeRun, out_dir: Path, out_display: str) -> dict[str, An
                 "cc_half": num(c.get("cc_half")),
                 "completeness": num(c.get("completeness")),
                 "multiplicity": num(c.get("multiplicity")),
-                "merged_mtz": rel_link(c.get("merged_mtz"), page_dir, out_dir),
-                "unmerged_mtz": rel_link(c.get("unmerged_mtz"), page_dir, out_dir),
+                "merged_mtz": rel_link(c.get("merged_mtz"), page_dir, files_base),
+                "unmerged_mtz": rel_link(c.get("unmerged_mtz"), page_dir, files_base),
                 "command": merge_command(
-                    out_display, mr.sample, mr.method, members, num(c.get("d_min"))
+                    [f for m in members for f in member_files.get(m, [m])],
+                    str(Path(out_display) / f"selection_{mr.method}_{c.get('id')}"),
+                    mr.sample,
+                    mr.method,
+                    num(c.get("d_min")),
                 ),
+                "error": str(c.get("error") or ""),
                 "shells": shell_rows(stats),
                 "overall": overall(stats),
                 "inner": overall(stats, "inner"),
@@ -504,9 +529,16 @@ def merge_context(mr: MergeRun, out_dir: Path, out_display: str) -> dict[str, An
         ],
         "inputs": inputs,
         "cc_table": _cc_matrix(mr.cc_table),
+        "selection_dir": str(Path(out_display) / f"selection_{mr.method}"),
+        "not_merged": {
+            str(n.get("id")): str(n.get("why") or "")
+            for n in mr.summary.get("not_merged") or []
+            if isinstance(n, dict) and n.get("method", mr.method) == mr.method
+        },
     }
-    params = mr.summary.get("parameters") or {}
+    params = dict(mr.summary.get("parameters") or {})
     return {
+        "notes": [str(n) for n in mr.summary.get("notes") or []],
         "merge": mr,
         "params": params,
         "inputs": inputs,

@@ -201,6 +201,8 @@ def _dataset(
         unit_cell=cell,
         d_min=stats["overall"]["d_min"],
         stats=stats,
+        integrated_expt=f"{workdir}/integrated.expt",
+        integrated_refl=f"{workdir}/integrated.refl",
         unmerged_mtz=f"{workdir}/scaled_unmerged.mtz",
         merged_mtz=f"{workdir}/scaled.mtz",
         indexed_fraction=float(rng.uniform(0.7, 0.98)),

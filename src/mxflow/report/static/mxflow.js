@@ -382,7 +382,9 @@
         if (isNum(s.completeness)) rows.push("completeness " + fmt(s.completeness > 1.001 ? s.completeness : 100 * s.completeness, 1) + " %");
         if (isNum(s.multiplicity)) rows.push("multiplicity " + fmt(s.multiplicity, 1));
         var cl = opts.clusterFor ? opts.clusterFor(n) : null;
-        if (cl) rows.push("merged: d<sub>min</sub> " + fmt(cl.d_min, 2) + " Å · CC½ " + fmt(cl.cc_half, 3));
+        if (cl && cl.error) rows.push('<span class="bad">merging failed: ' + esc(cl.error) + "</span>");
+        else if (cl) rows.push("merged: d<sub>min</sub> " + fmt(cl.d_min, 2) + " Å · CC½ " + fmt(cl.cc_half, 3));
+        else if (opts.whyNot && opts.whyNot[n.id]) rows.push("not merged: " + esc(opts.whyNot[n.id]));
       } else if (opts.leafInfo) rows.push(opts.leafInfo(n.name));
       return rows.join("<br>");
     }
@@ -421,10 +423,10 @@
 
   /* shell quoting like Python's shlex.quote */
   function shq(s) { s = String(s); return /^[A-Za-z0-9_@%+=:,.\/-]+$/.test(s) ? s : "'" + s.replace(/'/g, "'\"'\"'") + "'"; }
-  MX.mergeCommand = function (out, sample, method, members, dmin) {
-    var a = ["mxflow", "merge", out, "--sample", sample, "--method", method];
+  /* mirrors mxflow.report.pages.merge_command */
+  MX.mergeCommand = function (inputs, workdir, sample, method, dmin) {
+    var a = ["mxflow", "merge"].concat(inputs, ["--workdir", workdir, "--sample", sample, "--method", method, "--max-clusters", "1"]);
     if (isNum(dmin)) a.push("--d-min", dmin.toFixed(2));
-    a.push("--datasets", members.join(","));
     return a.map(shq).join(" ");
   };
 
@@ -524,9 +526,13 @@
       if (isNum(s.cc_mean)) parts.push("CC mean " + fmt(s.cc_mean, 3), "CC min " + fmt(s.cc_min, 3));
       if (isNum(s.completeness)) parts.push("completeness " + fmt(s.completeness > 1.001 ? s.completeness : 100 * s.completeness, 1) + " %");
       if (isNum(s.multiplicity)) parts.push("multiplicity " + fmt(s.multiplicity, 1));
-      if (cl) parts.push("<b>merged: d<sub>min</sub> " + fmt(cl.d_min, 2) + " Å, CC½ " + fmt(cl.cc_half, 3) + ", completeness " + fmt(100 * cl.completeness, 1) + " %, multiplicity " + fmt(cl.multiplicity, 1) + "</b>");
+      if (!cl && !node.leaf && data.not_merged && data.not_merged[node.id]) parts.push("not merged: " + esc(data.not_merged[node.id]));
+      if (cl && cl.error) parts.push('<b class="bad">merging failed: ' + esc(cl.error) + "</b>");
+      else if (cl) parts.push("<b>merged: d<sub>min</sub> " + fmt(cl.d_min, 2) + " Å, CC½ " + fmt(cl.cc_half, 3) + ", completeness " + fmt(100 * cl.completeness, 1) + " %, multiplicity " + fmt(cl.multiplicity, 1) + "</b>");
       document.getElementById("sel-stats").innerHTML = "<p>" + parts.join(" · ") + "</p><p class='small members'>" + members.map(esc).join(", ") + "</p>";
-      var cmd = cl ? cl.command : MX.mergeCommand(data.out, data.sample, dg.method, members, null);
+      var files = [];
+      members.forEach(function (m) { files = files.concat(byName[m] && byName[m].files && byName[m].files.length ? byName[m].files : [m]); });
+      var cmd = cl ? cl.command : MX.mergeCommand(files, data.selection_dir + "_" + node.id, data.sample, dg.method, null);
       document.getElementById("sel-cmd").textContent = cmd;
       document.querySelectorAll("#input-table tbody tr").forEach(function (tr) { tr.classList.toggle("member", members.indexOf(tr.dataset.name) >= 0); });
       document.querySelectorAll("#cluster-table tbody tr").forEach(function (tr) { tr.classList.toggle("selrow", !!cl && tr.dataset.cluster === String(cl.id)); });
@@ -540,7 +546,7 @@
       var dg = (data.dendrograms || {})[fig.dataset.dendro];
       if (!dg) return;
       dendros[dg.method || fig.dataset.dendro] = MX.dendrogram(fig, dg, {
-        onSelect: onSelect, clusterFor: clusterFor,
+        onSelect: onSelect, clusterFor: clusterFor, whyNot: data.not_merged || {},
         leafInfo: function (name) { var d = byName[name]; return d ? "cell " + (d.cell || []).map(function (v, i) { return fmt(v, i < 3 ? 2 : 1); }).join(" ") + "<br>d<sub>min</sub> " + fmt(d.d_min, 2) + " Å" : ""; }
       });
     });
