@@ -1,0 +1,287 @@
+"""The DIALS programs of single-sweep processing, as :class:`~mxflow.engine.steps.Step` s.
+
+Each function returns the Step for one program of the DIALS tutorial
+sequence (import → find_spots → index → refine_bravais_settings → reindex →
+refine → integrate → symmetry → scale → export / merge), with the file
+names DIALS uses by default, so a working directory looks like one made by
+hand.  Parameter names are those of DIALS 3.12.  Nothing here runs a
+program; :func:`mxflow.engine.steps.run_step` does.
+
+Image files are passed to dials.import as separate arguments (never as a
+PHIL ``template=`` string, which DIALS' parser would break on ``$`` or
+quotes), so any path works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import gemmi
+
+from mxflow.engine.steps import Step
+from mxflow.model import Dataset, ProcessingOptions, UnitCell
+
+#: crystal-system letter of a Bravais symbol ("oP" → "o") per gemmi crystal system
+_SYSTEM_LETTER = {
+    "triclinic": "a",
+    "monoclinic": "m",
+    "orthorhombic": "o",
+    "tetragonal": "t",
+    "trigonal": "h",
+    "hexagonal": "h",
+    "cubic": "c",
+}
+
+#: order of the lattice point group of each Bravais lattice (higher = more symmetric)
+LATTICE_ORDER = {"a": 1, "m": 2, "o": 4, "t": 8, "h": 12, "c": 24}
+
+
+def cell_arg(cell: UnitCell) -> str:
+    """``a,b,c,alpha,beta,gamma`` (Å, degrees) for a PHIL unit_cell parameter."""
+    return ",".join(f"{x:g}" for x in cell)
+
+
+def sg_arg(space_group: str) -> str:
+    """A space-group symbol without spaces (``P 21 21 21`` → ``P212121``) for PHIL."""
+    sg = gemmi.SpaceGroup(space_group)
+    return sg.xhm().replace(" ", "")
+
+
+def bravais_of(space_group: str) -> str:
+    """Bravais lattice symbol (``oP``, ``mC``, ``hR`` ...) of a space group."""
+    sg = gemmi.SpaceGroup(space_group)
+    letter = _SYSTEM_LETTER[sg.crystal_system_str()]
+    centring = sg.centring_type()
+    if letter == "h" and centring == "R":
+        return "hR"
+    return letter + centring
+
+
+def import_step(
+    dataset: Dataset, options: ProcessingOptions, frame_paths: list[str] | None = None
+) -> Step:
+    """dials.import of the dataset's frames, with geometry overrides.
+
+    One-file-per-frame data: every frame of the dataset's range is one
+    argument (``frame_paths``, default from the sweep template).  Eiger /
+    NeXus: the master file plus ``image_range`` for a wedge.  Overrides:
+    distance (mm), beam centre (given in mm, fast/slow; passed to DIALS in
+    pixels as ``fast_slow_beam_centre``), rotation axis (lab-frame vector).
+    """
+    sweep = dataset.sweep
+    first, last = dataset.frames
+    args: list[str] = []
+    inputs: list[str] = []
+    if sweep.format == "eiger":
+        master = os.path.abspath(sweep.template)
+        args.append(master)
+        inputs.append(master)
+        if dataset.wedge is not None:
+            args.append(f"image_range={first},{last}")
+    else:
+        paths = frame_paths or [sweep.frame_path(n) for n in range(first, last + 1)]
+        paths = [os.path.abspath(p) for p in paths]  # DIALS runs in the working directory
+        args.extend(paths)
+        inputs.extend(paths)
+    if options.distance is not None:
+        args.append(f"distance={options.distance:g}")
+    if options.beam_center is not None:
+        fast_px = options.beam_center[0] / sweep.pixel_size[0]
+        slow_px = options.beam_center[1] / sweep.pixel_size[1]
+        args.append(f"fast_slow_beam_centre={fast_px:.3f},{slow_px:.3f}")
+    if options.rotation_axis is not None:
+        args.append("goniometer.axis=" + ",".join(f"{x:g}" for x in options.rotation_axis))
+    args.append("output.experiments=imported.expt")
+    return Step("import", "dials.import", args, inputs=inputs, outputs=["imported.expt"])
+
+
+def find_spots_step(options: ProcessingOptions) -> Step:
+    return Step(
+        "find_spots",
+        "dials.find_spots",
+        ["imported.expt", f"nproc={options.nproc}", "output.reflections=strong.refl"],
+        inputs=["imported.expt"],
+        outputs=["strong.refl"],
+    )
+
+
+def index_attempts(
+    options: ProcessingOptions, space_group: str | None, cell: UnitCell | None
+) -> list[tuple[str, list[str]]]:
+    """(label, extra arguments) of each indexing attempt, in the order tried.
+
+    1. 3D FFT (with the known cell / space group when given);
+    2. 1D FFT;
+    3. 3D FFT on the low-resolution spots only (d ≥ 4 Å), which helps when
+       high-angle spots are noisy or the geometry is slightly off;
+    4. with a known cell: real-space grid search.
+    """
+    known: list[str] = []
+    if space_group:
+        known.append(f"indexing.known_symmetry.space_group={sg_arg(space_group)}")
+    if cell:
+        known.append(f"indexing.known_symmetry.unit_cell={cell_arg(cell)}")
+    attempts = [
+        ("fft3d", known),
+        ("fft1d", ["indexing.method=fft1d", *known]),
+        (
+            "fft3d_lowres",
+            [
+                "indexing.method=fft3d",
+                "indexing.fft3d.reciprocal_space_grid.d_min=4.0",
+                "indexing.refinement_protocol.d_min_start=4.0",
+                *known,
+            ],
+        ),
+    ]
+    if cell:
+        attempts.append(
+            ("real_space_grid_search", ["indexing.method=real_space_grid_search", *known])
+        )
+    return attempts
+
+
+def index_step(options: ProcessingOptions, label: str, extra: list[str]) -> Step:
+    """dials.index imported.expt strong.refl with one attempt's arguments."""
+    step = Step(
+        "index",
+        "dials.index",
+        ["imported.expt", "strong.refl", f"indexing.nproc={options.nproc}", *extra],
+        inputs=["imported.expt", "strong.refl"],
+        outputs=["indexed.expt", "indexed.refl"],
+        label=label,
+    )
+    return step
+
+
+def refine_bravais_step() -> Step:
+    return Step(
+        "refine_bravais_settings",
+        "dials.refine_bravais_settings",
+        ["indexed.expt", "indexed.refl"],
+        inputs=["indexed.expt", "indexed.refl"],
+        outputs=["bravais_summary.json"],
+    )
+
+
+def choose_bravais_solution(
+    summary_path: str | Path, bravais: str | None = None
+) -> tuple[int, dict]:
+    """(solution number, entry) from dials.refine_bravais_settings' bravais_summary.json.
+
+    Among the *recommended* solutions the one of highest lattice symmetry
+    wins (ties: smaller metric fit, then smaller rmsd).  With ``bravais``
+    (e.g. ``"tP"`` from a user's space group) only that lattice is taken, if
+    present.  Raises ValueError if nothing is recommended.
+    """
+    with open(summary_path) as fh:
+        summary = json.load(fh)
+    entries = [(int(k), v) for k, v in summary.items()]
+    if bravais:
+        wanted = [(k, v) for k, v in entries if v.get("bravais") == bravais]
+        if wanted:
+            entries = wanted
+    recommended = [(k, v) for k, v in entries if v.get("recommended")]
+    if not recommended:
+        raise ValueError("no recommended Bravais lattice")
+
+    def key(item: tuple[int, dict]) -> tuple[float, float, float]:
+        _, v = item
+        order = LATTICE_ORDER.get(str(v.get("bravais", "a"))[0], 1)
+        return (-order, float(v.get("max_angular_difference", 0)), float(v.get("rmsd", 0)))
+
+    return min(recommended, key=key)
+
+
+def reindex_step(cb_op: str) -> Step:
+    return Step(
+        "reindex",
+        "dials.reindex",
+        ["indexed.refl", f"change_of_basis_op={cb_op}", "output.reflections=reindexed.refl"],
+        inputs=["indexed.refl"],
+        outputs=["reindexed.refl"],
+    )
+
+
+def refine_step(expt: str, refl: str) -> Step:
+    """dials.refine (scan-static then scan-varying) of e.g. bravais_setting_N.expt + reindexed.refl."""
+    return Step(
+        "refine",
+        "dials.refine",
+        [expt, refl, "output.experiments=refined.expt", "output.reflections=refined.refl"],
+        inputs=[expt, refl],
+        outputs=["refined.expt", "refined.refl"],
+    )
+
+
+def integrate_step(options: ProcessingOptions) -> Step:
+    args = ["refined.expt", "refined.refl", f"nproc={options.nproc}"]
+    if options.d_min:
+        args.append(f"prediction.d_min={options.d_min:g}")
+    args += ["output.experiments=integrated.expt", "output.reflections=integrated.refl"]
+    return Step(
+        "integrate",
+        "dials.integrate",
+        args,
+        inputs=["refined.expt", "refined.refl"],
+        outputs=["integrated.expt", "integrated.refl"],
+    )
+
+
+def symmetry_step(space_group: str | None) -> Step:
+    """dials.symmetry, or (space group given) dials.reindex to that space group."""
+    outputs = ["symmetrized.expt", "symmetrized.refl"]
+    inputs = ["integrated.expt", "integrated.refl"]
+    out_args = ["output.experiments=symmetrized.expt", "output.reflections=symmetrized.refl"]
+    if space_group:
+        return Step(
+            "symmetry",
+            "dials.reindex",
+            [*inputs, f"space_group={sg_arg(space_group)}", *out_args],
+            inputs=inputs,
+            outputs=outputs,
+        )
+    return Step("symmetry", "dials.symmetry", [*inputs, *out_args], inputs=inputs, outputs=outputs)
+
+
+def scale_step(options: ProcessingOptions) -> Step:
+    args = ["symmetrized.expt", "symmetrized.refl", f"nproc={options.nproc}"]
+    if options.anomalous:
+        args.append("anomalous=True")
+    if options.d_min:
+        args.append(f"cut_data.d_min={options.d_min:g}")
+    args += ["output.experiments=scaled.expt", "output.reflections=scaled.refl"]
+    return Step(
+        "scale",
+        "dials.scale",
+        args,
+        inputs=["symmetrized.expt", "symmetrized.refl"],
+        outputs=["scaled.expt", "scaled.refl"],
+    )
+
+
+def export_step() -> Step:
+    """Unmerged scaled intensities as MTZ (``scaled.mtz``)."""
+    return Step(
+        "export",
+        "dials.export",
+        ["scaled.expt", "scaled.refl", "format=mtz", "mtz.hklout=scaled.mtz"],
+        inputs=["scaled.expt", "scaled.refl"],
+        outputs=["scaled.mtz"],
+    )
+
+
+def merge_step(options: ProcessingOptions) -> Step:
+    """Merged MTZ with I, SIGI and French–Wilson F, SIGF (``merged.mtz``)."""
+    args = ["scaled.expt", "scaled.refl", "truncate=True", "output.mtz=merged.mtz"]
+    if options.d_min:
+        args.append(f"d_min={options.d_min:g}")
+    return Step(
+        "merge",
+        "dials.merge",
+        args,
+        inputs=["scaled.expt", "scaled.refl"],
+        outputs=["merged.mtz"],
+    )

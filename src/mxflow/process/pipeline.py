@@ -1,0 +1,214 @@
+"""Process one dataset with DIALS: import → ... → scaled unmerged and merged MTZ.
+
+:func:`process_dataset` is the library entry point (the command line and
+the Dask scheduler both call it).  It never raises for a problem of the
+dataset: a failed step ends that dataset with ``status="failed"`` and a
+``reason`` in plain words that quotes the DIALS error line and names the
+step's log.  All output goes to the dataset's working directory, laid out
+as a DIALS tutorial run would leave it (``imported.expt``, ``strong.refl``
+... ``scaled.mtz``, ``merged.mtz``) plus ``stats.json`` / ``stats.txt``
+(mxflow's merging-statistics table).  Steps whose outputs are complete and
+whose inputs did not change are skipped on a rerun
+(:mod:`mxflow.engine.steps`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import traceback
+from pathlib import Path
+
+from mxflow.engine import dials as D
+from mxflow.engine.expt import read_experiments
+from mxflow.engine.refl import read_reflections
+from mxflow.engine.steps import Step, dials_error_line, is_done, run_step, step_ok
+from mxflow.errors import BadInputError, MxflowError
+from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord
+from mxflow.process.preflight import check_frames
+from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
+from mxflow.util.files import atomic_write_text, write_json
+
+#: fewer strong spots than this over the whole sweep: treat it as blank
+MIN_SPOTS = 20
+
+STEP_WORDS = {
+    "import": "importing the images (dials.import)",
+    "find_spots": "spot finding (dials.find_spots)",
+    "index": "indexing (dials.index)",
+    "refine_bravais_settings": "Bravais lattice search (dials.refine_bravais_settings)",
+    "reindex": "re-indexing (dials.reindex)",
+    "refine": "refinement (dials.refine)",
+    "integrate": "integration (dials.integrate)",
+    "symmetry": "symmetry determination (dials.symmetry)",
+    "scale": "scaling (dials.scale)",
+    "export": "exporting the unmerged MTZ (dials.export)",
+    "merge": "merging (dials.merge)",
+}
+
+
+class DatasetFailed(MxflowError):
+    """A step of one dataset failed; the message is the reason shown to the user."""
+
+
+class _Run:
+    """Runs steps for one dataset and keeps their records."""
+
+    def __init__(self, workdir: Path, result: DatasetResult):
+        self.workdir = workdir
+        self.result = result
+
+    def step(self, step: Step, what: str | None = None) -> StepRecord:
+        rec = run_step(step, self.workdir)
+        self.result.steps.append(rec)
+        if not step_ok(rec):
+            raise DatasetFailed(self.failure(step, rec, what))
+        return rec
+
+    def failure(self, step: Step, rec: StepRecord, what: str | None = None) -> str:
+        words = what or STEP_WORDS.get(step.name, step.program)
+        error_line = dials_error_line(self.workdir, rec)
+        if rec.returncode == 0 or rec.note:
+            detail = f"{rec.note}: {error_line}" if error_line else rec.note
+        else:
+            detail = error_line or f"exit status {rec.returncode}"
+        return f"{words} failed: {detail} (log: {rec.log})"
+
+
+def _index(run: _Run, options: ProcessingOptions, sg: str | None, cell) -> None:
+    """dials.index with the retries of :func:`mxflow.engine.dials.index_attempts`."""
+    attempts = [
+        D.index_step(options, label, extra) for label, extra in D.index_attempts(options, sg, cell)
+    ]
+    for st in attempts:  # an earlier run's successful attempt is reused, whichever it was
+        if (old := is_done(st, run.workdir)) is not None:
+            run.result.steps.append(old)
+            return
+    errors = []
+    for st in attempts:
+        rec = run_step(st, run.workdir)
+        run.result.steps.append(rec)
+        if step_ok(rec):
+            return
+        errors.append(
+            f"{st.label}: {dials_error_line(run.workdir, rec) or rec.note or rec.returncode}"
+        )
+    tried = ", ".join(st.label for st in attempts)
+    raise DatasetFailed(
+        f"indexing failed with every method tried ({tried}); last error: {errors[-1]} "
+        f"(logs: index_*.out)"
+    )
+
+
+def _count_spots(workdir: Path) -> int:
+    return read_reflections(workdir / "strong.refl", columns=[]).nrows
+
+
+def _indexed_fraction(workdir: Path) -> float | None:
+    try:
+        t = read_reflections(workdir / "indexed.refl", columns=["flags"])
+        n_strong = _count_spots(workdir)
+    except BadInputError:
+        return None
+    return float(t.has_flag("indexed").sum()) / n_strong if n_strong else None
+
+
+def _pipeline(
+    dataset: Dataset, workdir: Path, options: ProcessingOptions, result: DatasetResult
+) -> None:
+    run = _Run(workdir, result)
+    sg = options.space_group or dataset.space_group
+    cell = options.unit_cell or dataset.unit_cell
+
+    paths = check_frames(dataset)
+    run.step(D.import_step(dataset, options, paths if dataset.sweep.format != "eiger" else None))
+    run.step(D.find_spots_step(options))
+    n_spots = _count_spots(workdir)
+    if n_spots < MIN_SPOTS:
+        first, last = dataset.frames
+        raise DatasetFailed(
+            f"blank sweep: only {n_spots} spots found on frames {first}-{last} of "
+            f"{dataset.sweep.template} (no diffraction?)"
+        )
+    _index(run, options, sg, cell)
+    result.indexed_fraction = _indexed_fraction(workdir)
+
+    rbs = D.refine_bravais_step()
+    rbs_rec = run_step(rbs, workdir)
+    result.steps.append(rbs_rec)
+    solution = None
+    if step_ok(rbs_rec):
+        try:
+            solution, entry = D.choose_bravais_solution(
+                workdir / "bravais_summary.json", D.bravais_of(sg) if sg else None
+            )
+        except (ValueError, OSError):
+            solution = None
+    if solution is not None:
+        run.step(D.reindex_step(entry["cb_op"]))
+        run.step(D.refine_step(f"bravais_setting_{solution}.expt", "reindexed.refl"))
+    else:  # no acceptable higher symmetry: refine the triclinic solution
+        rbs_rec.note = (
+            rbs_rec.note + "; " if rbs_rec.note else ""
+        ) + "no Bravais solution used: P 1"
+        run.step(D.refine_step("indexed.expt", "indexed.refl"))
+    run.step(D.integrate_step(options))
+    run.step(D.symmetry_step(sg))
+    run.step(D.scale_step(options))
+    run.step(D.export_step())
+    run.step(D.merge_step(options))
+
+    result.unmerged_mtz = "scaled.mtz"
+    result.merged_mtz = "merged.mtz"
+    result.integrated_expt = "integrated.expt"
+    result.integrated_refl = "integrated.refl"
+    (exp, *_) = read_experiments(workdir / "scaled.expt")
+    result.space_group = exp.space_group
+    result.unit_cell = [round(x, 4) for x in exp.unit_cell] if exp.unit_cell else None
+    stats = stats_from_mtz(workdir / "scaled.mtz")
+    result.d_min = round(stats.overall.d_min, 3)
+    result.stats = stats_to_json(stats)
+    write_json(workdir / "stats.json", result.stats)
+    atomic_write_text(workdir / "stats.txt", format_table(stats) + "\n")
+
+
+def process_dataset(
+    dataset: Dataset, workdir: str | Path, options: ProcessingOptions | None = None
+) -> DatasetResult:
+    """Process ``dataset`` in ``workdir`` (its own directory); never raises for a dataset problem.
+
+    Returns a DatasetResult with status "ok" (MTZ paths, space group, cell,
+    d_min and the statistics table filled in; paths relative to ``workdir``)
+    or "failed" with ``reason``.  Every step's command line, log, exit status
+    and wall time are in ``result.steps``.
+    """
+    options = options or ProcessingOptions()
+    workdir = Path(workdir)
+    sweep = dataset.sweep
+    result = DatasetResult(
+        name=dataset.name,
+        path=sweep.template,
+        sample=dataset.sample,
+        mode=dataset.mode,
+        wedge=dataset.wedge_label,
+        workdir=".",
+        wavelength=sweep.wavelength,
+        osc_width=sweep.osc_width,
+        total_rotation=(dataset.frames[1] - dataset.frames[0] + 1) * sweep.osc_width,
+        status="running",
+    )
+    t0 = time.perf_counter()
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        _pipeline(dataset, workdir, options, result)
+        result.status = "ok"
+    except MxflowError as exc:  # DatasetFailed, BadInputError, ProgramNotFound
+        result.status = "failed"
+        result.reason = str(exc)
+    except Exception as exc:  # a bug or an unexpected file: still only this dataset fails
+        result.status = "failed"
+        result.reason = f"internal error: {type(exc).__name__}: {exc}"
+        with contextlib.suppress(OSError):
+            atomic_write_text(workdir / "mxflow_error.txt", traceback.format_exc())
+    result.wall_s = round(time.perf_counter() - t0, 3)
+    return result
