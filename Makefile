@@ -30,7 +30,13 @@ dials:
 	  echo "DIALS found: $$(command -v dials.version)"; \
 	else \
 	  echo "DIALS not on PATH: installing it with apt-get (Debian package 'dials')"; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dials; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dials bitshuffle; \
+	fi
+	@# Debian's DIALS reads bitshuffle-compressed Eiger data through the HDF5 plugin
+	@# of the 'bitshuffle' package (a conda DIALS brings its own).
+	@if [ "$$(command -v dials.version)" = /usr/bin/dials.version ] && ! dpkg -s bitshuffle >/dev/null 2>&1; then \
+	  echo "installing the HDF5 bitshuffle plugin (Debian package 'bitshuffle')"; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q bitshuffle; \
 	fi
 
 venv: $(BIN)/.mxflow-installed
