@@ -58,10 +58,18 @@ def _resolve(workdir: Path, name: str) -> Path:
     return p if p.is_absolute() else workdir / p
 
 
+#: arguments that change how a step runs but not what it writes (left out of signatures)
+_NOT_SIGNED = re.compile(r"^([\w.]*\.)?nproc=")
+
+
 def input_signature(step: Step, workdir: Path) -> str:
-    """sha256 over the program, arguments and (path, size, mtime) of every input file."""
+    """sha256 over the program, arguments and (path, size, mtime) of every input file.
+
+    ``nproc=`` arguments are left out: using more cores gives the same result.
+    """
     h = hashlib.sha256()
-    h.update(json.dumps([step.program, step.args]).encode())
+    args = [a for a in step.args if not _NOT_SIGNED.match(a)]
+    h.update(json.dumps([step.program, args]).encode())
     for name in step.inputs:
         p = _resolve(workdir, name)
         try:
