@@ -1,0 +1,91 @@
+"""Cluster and merge many datasets of one sample (KAMO / xia2.multiplex style).
+
+INPUT can be an mxflow output directory (with summary.json), DIALS integrated
+.expt/.refl pairs, or directories holding them.  Datasets are grouped by
+reduced cell, indexed consistently (dials.cosym; a reference MTZ fixes the
+setting), clustered by cell (BLEND-style) and/or intensity CC, and every
+chosen cluster is scaled and merged: run_01 (all) -> run_02 (bad image groups
+removed) -> run_03 (bad datasets removed), then cut where CC1/2 falls to the
+target.  Results: OUT/merge_<method>_<d>S_<sample>/ with cluster_summary.dat
+and merge_summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from mxflow.cluster.select import Thresholds
+from mxflow.merge.pipeline import MergeOptions, merge_sample
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="mxflow output dir, .expt/.refl files or dirs"
+    )
+    p.add_argument("--workdir", required=True, help="output directory")
+    p.add_argument("--sample", help="sample name (also selects that sample from an mxflow summary)")
+    p.add_argument("--space-group", help="force this space group (e.g. 'P 21 21 21')")
+    p.add_argument("--reference", help="reference MTZ: indexing setting and cell group")
+    p.add_argument("--method", choices=["blend", "cc", "both"], default="cc")
+    p.add_argument("--d-min", type=float, help="starting resolution in Å (default: half-corner)")
+    p.add_argument(
+        "--cc-half",
+        type=float,
+        default=0.5,
+        help="CC1/2 target of the resolution cut (0.3 as xia2)",
+    )
+    p.add_argument("--min-completeness", type=float, default=90.0, help="%% (KAMO min_cmpl)")
+    p.add_argument("--min-multiplicity", type=float, default=2.0, help="KAMO min_redun")
+    p.add_argument("--max-lcv", type=float, help="%%")
+    p.add_argument("--max-alcv", type=float, help="Å")
+    p.add_argument("--max-height", type=float, help="maximum cluster height")
+    p.add_argument("--max-clusters", type=int, default=10)
+    p.add_argument("--no-frame-rejection", action="store_true")
+    p.add_argument("--no-dataset-rejection", action="store_true")
+    p.add_argument("--nproc", type=int, default=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = MergeOptions(
+        sample=args.sample,
+        space_group=args.space_group,
+        reference=args.reference,
+        method=args.method,
+        d_min=args.d_min,
+        cc_half_target=args.cc_half,
+        thresholds=Thresholds(
+            min_completeness=args.min_completeness,
+            min_multiplicity=args.min_multiplicity,
+            max_lcv=args.max_lcv,
+            max_alcv=args.max_alcv,
+            max_height=args.max_height,
+            max_clusters=args.max_clusters,
+        ),
+        reject_frames=not args.no_frame_rejection,
+        reject_datasets=not args.no_dataset_rejection,
+        nproc=args.nproc,
+    )
+    summary = merge_sample(args.inputs, args.workdir, opts)
+
+    def f(v, spec):
+        return format(v, spec) if isinstance(v, int | float) and math.isfinite(v) else "-"
+
+    print(f"sample {summary['sample']}: {len(summary['clusters'])} cluster(s) merged")
+    for c in summary["clusters"]:
+        if "error" in c:
+            print(f"  {c['method']} cluster {c['id']:04d}: FAILED {c['error']}")
+            continue
+        print(
+            f"  {c['method']} cluster {c['id']:04d} {c['final_run']}: {len(c['members'])} datasets, "
+            f"{c['space_group']}, d_min {f(c['d_min'], '.2f')} Å, CC1/2 {f(c['cc_half'], '.3f')}, "
+            f"completeness {f(100 * c['completeness'], '.1f')} %, multiplicity {f(c['multiplicity'], '.1f')}"
+        )
+    for r in summary["rejected"]:
+        print(f"  rejected {r['name']} [{r['stage']}]: {r['reason']}")
+    for n in summary.get("notes", []):
+        print(f"  note: {n}")
+    if not summary["clusters"]:
+        print(json.dumps(summary.get("not_merged", [])[:5], indent=1))
+    return 0 if summary["clusters"] and all("error" not in c for c in summary["clusters"]) else 1

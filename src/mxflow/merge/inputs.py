@@ -1,0 +1,218 @@
+"""What `mxflow merge` accepts: mxflow output directories and plain DIALS integrated files.
+
+* a directory holding ``summary.json`` (written by ``mxflow process``): every
+  dataset with status ``ok`` and integrated ``.expt`` / ``.refl`` files;
+  failed ones are listed as rejected with their recorded reason;
+* ``.expt`` + ``.refl`` pairs (also the old ``*_experiments.json`` +
+  ``*.pickle`` names), as xia2.multiplex accepts them;
+* directories holding such pairs (searched recursively, e.g. a tree of
+  ``integrated.expt`` files).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from mxflow.engine.expt import Experiment, read_experiments
+from mxflow.errors import BadInputError
+from mxflow.model import DatasetResult
+from mxflow.util.files import read_json
+
+EXPT_SUFFIXES = (".expt", "_experiments.json")
+REFL_SUFFIXES = (".refl", ".pickle")
+
+
+@dataclass
+class MergeInput:
+    """One integrated dataset to merge (one experiment of one crystal).
+
+    Cell in Å / degrees; half_corner_d in Å (ZOO starting resolution) when
+    the detector geometry is known.
+    """
+
+    name: str
+    expt: str
+    refl: str
+    unit_cell: tuple[float, ...]
+    space_group: str
+    wavelength: float = math.nan
+    osc_width: float = math.nan  # degrees per image
+    n_images: int = 0
+    half_corner_d: float | None = None
+    sample: str = ""
+
+    @property
+    def total_rotation(self) -> float:
+        """Wedge width in degrees."""
+        return self.osc_width * self.n_images
+
+
+def half_corner_d(exp: Experiment) -> float | None:
+    """ZOO's half-corner resolution (Å) from an experiment's detector geometry."""
+    if not (exp.image_size and exp.pixel_size and exp.distance and exp.wavelength):
+        return None
+    min_dim = min(exp.image_size[0] * exp.pixel_size[0], exp.image_size[1] * exp.pixel_size[1])
+    radius = math.sqrt(5) / 2 * (min_dim / 2)
+    two_theta = math.atan2(radius, exp.distance)
+    return exp.wavelength / (2 * math.sin(two_theta / 2))
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suf in (*EXPT_SUFFIXES, *REFL_SUFFIXES):
+        if name.endswith(suf):
+            name = name[: -len(suf)]
+            break
+    return str(path.parent / name)
+
+
+def _partner_refl(expt: Path) -> Path | None:
+    stem = _stem(expt)
+    candidates = [Path(stem + s) for s in REFL_SUFFIXES]
+    # DIALS' usual pairs: integrated.expt / integrated.refl, NN_integrated_experiments.json / NN_integrated.pickle
+    return next((c for c in candidates if c.exists()), None)
+
+
+def _from_pair(name: str, expt: Path, refl: Path, sample: str = "") -> list[MergeInput]:
+    exps = read_experiments(expt)
+    out = []
+    for k, e in enumerate(exps):
+        if e.unit_cell is None:
+            raise BadInputError(expt, f"experiment {k} has no crystal model (not integrated?)")
+        label = name if len(exps) == 1 else f"{name}#{k}"
+        osc = e.oscillation[1] if e.oscillation else math.nan
+        out.append(
+            MergeInput(
+                name=label,
+                expt=str(expt),
+                refl=str(refl),
+                unit_cell=tuple(e.unit_cell),
+                space_group=e.space_group or "P 1",
+                wavelength=e.wavelength or math.nan,
+                osc_width=osc,
+                n_images=e.n_images,
+                half_corner_d=half_corner_d(e),
+                sample=sample,
+            )
+        )
+    return out
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    base, k = name, 2
+    while name in used:
+        name = f"{base}_{k}"
+        k += 1
+    used.add(name)
+    return name
+
+
+def collect_inputs(
+    paths: list[str | Path], sample: str | None = None
+) -> tuple[list[MergeInput], list[dict]]:
+    """Datasets found in ``paths`` and the ones that cannot be used, with reasons.
+
+    Returns (inputs, rejected) where rejected rows are
+    ``{"name", "reason", "stage": "input"}``.  ``sample`` keeps only datasets
+    of that sample when an mxflow summary says which sample each belongs to.
+    Raises BadInputError for a path that is none of the accepted kinds.
+    """
+    inputs: list[MergeInput] = []
+    rejected: list[dict] = []
+    used: set[str] = set()
+    pending = [Path(p) for p in paths]
+    seen_expt: set[Path] = set()
+
+    def add_pair(expt: Path, refl: Path | None, name: str, smp: str = "") -> None:
+        expt = expt.resolve()
+        if expt in seen_expt:
+            return
+        seen_expt.add(expt)
+        if refl is None:
+            rejected.append(
+                {"name": name, "reason": f"{expt}: no matching reflection file", "stage": "input"}
+            )
+            return
+        try:
+            found = _from_pair(name, expt, refl, smp)
+        except BadInputError as exc:
+            rejected.append({"name": name, "reason": str(exc), "stage": "input"})
+            return
+        for item in found:
+            item.name = _unique_name(item.name, used)
+            inputs.append(item)
+
+    i = 0
+    while i < len(pending):
+        p = pending[i]
+        i += 1
+        if p.is_dir() and (p / "summary.json").exists():
+            _from_summary(p, sample, add_pair, rejected)
+        elif p.is_dir():
+            found = sorted(
+                q for suf in EXPT_SUFFIXES for q in p.rglob(f"*{suf}") if "merge_" not in str(q)
+            )
+            if not found:
+                raise BadInputError(p, "no summary.json and no .expt / *_experiments.json files")
+            for q in found:
+                add_pair(q, _partner_refl(q), _name_for(q, p))
+        elif p.name.endswith(EXPT_SUFFIXES):
+            nxt = pending[i] if i < len(pending) else None
+            if nxt is not None and nxt.name.endswith(REFL_SUFFIXES):
+                i += 1
+                add_pair(p, nxt, _name_for(p, p.parent))
+            else:
+                add_pair(p, _partner_refl(p), _name_for(p, p.parent))
+        elif p.name.endswith(REFL_SUFFIXES):
+            expt = next(
+                (Path(_stem(p) + s) for s in EXPT_SUFFIXES if Path(_stem(p) + s).exists()), None
+            )
+            if expt is None:
+                raise BadInputError(p, "reflection file without a matching experiment list")
+            add_pair(expt, p, _name_for(expt, expt.parent))
+        elif not p.exists():
+            raise BadInputError(p, "no such file or directory")
+        else:
+            raise BadInputError(p, "not an mxflow output directory, .expt or .refl file")
+    return inputs, rejected
+
+
+def _name_for(expt: Path, root: Path) -> str:
+    """A readable dataset name: the file stem, with its parent folders when generic."""
+    stem = Path(_stem(expt)).name
+    if stem in ("integrated", "scaled", "indexed", "refined", "symmetrized"):
+        rel = expt.parent.relative_to(root) if expt.parent != root else Path(expt.parent.name)
+        return str(rel).replace("/", "_") or stem
+    return stem
+
+
+def _from_summary(root: Path, sample: str | None, add_pair, rejected: list[dict]) -> None:
+    rows = read_json(root / "summary.json")
+    if isinstance(rows, dict):
+        rows = rows.get("datasets", [])
+    for row in rows:
+        res = DatasetResult.from_dict(row)
+        if sample and res.sample and res.sample != sample:
+            continue
+        if res.status != "ok":
+            why = res.reason or f"status {res.status}"
+            rejected.append({"name": res.name, "reason": f"processing: {why}", "stage": "input"})
+            continue
+        if not res.integrated_expt or not res.integrated_refl:
+            rejected.append(
+                {"name": res.name, "reason": "no integrated .expt/.refl recorded", "stage": "input"}
+            )
+            continue
+        expt = Path(res.integrated_expt)
+        refl = Path(res.integrated_refl)
+        if not expt.is_absolute():
+            expt = root / expt
+            refl = root / refl
+        if not expt.exists() or not refl.exists():
+            rejected.append(
+                {"name": res.name, "reason": f"missing file {expt} or {refl}", "stage": "input"}
+            )
+            continue
+        add_pair(expt, refl, res.name, res.sample)
