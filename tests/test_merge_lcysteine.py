@@ -1,0 +1,87 @@
+"""End-to-end `merge_sample` on the real l-cysteine sweeps (DIALS; slow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mxflow.cluster.select import Thresholds
+from mxflow.merge.pipeline import MergeOptions, merge_sample
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "l_cysteine_integrated"
+
+pytestmark = [pytest.mark.slow, pytest.mark.dials]
+
+
+def _need_data():
+    if not (DATA / "20_integrated_experiments.json").exists():
+        pytest.skip("l_cysteine_integrated data not available")
+    if shutil.which("dials.scale") is None:
+        pytest.skip("DIALS not on PATH")
+
+
+def _wrong_cell_copy(tmp: Path) -> tuple[Path, Path]:
+    """A copy of sweep 20 whose crystal is 30 % longer along a (a 'wrong cell' dataset)."""
+    doc = json.loads((DATA / "20_integrated_experiments.json").read_text())
+    for xtal in doc["crystal"]:
+        xtal["real_space_a"] = list(np.asarray(xtal["real_space_a"]) * 1.3)
+    expt = tmp / "99_integrated_experiments.json"
+    expt.write_text(json.dumps(doc))
+    refl = tmp / "99_integrated.pickle"
+    refl.symlink_to(DATA / "20_integrated.pickle")
+    return expt, refl
+
+
+def test_lcysteine_merges_in_p212121(tmp_path):
+    _need_data()
+    wrong = _wrong_cell_copy(tmp_path)
+    inputs = []
+    for n in (20, 25, 30):
+        inputs += [DATA / f"{n}_integrated_experiments.json", DATA / f"{n}_integrated.pickle"]
+    inputs += list(wrong)
+    opts = MergeOptions(
+        sample="lcys",
+        d_min=1.0,
+        thresholds=Thresholds(min_completeness=80, max_clusters=1),
+    )
+    s = merge_sample(inputs, tmp_path / "out", opts)
+    assert [r["name"] for r in s["rejected"] if r["stage"] == "cell"] == ["99_integrated"]
+    assert len(s["clusters"]) == 1
+    c = s["clusters"][0]
+    assert "error" not in c, c
+    assert c["space_group"] == "P 21 21 21"
+    assert sorted(c["members"]) == ["20_integrated", "25_integrated", "30_integrated"]
+    assert c["cc_half"] > 0.99 and c["completeness"] > 0.9
+    mdir = tmp_path / "out" / "merge_cc_1.0S_lcys"
+    assert (tmp_path / "out" / c["merged_mtz"]).exists()
+    assert (tmp_path / "out" / c["unmerged_mtz"]).exists()
+    dat = (mdir / "cluster_summary.dat").read_text().splitlines()
+    assert dat[0].split()[:4] == ["cluster", "ClH", "LCV", "aLCV"] and len(dat) == 2
+    assert len(dat[1].split()) == len(dat[0].split())
+    dendro = json.loads((mdir / "dendrogram_cc.json").read_text())
+    assert [leaf["id"] for leaf in dendro["leaves"]] == [0, 1, 2]
+    assert [n["id"] for n in dendro["nodes"]] == [3, 4]
+    assert dendro["nodes"][-1]["merged"] and len(dendro["nodes"][-1]["members"]) == 3
+    table = json.loads((mdir / "cc_table.json").read_text())
+    assert len(table) == 3 and all(r["cc"] > 0.9 and r["n_common"] > 100 for r in table)
+    saved = json.loads((mdir / "merge_summary.json").read_text())
+    assert saved["clusters"][0]["final_run"] == c["final_run"]
+
+
+def test_single_dataset_below_completeness_is_recorded(tmp_path):
+    _need_data()
+    opts = MergeOptions(
+        sample="one",
+        d_min=1.0,
+        thresholds=Thresholds(min_completeness=101.0),
+        fallback_largest=False,
+        space_group="P 21 21 21",
+    )
+    s = merge_sample([DATA / "35_integrated_experiments.json"], tmp_path, opts)
+    assert s["clusters"] == []
+    assert len(s["not_merged"]) == 1 and "completeness" in s["not_merged"][0]["why"]
+    assert (tmp_path / "merge_cc_1.0S_one" / "merge_summary.json").exists()
