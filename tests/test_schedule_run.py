@@ -233,3 +233,34 @@ def test_kill9_then_rerun_resumes_without_redoing(tmp_path):
         runs = cat.runs()
     assert runs[0]["status"] == "running"  # the killed run never finished
     assert runs[1]["status"] == "ok"
+
+
+def test_merge_routes_per_sample(tmp_path):
+    """proc: every whole sweep of a sample; 30deg: its wedges plus the uncut multi sweeps."""
+    from mxflow.schedule.post import merge_groups, merge_inputs
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root, n_multi=4)
+    run_collection(root, out, config(merge=False), log=lambda m: None)
+    with Catalog(out) as cat:
+        groups = {k: sorted(key for key, _ in v) for k, v in merge_groups(cat).items()}
+    assert groups[("lyso", "proc")] == [
+        "proc/CPS0001-01/data00/multi_0",
+        "proc/CPS0001-01/data02/multi_2",
+        "proc/CPS0002-01/data00/helical",
+    ]
+    assert groups[("lyso", "30deg")] == [
+        "proc/CPS0001-01/data00/multi_0",
+        "proc/CPS0001-01/data02/multi_2",
+        "proc_30deg/CPS0002-01/data00/helical_1-300",
+        "proc_30deg/CPS0002-01/data00/helical_301-600",
+    ]
+    assert ("thau", "30deg") not in groups  # no wedges: the route would repeat proc
+    assert len(groups[("thau", "proc")]) == 2
+    with Catalog(out) as cat:
+        results = [r for _, r in merge_groups(cat)[("thau", "proc")]]
+    for r in results:
+        r.integrated_expt, r.integrated_refl = f"{r.workdir}/i.expt", f"{r.workdir}/i.refl"
+    paths = merge_inputs(results, out)
+    assert paths[0].endswith("proc/CPS0001-02/data01/multi_1/i.expt") and paths[0].startswith("/")
+    assert paths[1].endswith("multi_1/i.refl") and len(paths) == 4

@@ -17,6 +17,7 @@ Merge routes per sample (as ZOO does with KAMO):
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import json
 import os
@@ -35,16 +36,6 @@ MIN_DATASETS_TO_MERGE = 2
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "sample"
-
-
-def absolute_result(result: DatasetResult, out: Path) -> DatasetResult:
-    """A copy of ``result`` whose output paths are absolute (the catalog keeps them relative to OUT)."""
-    r = dataclasses.replace(result)
-    for name in ("unmerged_mtz", "merged_mtz", "integrated_expt", "integrated_refl", "workdir"):
-        value = getattr(r, name)
-        if value and not os.path.isabs(value):
-            setattr(r, name, str(out / value))
-    return r
 
 
 def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, DatasetResult]]]:
@@ -74,23 +65,51 @@ def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, Data
     return groups
 
 
-def _merge_options(module: Any, results: list[DatasetResult]) -> Any:
-    """Default merge options from the module, if it has an options class; else None."""
+def merge_inputs(results: list[DatasetResult], out: Path) -> list[str]:
+    """``merge_sample``'s inputs: integrated .expt / .refl pairs (absolute paths), in order."""
+    paths: list[str] = []
+    for r in results:
+        if r.integrated_expt and r.integrated_refl:
+            paths += [str(out / r.integrated_expt), str(out / r.integrated_refl)]
+    return paths
+
+
+def _merge_options(module: Any, sample: str, config: Any) -> Any:
+    """The merge module's options for one sample (None when it has no options class)."""
     cls = getattr(module, "MergeOptions", None)
     if cls is None:
         return None
-    try:
-        return cls()
-    except TypeError:
-        return None
+    from mxflow.schedule.cluster import available_cores
+
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    wanted = {
+        "sample": sample,
+        "nproc": available_cores(),
+        "space_group": getattr(getattr(config, "options", None), "space_group", None),
+    }
+    return cls(**{k: v for k, v in wanted.items() if k in fields and v is not None})
+
+
+def _merge_status(payload: dict) -> tuple[str, str]:
+    """('ok', '') when at least one cluster merged, else ('failed', why)."""
+    clusters = payload.get("clusters")
+    if clusters is None:
+        return str(payload.get("status", "ok")), str(payload.get("reason", ""))
+    if any(isinstance(c, dict) and not c.get("error") for c in clusters):
+        return "ok", ""
+    notes = [str(n) for n in payload.get("notes", [])]
+    errors = [str(c.get("error")) for c in clusters if isinstance(c, dict) and c.get("error")]
+    return "failed", "; ".join(errors + notes) or "no cluster could be merged"
 
 
 def merge_samples(out: Path, catalog: Catalog, config: Any, log: Callable[[str], None]) -> int:
     """Merge every sample (both routes); returns the number of merges run."""
     try:
-        import mxflow.merge as merge_module
-        from mxflow.merge import merge_sample
-    except ImportError:
+        merge_module = importlib.import_module("mxflow.merge")
+        if not hasattr(merge_module, "merge_sample"):
+            merge_module = importlib.import_module("mxflow.merge.pipeline")
+        merge_sample = merge_module.merge_sample
+    except (ImportError, AttributeError):
         log("mxflow: merging skipped (mxflow.merge.merge_sample is not available)")
         return 0
     n_run = 0
@@ -115,13 +134,12 @@ def merge_samples(out: Path, catalog: Catalog, config: Any, log: Callable[[str],
             continue
         workdir = out / ("merge" if route == "proc" else f"merge_{route}") / _safe(sample)
         workdir.mkdir(parents=True, exist_ok=True)
-        inputs = [absolute_result(r, out) for _, r in members]
-        log(f"mxflow: merging {len(inputs)} dataset(s) of sample {sample} ({route})")
+        inputs = merge_inputs([r for _, r in members], out)
+        log(f"mxflow: merging {len(members)} dataset(s) of sample {sample} ({route})")
         try:
-            result = merge_sample(inputs, workdir, _merge_options(merge_module, inputs))
+            result = merge_sample(inputs, workdir, _merge_options(merge_module, sample, config))
             payload = dict(result) if isinstance(result, dict) else {"result": result}
-            status = str(payload.get("status", "ok"))
-            reason = str(payload.get("reason", ""))
+            status, reason = _merge_status(payload)
         except Exception as exc:  # one sample's failure never stops the others
             payload, status, reason = {}, "failed", f"{type(exc).__name__}: {exc}"
         payload["inputs"] = keys
