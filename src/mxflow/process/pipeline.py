@@ -22,7 +22,14 @@ from pathlib import Path
 from mxflow.engine import dials as D
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
-from mxflow.engine.steps import Step, dials_error_line, is_done, run_step, step_ok
+from mxflow.engine.steps import (
+    Step,
+    dials_error_line,
+    done_record_path,
+    is_done,
+    run_step,
+    step_ok,
+)
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord
 from mxflow.process.preflight import check_frames
@@ -31,6 +38,8 @@ from mxflow.util.files import atomic_write_text, write_json
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
 MIN_SPOTS = 20
+#: an indexing solution must explain at least this fraction of the strong spots
+MIN_INDEXED_FRACTION = 0.25
 
 STEP_WORDS = {
     "import": "importing the images (dials.import)",
@@ -76,7 +85,12 @@ class _Run:
 
 
 def _index(run: _Run, options: ProcessingOptions, sg: str | None, cell) -> None:
-    """dials.index with the retries of :func:`mxflow.engine.dials.index_attempts`."""
+    """dials.index with the retries of :func:`mxflow.engine.dials.index_attempts`.
+
+    A solution that explains fewer than MIN_INDEXED_FRACTION of the strong
+    spots is rejected (random spots can be "indexed" by a nonsense cell) and
+    the next method is tried.
+    """
     attempts = [
         D.index_step(options, label, extra) for label, extra in D.index_attempts(options, sg, cell)
     ]
@@ -89,14 +103,19 @@ def _index(run: _Run, options: ProcessingOptions, sg: str | None, cell) -> None:
         rec = run_step(st, run.workdir)
         run.result.steps.append(rec)
         if step_ok(rec):
-            return
+            fraction = _indexed_fraction(run.workdir)
+            if fraction is not None and fraction >= MIN_INDEXED_FRACTION:
+                return
+            rec.note = f"rejected: only {100 * (fraction or 0):.0f}% of the strong spots indexed"
+            errors.append(f"{st.label}: {rec.note}")
+            done_record_path(run.workdir, st.name).unlink(missing_ok=True)
+            continue
         errors.append(
             f"{st.label}: {dials_error_line(run.workdir, rec) or rec.note or rec.returncode}"
         )
     tried = ", ".join(st.label for st in attempts)
     raise DatasetFailed(
-        f"indexing failed with every method tried ({tried}); last error: {errors[-1]} "
-        f"(logs: index_*.out)"
+        f"indexing failed with every method tried ({tried}): {'; '.join(errors)} (logs: index_*.out)"
     )
 
 

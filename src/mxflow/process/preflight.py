@@ -16,13 +16,15 @@ from mxflow.images.read import CBF_BINARY_MARKER, read_header
 from mxflow.model import Dataset
 
 _BINARY_SIZE = re.compile(rb"X-Binary-Size:\s*(\d+)")
+_SECTION_END = b"--CIF-BINARY-FORMAT-SECTION--"
 
 
 def check_cbf_complete(path: str | Path, head_bytes: int = 65536) -> None:
     """Raise BadInputError if an uncompressed miniCBF holds less data than its header declares.
 
     The binary section starts after the 4-byte marker ``0C 1A 04 D5``;
-    ``X-Binary-Size`` gives its length in bytes.  Compressed files (.bz2,
+    ``X-Binary-Size`` gives its length in bytes; after it (and padding) the
+    section is closed by ``--CIF-BINARY-FORMAT-SECTION----``.  Compressed files (.bz2,
     .gz) are not checked here (their headers are checked by read_header).
     """
     path = Path(path)
@@ -39,6 +41,13 @@ def check_cbf_complete(path: str | Path, head_bytes: int = 65536) -> None:
     if size < need:
         raise BadInputError(
             path, f"truncated CBF: {size} bytes on disk, the header needs at least {need}"
+        )
+    with open(path, "rb") as fh:
+        fh.seek(max(need, size - 8192))
+        tail = fh.read()
+    if _SECTION_END not in tail:
+        raise BadInputError(
+            path, "truncated CBF: the binary section is not closed (file cut short?)"
         )
 
 
