@@ -182,6 +182,28 @@ def start_cluster(
         desc = f"local: {n_workers} worker process(es) x DIALS nproc {n_proc}"
         return ClusterHandle(client, cluster, n_workers, n_proc, desc)
 
+    cluster, own, processes = make_jobqueue_cluster(kind, config_path)
+    jobs = int(own.get("jobs", 1))
+    maximum = own.get("maximum_jobs")
+    if maximum:
+        cluster.adapt(minimum_jobs=0, maximum_jobs=int(maximum))
+        jobs = int(maximum)
+    else:
+        cluster.scale(jobs=jobs)
+    n_proc = int(nproc or own["nproc"])
+    client = Client(cluster)
+    slots = max(1, jobs * processes)
+    desc = f"{kind}: {jobs} job(s) x {processes} worker(s) x DIALS nproc {n_proc}"
+    return ClusterHandle(client, cluster, slots, n_proc, desc, {"job_script": cluster.job_script()})
+
+
+def make_jobqueue_cluster(
+    kind: str, config_path: str | Path | None
+) -> tuple[Any, dict[str, Any], int]:
+    """The dask-jobqueue cluster object of ``kind`` (no job submitted yet).
+
+    Returns (cluster, mxflow's own keys from the section, worker processes per job).
+    """
     section = load_cluster_config(config_path, kind)
     own = {k: section.pop(k) for k in _MXFLOW_KEYS if k in section}
     import dask_jobqueue
@@ -197,15 +219,5 @@ def start_cluster(
     except Exception as exc:
         where = f" ({config_path})" if config_path else ""
         raise MxflowError(f"cannot set up the {kind} cluster{where}: {exc}") from exc
-    jobs = int(own.get("jobs", 1))
-    maximum = own.get("maximum_jobs")
-    if maximum:
-        cluster.adapt(minimum_jobs=0, maximum_jobs=int(maximum))
-        jobs = int(maximum)
-    else:
-        cluster.scale(jobs=jobs)
-    n_proc = int(own.get("nproc") or nproc or max(1, int(section["cores"]) // processes))
-    client = Client(cluster)
-    slots = max(1, jobs * processes)
-    desc = f"{kind}: {jobs} job(s) x {processes} worker(s) x DIALS nproc {n_proc}"
-    return ClusterHandle(client, cluster, slots, n_proc, desc, {"job_script": cluster.job_script()})
+    own.setdefault("nproc", max(1, int(section["cores"]) // processes))
+    return cluster, own, processes
