@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -55,7 +56,8 @@ def simulate_once(data_dir: Path, config: dict[str, Any]) -> Path:
             previous = read_json(stamp)
         except (OSError, ValueError):
             previous = None
-        if previous and previous.get("config") == config and Path(previous["truth_dir"]).is_dir():
+        same = previous and previous.get("config") == json.loads(json.dumps(config))
+        if same and Path(previous["truth_dir"]).is_dir():
             return Path(previous["truth_dir"])
     result = simulate(data_dir, SimulationConfig(**config))
     write_json(stamp, {"config": config, "truth_dir": str(result.truth_dir.resolve())})
