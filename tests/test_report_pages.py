@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from html.parser import HTMLParser
@@ -93,16 +94,23 @@ def test_all_pages_written_with_one_static_bundle(collection):
         f"{m}/report.html" for m in merges
     ]
     assert len(merges) == 3
-    # one copy of the script per output tree, and every page's relative link reaches it
-    assert [p.relative_to(out).as_posix() for p in out.rglob("mxflow.js")] == [
-        "report/static/mxflow.js"
-    ]
+    # one copy of each script per output tree (plotly.js is the installed plotly package's own
+    # bundle), and every page's relative links reach them
+    static = out / "report/static"
+    for name in ("mxflow.js", "plotly.min.js"):
+        assert [p.relative_to(out).as_posix() for p in out.rglob(name)] == [f"report/static/{name}"]
+    plotly_pkg = Path(importlib.util.find_spec("plotly").origin).parent
+    assert (static / "plotly.min.js").read_bytes() == (
+        plotly_pkg / "package_data/plotly.min.js"
+    ).read_bytes()
     for page in written:
         html = page.read_text()
         srcs = re.findall(r'(?:src|href)="([^"#]+)"', html)
         assert not [s for s in srcs if re.match(r"^[a-z]+://", s)], f"network reference in {page}"
-        js = re.search(r'<script src="([^"]+)"', html).group(1)
-        assert (page.parent / js).resolve() == (out / "report/static/mxflow.js").resolve()
+        scripts = [(page.parent / s).resolve() for s in re.findall(r'<script src="([^"]+)"', html)]
+        charts = page.name != "index.html"  # the collection page has no charts
+        expected = [static / "plotly.min.js"] * charts + [static / "mxflow.js"]
+        assert scripts == [p.resolve() for p in expected], page
         for s in srcs:
             if s.startswith(("data:", "/data/")) or s.endswith(".mtz") or s.endswith(".log"):
                 continue

@@ -4,11 +4,12 @@ Layout written into an output directory ``OUT``::
 
     OUT/report/index.html        collection report (one row per pin)
     OUT/report/datasets.html     dataset report (every dataset, per-shell tables)
-    OUT/report/static/           mxflow.css, mxflow.js (once per output tree)
+    OUT/report/static/           mxflow.css, mxflow.js, plotly.min.js (once per output tree)
     OUT/merge_*/report.html      merge report of each sample / method
 
 Pages are complete without JavaScript (tables are rendered here); the
-script adds charts, the dendrograms, sorting and filtering.  Nothing is
+scripts add the charts and dendrograms (plotly.js, copied from the
+installed ``plotly`` Python package), sorting and filtering.  Nothing is
 loaded from the network.
 """
 
@@ -24,9 +25,11 @@ from typing import Any
 import jinja2
 
 from mxflow import __version__
+from mxflow.errors import MxflowError
 from mxflow.util.files import atomic_write_bytes, atomic_write_text
 
 STATIC_FILES = ("mxflow.css", "mxflow.js")
+PLOTLY_JS = "plotly.min.js"
 
 
 def _clean(v: Any) -> Any:
@@ -116,11 +119,28 @@ def static_text(name: str) -> str:
     return resources.files("mxflow.report").joinpath("static", name).read_text()
 
 
+def plotly_js() -> bytes:
+    """The minified plotly.js bundle shipped inside the installed ``plotly`` Python package."""
+    try:
+        bundled = resources.files("plotly").joinpath("package_data", PLOTLY_JS)
+        if bundled.is_file():
+            return bundled.read_bytes()
+        from plotly.offline import get_plotlyjs
+
+        return get_plotlyjs().encode()
+    except (ImportError, OSError) as exc:
+        raise MxflowError(
+            f"plotly.js not found in the installed plotly package ({exc}); "
+            "install the 'plotly' Python package to write reports with charts"
+        ) from exc
+
+
 def write_static(report_dir: Path) -> Path:
     """Copy the static assets into ``report_dir/static`` (only when changed); return that folder."""
     static = Path(report_dir) / "static"
-    for name in STATIC_FILES:
-        data = static_text(name).encode()
+    assets = [(name, static_text(name).encode()) for name in STATIC_FILES]
+    assets.append((PLOTLY_JS, plotly_js()))
+    for name, data in assets:
         target = static / name
         if target.is_file() and target.read_bytes() == data:
             continue

@@ -1,21 +1,19 @@
-/* mxflow reports: small self-contained SVG charts, dendrograms, sortable tables.
+/* mxflow reports: plotly charts, the interactive dendrograms, sortable tables, the dashboard.
  *
- * No network, no dependencies: every page embeds its numbers as JSON in
+ * No network: plotly.min.js is copied once per output tree next to this file
+ * (OUT/report/static/).  Every page embeds its numbers as JSON in
  * <script id="mx-data" type="application/json"> and calls one MX.*Page().
- * Resolution axes are linear in 1/d² and labelled in d (Å).
+ * Resolution axes are linear in s² = 1/d² (Å⁻²) and labelled in d (Å).
+ * Charts are drawn lazily, when their figure comes near the viewport (or
+ * before printing), so a page of 200 datasets does not build 600 plots at load.
  */
 (function () {
   "use strict";
-  var NS = "http://www.w3.org/2000/svg";
   var MX = {};
   var PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
+  var FONT = '-apple-system, "Segoe UI", "Helvetica Neue", Arial, "Noto Sans", sans-serif';
+  var SEL = "#1f77b4", MERGED = "#d62728", GREY = "#667085";
 
-  function svgEl(tag, attrs, parent) {
-    var e = document.createElementNS(NS, tag);
-    for (var k in attrs) if (attrs[k] !== undefined && attrs[k] !== null) e.setAttribute(k, attrs[k]);
-    if (parent) parent.appendChild(e);
-    return e;
-  }
   function isNum(v) { return typeof v === "number" && isFinite(v); }
   function fmt(v, d) { return isNum(v) ? v.toFixed(d === undefined ? 2 : d) : "–"; }
   function esc(s) {
@@ -31,213 +29,223 @@
     return node ? JSON.parse(node.textContent) : {};
   }
 
-  /* ---------------------------------------------------------------- tooltip */
-  var tipNode = null;
-  function tip(evt, html) {
-    if (!tipNode) tipNode = document.getElementById("mx-tip");
-    if (!tipNode) return;
-    tipNode.innerHTML = html;
-    tipNode.hidden = false;
-    var x = evt.clientX + 14, y = evt.clientY + 14;
-    var w = tipNode.offsetWidth, h = tipNode.offsetHeight;
-    if (x + w > window.innerWidth - 8) x = evt.clientX - w - 14;
-    if (y + h > window.innerHeight - 8) y = evt.clientY - h - 14;
-    tipNode.style.left = Math.max(4, x) + "px";
-    tipNode.style.top = Math.max(4, y) + "px";
-  }
-  function untip() { if (tipNode) tipNode.hidden = true; }
-  MX.tip = tip;
-  MX.untip = untip;
-
-  /* ---------------------------------------------------------------- scales and axes */
-  function niceStep(span, n) {
-    var raw = span / Math.max(1, n), mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    var r = raw / mag;
-    return (r < 1.5 ? 1 : r < 3 ? 2 : r < 7 ? 5 : 10) * mag;
-  }
-  function ticks(lo, hi, n) {
-    if (!(hi > lo)) { hi = lo + 1; }
-    var step = niceStep(hi - lo, n), out = [];
-    for (var t = Math.ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) out.push(+t.toPrecision(12));
-    return out;
-  }
-  function extent(arrays, pad) {
-    var lo = Infinity, hi = -Infinity;
-    arrays.forEach(function (a) { (a || []).forEach(function (v) { if (isNum(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }); });
-    if (lo === Infinity) return [0, 1];
-    if (lo === hi) { lo -= 0.5; hi += 0.5; }
-    var p = (hi - lo) * (pad || 0);
-    return [lo - p, hi + p];
-  }
-  function linear(d0, d1, r0, r1) {
-    var f = function (v) { return r0 + (v - d0) / (d1 - d0) * (r1 - r0); };
-    f.inv = function (p) { return d0 + (p - r0) / (r1 - r0) * (d1 - d0); };
-    return f;
-  }
-
-  /* A chart frame: svg with margins, x axis and one or two y axes. */
-  function frame(fig, o) {
-    var W = o.width || 380, H = o.height || 230;
-    var m = { l: 48, r: o.y2 ? 48 : 14, t: o.legend ? 20 : 10, b: 36 };
-    var svg = svgEl("svg", { viewBox: "0 0 " + W + " " + H, class: "mxsvg", role: "img" });
-    fig.insertBefore(svg, fig.firstChild);
-    var g = svgEl("g", {}, svg);
-    var x = linear(o.x[0], o.x[1], m.l, W - m.r);
-    var y = linear(o.y[0], o.y[1], H - m.b, m.t);
-    var y2 = o.y2 ? linear(o.y2[0], o.y2[1], H - m.b, m.t) : null;
-    svgEl("rect", { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b, class: "plotbg" }, g);
-    var xt = o.xticks || ticks(o.x[0], o.x[1], 6).map(function (t) { return [t, o.xfmt ? o.xfmt(t) : +t.toPrecision(6)]; });
-    xt.forEach(function (t) {
-      var px = x(t[0]);
-      if (px < m.l - 0.5 || px > W - m.r + 0.5) return;
-      svgEl("line", { x1: px, x2: px, y1: m.t, y2: H - m.b, class: "grid" }, g);
-      svgEl("text", { x: px, y: H - m.b + 13, class: "tick", "text-anchor": "middle" }, g).textContent = t[1];
-    });
-    ticks(o.y[0], o.y[1], 5).forEach(function (t) {
-      var py = y(t);
-      if (py < m.t - 0.5 || py > H - m.b + 0.5) return;
-      svgEl("line", { x1: m.l, x2: W - m.r, y1: py, y2: py, class: "grid" }, g);
-      svgEl("text", { x: m.l - 4, y: py + 3, class: "tick", "text-anchor": "end" }, g).textContent = +t.toPrecision(6);
-    });
-    if (y2) ticks(o.y2[0], o.y2[1], 5).forEach(function (t) {
-      var py = y2(t);
-      if (py < m.t - 0.5 || py > H - m.b + 0.5) return;
-      svgEl("text", { x: W - m.r + 4, y: py + 3, class: "tick t2", "text-anchor": "start" }, g).textContent = +t.toPrecision(6);
-    });
-    if (o.xlabel) svgEl("text", { x: (m.l + W - m.r) / 2, y: H - 4, class: "axlabel", "text-anchor": "middle" }, g).textContent = o.xlabel;
-    if (o.ylabel) svgEl("text", { x: 11, y: (m.t + H - m.b) / 2, class: "axlabel", "text-anchor": "middle", transform: "rotate(-90 11 " + (m.t + H - m.b) / 2 + ")", fill: o.ycolor }, g).textContent = o.ylabel;
-    if (o.y2label) svgEl("text", { x: W - 8, y: (m.t + H - m.b) / 2, class: "axlabel", "text-anchor": "middle", transform: "rotate(-90 " + (W - 8) + " " + (m.t + H - m.b) / 2 + ")", fill: o.y2color }, g).textContent = o.y2label;
-    return { svg: svg, g: g, x: x, y: y, y2: y2, m: m, W: W, H: H };
-  }
-
-  function pathFor(xs, ys, x, y) {
-    var d = "", pen = false;
-    for (var i = 0; i < xs.length; i++) {
-      if (!isNum(xs[i]) || !isNum(ys[i])) { pen = false; continue; }
-      d += (pen ? "L" : "M") + x(xs[i]).toFixed(1) + "," + y(ys[i]).toFixed(1);
-      pen = true;
-    }
-    return d;
-  }
-
-  /* Line chart.  opts: {series: [{name, x, y, color, width, axis: 'y'|'y2', markers}],
-   * resolution: true when x values are d (Å), xlabel, ylabel, y2label, yrange, y2range} */
-  MX.lineChart = function (fig, opts) {
-    var series = opts.series.filter(function (s) { return s.y.some(isNum); });
-    if (!series.length) { fig.classList.add("empty"); return null; }
-    var tx = opts.resolution ? function (d) { return isNum(d) && d > 0 ? 1 / (d * d) : null; } : function (v) { return v; };
-    series.forEach(function (s) { s.px = s.x.map(tx); });
-    var xr = extent(series.map(function (s) { return s.px; }), 0.02);
-    if (opts.resolution) xr[0] = Math.max(0, xr[0]);
-    var left = series.filter(function (s) { return s.axis !== "y2"; }), right = series.filter(function (s) { return s.axis === "y2"; });
-    var yr = opts.yrange || extent(left.map(function (s) { return s.y; }), 0.05);
-    var y2r = right.length ? (opts.y2range || extent(right.map(function (s) { return s.y; }), 0.05)) : null;
-    var xticks = null;
-    if (opts.resolution) {
-      xticks = ticks(xr[0], xr[1], 5).filter(function (t) { return t > 0; }).map(function (t) { return [t, (1 / Math.sqrt(t)).toFixed(2)]; });
-    }
-    var f = frame(fig, {
-      x: xr, y: yr, y2: y2r, xticks: xticks, xlabel: opts.xlabel || (opts.resolution ? "resolution d (Å)" : ""),
-      ylabel: opts.ylabel, y2label: opts.y2label, ycolor: left[0] && left[0].color, y2color: right[0] && right[0].color,
-      width: opts.width, height: opts.height, legend: series.length > 1 && opts.legend !== false
-    });
-    series.forEach(function (s, i) {
-      var yy = s.axis === "y2" ? f.y2 : f.y;
-      var color = s.color || PALETTE[i % PALETTE.length];
-      svgEl("path", { d: pathFor(s.px, s.y, f.x, yy), class: "line" + (s.dim ? " dim" : ""), stroke: color, "stroke-width": s.width || 1.8, "stroke-dasharray": s.dash }, f.g);
-      if (s.markers !== false && s.px.length <= 60) s.px.forEach(function (px, j) {
-        if (isNum(px) && isNum(s.y[j])) svgEl("circle", { cx: f.x(px), cy: yy(s.y[j]), r: s.dim ? 1.6 : 2.4, fill: color, class: s.dim ? "dim" : "" }, f.g);
-      });
-    });
-    if (series.length > 1 && opts.legend !== false) {
-      var lg = svgEl("g", { class: "legend" }, f.g), lx = f.m.l;
-      series.forEach(function (s, i) {
-        var c = s.color || PALETTE[i % PALETTE.length];
-        svgEl("line", { x1: lx, x2: lx + 14, y1: 8, y2: 8, stroke: c, "stroke-width": 2.5 }, lg);
-        var t = svgEl("text", { x: lx + 18, y: 11, class: "tick" }, lg);
-        t.textContent = s.name;
-        lx += 26 + 5.6 * s.name.length;
-      });
-    }
-    hoverGuide(f, series, function (i) {
-      var rows = series.map(function (s, k) {
-        return '<span style="color:' + (s.color || PALETTE[k % PALETTE.length]) + '">■</span> ' + esc(s.name) + ": <b>" + fmt(s.y[i], opts.digits || 3) + "</b>";
-      });
-      var xv = series[0].x[i];
-      return (opts.resolution ? "d = " + fmt(xv, 2) + " Å" : (opts.xname || "x") + " = " + xv) + "<br>" + rows.join("<br>");
-    });
-    return f;
+  /* ---------------------------------------------------------------- plotly furniture */
+  var CONFIG = {
+    displaylogo: false, responsive: true,
+    modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "zoomIn2d", "zoomOut2d"],
+    toImageButtonOptions: { format: "svg" }
   };
 
-  /* A vertical guide line following the mouse, snapping to the nearest x of the first series. */
-  function hoverGuide(f, series, html) {
-    var px = series[0].px;
-    var guide = svgEl("line", { y1: f.m.t, y2: f.H - f.m.b, class: "guide", visibility: "hidden" }, f.g);
-    var hit = svgEl("rect", { x: f.m.l, y: f.m.t, width: f.W - f.m.l - f.m.r, height: f.H - f.m.t - f.m.b, class: "hit" }, f.g);
-    hit.addEventListener("mousemove", function (evt) {
-      var pt = f.svg.createSVGPoint(); pt.x = evt.clientX; pt.y = evt.clientY;
-      var loc = pt.matrixTransform(f.svg.getScreenCTM().inverse());
-      var xv = f.x.inv(loc.x), best = -1, bd = Infinity;
-      for (var i = 0; i < px.length; i++) if (isNum(px[i]) && Math.abs(px[i] - xv) < bd) { bd = Math.abs(px[i] - xv); best = i; }
-      if (best < 0) return;
-      guide.setAttribute("x1", f.x(px[best])); guide.setAttribute("x2", f.x(px[best]));
-      guide.setAttribute("visibility", "visible");
-      tip(evt, html(best));
-    });
-    hit.addEventListener("mouseleave", function () { guide.setAttribute("visibility", "hidden"); untip(); });
+  function axis(title, extra) {
+    var a = {
+      title: { text: title || "", font: { size: 11 }, standoff: 4 }, automargin: true,
+      showline: true, mirror: true, linecolor: "#c5ccd8", gridcolor: "#e7ebf1", zeroline: false,
+      ticks: "outside", ticklen: 3, tickcolor: "#c5ccd8", nticks: 7
+    };
+    for (var k in extra) a[k] = extra[k];
+    return a;
   }
 
-  /* Spots per frame: a filled step outline (one path, fast for thousands of frames). */
-  MX.framesChart = function (fig, pairs, opts) {
-    opts = opts || {};
-    if (!pairs || !pairs.length) return null;
-    var xs = pairs.map(function (p) { return p[0]; }), ys = pairs.map(function (p) { return p[1]; });
-    var ymax = Math.max.apply(null, ys.concat([1]));
-    var f = frame(fig, { x: [xs[0] - 0.5, xs[xs.length - 1] + 0.5], y: [0, ymax * 1.08], xlabel: opts.xlabel || "frame", ylabel: opts.ylabel || "spots", width: opts.width, height: opts.height });
-    var base = f.y(0), d = "M" + f.x(xs[0] - 0.5).toFixed(1) + "," + base;
-    for (var i = 0; i < xs.length; i++) d += "V" + f.y(ys[i]).toFixed(1) + "H" + f.x(xs[i] + 0.5).toFixed(1);
-    d += "V" + base + "Z";
-    svgEl("path", { d: d, class: "area" }, f.g);
-    hoverGuide(f, [{ px: xs }], function (i) { return "frame " + xs[i] + ": <b>" + ys[i] + "</b> " + (opts.ylabel || "spots"); });
-    return f;
-  };
+  function layout(extra) {
+    var l = {
+      font: { family: FONT, size: 10.5, color: "#3b4252" },
+      height: 240, margin: { l: 48, r: 14, t: 10, b: 36 },
+      paper_bgcolor: "#ffffff", plot_bgcolor: "#fcfdff",
+      hovermode: "closest", hoverdistance: 30, showlegend: false,
+      hoverlabel: { bgcolor: "rgba(20,27,45,0.94)", bordercolor: "rgba(20,27,45,0.94)", align: "left",
+        font: { family: FONT, size: 12, color: "#f1f4f9" } },
+      legend: { orientation: "h", x: 0, xanchor: "left", y: 1.0, yanchor: "bottom", font: { size: 10 }, bgcolor: "rgba(0,0,0,0)" }
+    };
+    for (var k in extra) l[k] = extra[k];
+    return l;
+  }
 
-  /* Histogram of values (nulls ignored). */
-  MX.histogram = function (fig, values, opts) {
-    opts = opts || {};
-    var v = values.filter(isNum);
-    if (!v.length) { fig.classList.add("empty"); return null; }
-    var lo = Math.min.apply(null, v), hi = Math.max.apply(null, v);
-    if (hi - lo < 1e-6) { lo -= 0.5; hi += 0.5; }
-    var nb = Math.max(5, Math.min(30, Math.ceil(Math.sqrt(v.length) * 1.5)));
-    var w = (hi - lo) / nb, counts = new Array(nb).fill(0);
-    v.forEach(function (x) { counts[Math.min(nb - 1, Math.floor((x - lo) / w))]++; });
-    var f = frame(fig, { x: [lo, hi], y: [0, Math.max.apply(null, counts) * 1.1], ylabel: "datasets", width: opts.width || 260, height: opts.height || 150 });
-    counts.forEach(function (c, i) {
-      if (!c) return;
-      var r = svgEl("rect", { x: f.x(lo + i * w) + 0.5, width: Math.max(1, f.x(lo + (i + 1) * w) - f.x(lo + i * w) - 1), y: f.y(c), height: f.y(0) - f.y(c), class: "bar" }, f.g);
-      r.addEventListener("mousemove", function (evt) { tip(evt, (lo + i * w).toFixed(2) + " – " + (lo + (i + 1) * w).toFixed(2) + ": <b>" + c + "</b>"); });
-      r.addEventListener("mouseleave", untip);
-    });
-    return f;
-  };
-
-  /* Scatter of one value per dataset: filled markers for `selected` names. */
-  MX.perDatasetChart = function (fig, names, values, selected, opts) {
-    opts = opts || {};
-    fig.querySelectorAll("svg").forEach(function (s) { s.remove(); });
-    var xs = names.map(function (_, i) { return i; });
-    if (!values.some(isNum)) { fig.classList.add("empty"); return null; }
+  /* Draw (or redraw) a plot into a figure, before its caption.  Returns the plot div or null. */
+  function plot(fig, traces, lay, config) {
+    if (!window.Plotly) {
+      fig.classList.add("empty");
+      fig.querySelector("figcaption").textContent = "Chart not drawn: static/plotly.min.js was not found next to mxflow.js";
+      return null;
+    }
+    var div = fig.querySelector("div.plot");
+    if (!div) {
+      div = document.createElement("div");
+      div.className = "plot";
+      fig.insertBefore(div, fig.firstChild);
+    }
     fig.classList.remove("empty");
-    var f = frame(fig, { x: [-0.5, names.length - 0.5], y: opts.yrange || extent([values], 0.08), xlabel: opts.xlabel || "dataset #", ylabel: opts.ylabel, width: opts.width, height: opts.height });
-    var sel = new Set(selected || []);
-    xs.forEach(function (i) {
-      if (!isNum(values[i])) return;
-      svgEl("circle", { cx: f.x(i), cy: f.y(values[i]), r: 3.2, class: sel.has(names[i]) ? "pt sel" : "pt" }, f.g);
+    window.Plotly.react(div, traces, lay, config || CONFIG);
+    fig.dataset.drawn = "1";
+    return div;
+  }
+
+  /* Remove a figure's plot; the caption says why (when given). */
+  function clear(fig, caption) {
+    var div = fig.querySelector("div.plot");
+    if (div) { if (window.Plotly) window.Plotly.purge(div); div.remove(); }
+    fig.classList.add("empty");
+    if (caption !== undefined) fig.querySelector("figcaption").textContent = caption;
+    return null;
+  }
+
+  /* Draw `draw(fig)` for each figure when it comes within 400 px of the viewport, and all before printing. */
+  var drawBeforePrint = [];
+  function lazy(nodes, draw) {
+    var pending = new Set(nodes);
+    function run(n) { if (pending.has(n)) { pending.delete(n); draw(n); } }
+    if ("IntersectionObserver" in window) {
+      var io = new IntersectionObserver(function (ents) {
+        ents.forEach(function (e) { if (e.isIntersecting) { io.unobserve(e.target); run(e.target); } });
+      }, { rootMargin: "400px" });
+      nodes.forEach(function (n) { io.observe(n); });
+    } else nodes.forEach(run);
+    drawBeforePrint.push(function () { Array.from(pending).forEach(run); });
+  }
+
+  /* Printing: each plot is scaled (CSS zoom, no re-drawing) to the width its figure gets on paper
+   * (A4 landscape, 12 mm margins: about 1000 CSS px shared by the columns of the print grid, see
+   * mxflow.css); the mode bar is hidden by the print stylesheet. */
+  function printWidth(div) {
+    var fig = div.closest("figure"), grid = fig && fig.parentNode, cl = grid ? grid.classList : null;
+    if (!cl || !cl.contains("charts")) return 1000;
+    var cols = cl.contains("six") ? 6 : cl.contains("four") ? 2 : 3;
+    return (1000 - 18 * (cols - 1)) / cols;
+  }
+  window.addEventListener("beforeprint", function () {
+    drawBeforePrint.forEach(function (f) { f(); });
+    document.querySelectorAll("figure div.plot").forEach(function (div) {
+      var w = div.getBoundingClientRect().width;
+      if (w > 0) div.style.setProperty("--print-zoom", Math.min(1.5, printWidth(div) / w).toFixed(3));
     });
-    hoverGuide(f, [{ px: xs }], function (i) { return "#" + i + " " + esc(names[i]) + ": <b>" + fmt(values[i], opts.digits || 3) + "</b>" + (sel.has(names[i]) ? " (in selection)" : ""); });
-    return f;
-  };
+  });
+
+  /* ---------------------------------------------------------------- resolution axis */
+  var NICE_D = [50, 30, 20, 15, 10, 8, 7, 6, 5, 4.5, 4, 3.5, 3.2, 3, 2.8, 2.6, 2.5, 2.4, 2.3, 2.2, 2.1, 2, 1.9,
+    1.8, 1.7, 1.6, 1.5, 1.45, 1.4, 1.35, 1.3, 1.25, 1.2, 1.15, 1.1, 1.05, 1, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6];
+  function s2(d) { return isNum(d) && d > 0 ? 1 / (d * d) : null; }
+
+  /* An x axis linear in s² = 1/d² (Å⁻²) with ticks at round d values (Å). ds: d values in Å. */
+  function resolutionAxis(ds) {
+    var v = ds.map(s2).filter(isNum);
+    var lo = Math.min.apply(null, v), hi = Math.max.apply(null, v);
+    var pad = (hi - lo) * 0.03 || hi * 0.05 || 0.01;
+    lo = Math.max(0, lo - pad); hi += pad;
+    var vals = [], text = [], last = -Infinity, gap = (hi - lo) / 7;
+    NICE_D.forEach(function (d) {
+      var t = s2(d);
+      if (t >= lo && t <= hi && t - last >= gap) { vals.push(t); text.push(String(d)); last = t; }
+    });
+    return axis("resolution d (Å)", { range: [lo, hi], tickmode: "array", tickvals: vals, ticktext: text });
+  }
+
+  /* Lines against resolution.  o: {series: [{name, d, y, color, width, dim, axis: "y"|"y2", digits}],
+   * ylabel, y2label, yrange, y2range, legend} */
+  function resolutionChart(fig, o) {
+    var series = o.series.filter(function (s) { return s.y.some(isNum); });
+    if (!series.length) return clear(fig);
+    var right = series.some(function (s) { return s.axis === "y2"; });
+    var traces = series.map(function (s, i) {
+      var c = s.color || PALETTE[i % PALETTE.length];
+      return {
+        type: "scatter", mode: s.d.length <= 60 ? "lines+markers" : "lines", name: s.name,
+        x: s.d.map(s2), y: s.y, customdata: s.d, yaxis: s.axis === "y2" ? "y2" : "y",
+        line: { color: c, width: s.width || 1.8 }, marker: { color: c, size: s.dim ? 4 : 5.5 },
+        opacity: s.dim ? 0.35 : 1,
+        hovertemplate: esc(s.name) + ": <b>%{y:." + (s.digits === undefined ? 3 : s.digits) + "f}</b><br>d = %{customdata:.2f} Å<extra></extra>"
+      };
+    });
+    var legend = series.length > 1 && o.legend !== false;
+    var first = series.filter(function (s) { return s.axis !== "y2"; })[0];
+    var lay = layout({
+      showlegend: legend, margin: { l: 48, r: right ? 48 : 14, t: legend ? 26 : 10, b: 36 },
+      xaxis: resolutionAxis([].concat.apply([], series.map(function (s) { return s.d; }))),
+      yaxis: axis(o.ylabel, { range: o.yrange || undefined, title: { text: o.ylabel || "", font: { size: 11, color: right && first ? first.color : undefined }, standoff: 4 } })
+    });
+    if (right) {
+      var r = series.filter(function (s) { return s.axis === "y2"; })[0];
+      lay.yaxis2 = axis(o.y2label, {
+        overlaying: "y", side: "right", tickmode: "auto", showgrid: false, mirror: false, range: o.y2range || undefined, rangemode: "tozero",
+        title: { text: o.y2label || "", font: { size: 11, color: r.color }, standoff: 4 }
+      });
+    }
+    return plot(fig, traces, lay);
+  }
+
+  /* A value per frame as a filled step outline (one path, fast for thousands of frames). */
+  function framesChart(fig, xs, ys, o) {
+    if (!xs.length) return clear(fig);
+    var lay = layout({
+      hovermode: "x", hoverdistance: -1, bargap: 0,
+      xaxis: axis(o.xlabel || "frame", { showspikes: true, spikemode: "across", spikethickness: 1, spikedash: "dot", spikecolor: "#98a2b3", spikesnap: "data" }),
+      yaxis: axis(o.ylabel || "spots", { rangemode: "tozero" })
+    });
+    return plot(fig, [{
+      type: "scatter", mode: "lines", x: xs, y: ys, line: { shape: "hvh", width: 0.8, color: "#3a7dbf" },
+      fill: "tozeroy", fillcolor: "rgba(158,197,232,0.85)",
+      hovertemplate: "frame %{x}: <b>%{y}</b> " + esc(o.ylabel || "spots") + "<extra></extra>"
+    }], lay);
+  }
+
+  /* Histogram of values (nulls ignored): the number of datasets per bin. */
+  function histogram(fig, values, o) {
+    var v = values.filter(isNum);
+    if (!v.length) return clear(fig);
+    return plot(fig, [{
+      type: "histogram", x: v, nbinsx: Math.max(5, Math.min(30, Math.ceil(Math.sqrt(v.length) * 1.5))),
+      marker: { color: "#8fb4de", line: { color: "#3a7dbf", width: 0.6 } },
+      hovertemplate: "%{x}: <b>%{y}</b> datasets<extra></extra>"
+    }], layout({
+      height: 150, margin: { l: 40, r: 8, t: 6, b: 26 }, bargap: 0.06,
+      xaxis: axis("", { nticks: 5 }), yaxis: axis("datasets", { rangemode: "tozero", nticks: 4 })
+    }), { displayModeBar: false, responsive: true });
+  }
+
+  /* One value per dataset (x = its number in the input table); members of the selection filled. */
+  function perDatasetChart(fig, names, values, selected, o) {
+    if (!values.some(isNum)) return clear(fig);
+    var sel = new Set(selected || []);
+    return plot(fig, [{
+      type: "scatter", mode: "markers", x: names.map(function (_, i) { return i; }), y: values,
+      text: names.map(function (n) { return esc(n) + (sel.has(n) ? " (in selection)" : ""); }),
+      marker: {
+        size: 7, color: names.map(function (n) { return sel.has(n) ? SEL : "#ffffff"; }),
+        line: { width: 1.2, color: names.map(function (n) { return sel.has(n) ? SEL : GREY; }) }
+      },
+      hovertemplate: "#%{x} %{text}: <b>%{y:." + (o.digits || 3) + "f}</b><extra></extra>"
+    }], layout({
+      xaxis: axis(o.xlabel || "dataset #", { range: [-0.5, names.length - 0.5] }),
+      yaxis: axis(o.ylabel, { range: o.yrange || undefined })
+    }));
+  }
+
+  /* Pairwise CC matrix as a heat map (blue low, red high; grey where no common reflections). */
+  function ccHeatmap(fig, cc, sorted) {
+    var n = cc.cc.length, names = cc.names;
+    var off = [];
+    cc.cc.forEach(function (row, i) { row.forEach(function (v, j) { if (i !== j && isNum(v)) off.push(v); }); });
+    var zmin = off.length ? Math.max(0, Math.min.apply(null, off)) : 0;
+    var text = cc.cc.map(function (row, i) { return row.map(function (_, j) { return esc(names[i]) + " × " + esc(names[j]); }); });
+    var idx = names.map(function (_, i) { return i; });
+    var labels = n <= 40;
+    var side = Math.min(560, Math.max(300, fig.parentNode.clientWidth || 560));
+    var tickAxis = function (title) {
+      return axis(title, { showgrid: false, ticks: "", tickmode: labels ? "array" : "auto", tickvals: labels ? idx : undefined,
+        ticktext: labels ? names : undefined, showticklabels: labels, tickfont: { size: 9 } });
+    };
+    var yax = tickAxis(labels ? "" : "dataset (" + (sorted ? "dendrogram" : "input") + " order)");
+    yax.autorange = "reversed";
+    yax.scaleanchor = "x";
+    var div = plot(fig, [{
+      type: "heatmap", z: cc.cc, x: idx, y: idx, text: text, zmin: zmin, zmax: 1, hoverongaps: false,
+      colorscale: "RdBu", colorbar: { title: { text: "CC", side: "right" }, thickness: 12, len: 0.9 },
+      hovertemplate: "%{text}: CC <b>%{z:.3f}</b><extra></extra>"
+    }], layout({
+      height: side, width: side + 70, plot_bgcolor: "#e4e7ec", margin: { l: 10, r: 10, t: 10, b: 10 },
+      xaxis: tickAxis(labels ? "" : "dataset (" + (sorted ? "dendrogram" : "input") + " order)"), yaxis: yax
+    }), { displaylogo: false, responsive: false, toImageButtonOptions: { format: "svg" },
+      modeBarButtonsToRemove: CONFIG.modeBarButtonsToRemove });
+    return div;
+  }
 
   /* ---------------------------------------------------------------- tables */
   function cellValue(td) {
@@ -283,19 +291,6 @@
     });
   };
 
-  /* ---------------------------------------------------------------- lazy drawing */
-  function lazy(nodes, draw) {
-    var pending = new Set(nodes);
-    function run(n) { if (pending.has(n)) { pending.delete(n); draw(n); } }
-    if ("IntersectionObserver" in window) {
-      var io = new IntersectionObserver(function (ents) {
-        ents.forEach(function (e) { if (e.isIntersecting) { io.unobserve(e.target); run(e.target); } });
-      }, { rootMargin: "400px" });
-      nodes.forEach(function (n) { io.observe(n); });
-    } else nodes.forEach(run);
-    window.addEventListener("beforeprint", function () { Array.from(pending).forEach(run); });
-  }
-
   /* ---------------------------------------------------------------- dataset page */
   MX.datasetsPage = function () {
     var data = pageData();
@@ -304,22 +299,24 @@
       var c = data[fig.dataset.key];
       if (!c) return;
       var kind = fig.dataset.chart;
-      if (kind === "spots") MX.framesChart(fig, c.spots);
-      else if (kind === "cc_isig") MX.lineChart(fig, {
-        resolution: true, ylabel: "CC½", y2label: "⟨I/σ(I)⟩", yrange: [Math.min(0, Math.min.apply(null, c.cc_half.filter(isNum).concat([0]))), 1.0],
-        series: [{ name: "CC½", x: c.d, y: c.cc_half, color: PALETTE[0] }, { name: "⟨I/σ⟩", x: c.d, y: c.i_over_sigma, color: PALETTE[1], axis: "y2" }]
+      if (kind === "spots") framesChart(fig, c.spots.map(function (p) { return p[0]; }), c.spots.map(function (p) { return p[1]; }), {});
+      else if (kind === "cc_isig") resolutionChart(fig, {
+        ylabel: "CC½", y2label: "⟨I/σ(I)⟩", yrange: [Math.min(0, Math.min.apply(null, c.cc_half.filter(isNum).concat([0]))), 1.02],
+        series: [{ name: "CC½", d: c.d, y: c.cc_half, color: PALETTE[0] }, { name: "⟨I/σ⟩", d: c.d, y: c.i_over_sigma, color: PALETTE[1], axis: "y2", digits: 2 }]
       });
-      else if (kind === "cmpl_mult") MX.lineChart(fig, {
-        resolution: true, ylabel: "completeness (%)", y2label: "multiplicity", yrange: [0, 105],
-        series: [{ name: "completeness", x: c.d, y: c.completeness, color: PALETTE[2] }, { name: "multiplicity", x: c.d, y: c.multiplicity, color: PALETTE[3], axis: "y2" }]
+      else if (kind === "cmpl_mult") resolutionChart(fig, {
+        ylabel: "completeness (%)", y2label: "multiplicity", yrange: [0, 105], y2range: [0, 1.08 * Math.max.apply(null, c.multiplicity.filter(isNum).concat([1]))],
+        series: [{ name: "completeness", d: c.d, y: c.completeness, color: PALETTE[2], digits: 1 }, { name: "multiplicity", d: c.d, y: c.multiplicity, color: PALETTE[3], axis: "y2", digits: 2 }]
       });
-      fig.dataset.drawn = "1";
     });
   };
 
   /* ---------------------------------------------------------------- dendrogram */
   /* dg: {method, leaves: [{id, name}], nodes: [{id, children: [a, b], height, members, stats, merged}]}
-   * (scipy numbering: leaves 0..n-1, merges n..2n-2).  Returns {select(id), svg}. */
+   * (scipy numbering: leaves 0..n-1, merges n..2n-2), drawn with plotly: one line trace for the
+   * links, one for the links of the selected subtree, one marker trace ("nodes") for every node.
+   * Returns {select(id, notify), byId, order, plot, current()}. */
+  var MAX_LABELS = 60;
   MX.dendrogram = function (fig, dg, opts) {
     opts = opts || {};
     var leaves = dg.leaves || [], nodes = dg.nodes || [];
@@ -338,43 +335,31 @@
       var ch = (n.children || []).map(function (c) { return byId[c]; });
       for (var i = ch.length - 1; i >= 0; i--) stack.push(ch[i]);
     }
-    var nl = order.length, showLabels = nl <= 60;
-    var W = Math.max(fig.clientWidth || 900, 600), H = showLabels ? 360 : 300;
-    var m = { l: 56, r: 16, t: 14, b: showLabels ? 96 : 28 };
-    var maxH = Math.max.apply(null, nodes.map(function (n) { return n.height || 0; }).concat([1e-9]));
-    var svg = svgEl("svg", { viewBox: "0 0 " + W + " " + H, class: "mxsvg dendro-svg", role: "img" });
-    fig.insertBefore(svg, fig.firstChild);
-    var g = svgEl("g", {}, svg);
-    var x = linear(-0.5, nl - 0.5, m.l, W - m.r), y = linear(0, maxH * 1.05, H - m.b, m.t);
-    ticks(0, maxH * 1.05, 5).forEach(function (t) {
-      svgEl("line", { x1: m.l, x2: W - m.r, y1: y(t), y2: y(t), class: "grid" }, g);
-      svgEl("text", { x: m.l - 4, y: y(t) + 3, class: "tick", "text-anchor": "end" }, g).textContent = +t.toPrecision(4);
-    });
-    svgEl("text", { x: 12, y: (m.t + H - m.b) / 2, class: "axlabel", "text-anchor": "middle", transform: "rotate(-90 12 " + (m.t + H - m.b) / 2 + ")" }, g).textContent = dg.method === "cc" ? "1 − CC" : "height (ClH)";
     var pos = {};
-    order.forEach(function (id, i) { pos[id] = x(i); });
-    // post-order positions of internal nodes
-    function place(n) {
+    order.forEach(function (id, i) { pos[id] = i; });
+    function place(n) {  // x of an internal node: mean of its children's
       if (pos[n.id] !== undefined) return pos[n.id];
       var xs = (n.children || []).map(function (c) { return place(byId[c]); });
       pos[n.id] = xs.reduce(function (a, b) { return a + b; }, 0) / Math.max(1, xs.length);
       return pos[n.id];
     }
-    nodes.slice().sort(function (a, b) { return a.height - b.height; }).forEach(place);
-    var linkLayer = svgEl("g", { class: "links" }, g), nodeLayer = svgEl("g", { class: "nodes" }, g);
+    var inner = nodes.slice().sort(function (a, b) { return a.height - b.height; });
+    inner.forEach(place);
+    // the link from each child up to its parent: vertical, then horizontal to the parent's x
     var linkOf = {};
-    nodes.forEach(function (n) {
-      (n.children || []).forEach(function (c) {
-        var ch = byId[c];
-        if (!ch) return;
-        var p = svgEl("path", { d: "M" + pos[c].toFixed(1) + "," + y(ch.height || 0).toFixed(1) + "V" + y(n.height).toFixed(1) + "H" + pos[n.id].toFixed(1), class: "link" }, linkLayer);
-        linkOf[c] = p;
+    nodes.forEach(function (p) {
+      (p.children || []).forEach(function (c) {
+        if (byId[c]) linkOf[c] = { x: [pos[c], pos[c], pos[p.id], null], y: [byId[c].height || 0, p.height, p.height, null] };
       });
     });
-    var circles = {};
+    function links(ids) {
+      var x = [], y = [];
+      ids.forEach(function (k) { var l = linkOf[k]; if (l) { x.push.apply(x, l.x); y.push.apply(y, l.y); } });
+      return { x: x, y: y };
+    }
     function statsHtml(n) {
       var s = n.stats || {}, rows = [];
-      rows.push("<b>" + (n.leaf ? esc(n.name) : "Node " + n.id) + "</b>" + (n.merged ? ' <span class="tag merged">merged</span>' : ""));
+      rows.push("<b>" + (n.leaf ? esc(n.name) : "Node " + n.id) + "</b>" + (n.merged ? ' <span style="color:#ff8a80"><b>merged</b></span>' : ""));
       if (!n.leaf) {
         rows.push((n.members || []).length + " datasets · height " + fmt(n.height, 3));
         if (isNum(s.LCV)) rows.push("LCV " + fmt(s.LCV, 2) + " % · aLCV " + fmt(s.aLCV, 2) + " Å");
@@ -382,43 +367,80 @@
         if (isNum(s.completeness)) rows.push("completeness " + fmt(s.completeness > 1.001 ? s.completeness : 100 * s.completeness, 1) + " %");
         if (isNum(s.multiplicity)) rows.push("multiplicity " + fmt(s.multiplicity, 1));
         var cl = opts.clusterFor ? opts.clusterFor(n) : null;
-        if (cl && cl.error) rows.push('<span class="bad">merging failed: ' + esc(cl.error) + "</span>");
+        if (cl && cl.error) rows.push('<span style="color:#ff8a80">merging failed: ' + esc(cl.error) + "</span>");
         else if (cl) rows.push("merged: d<sub>min</sub> " + fmt(cl.d_min, 2) + " Å · CC½ " + fmt(cl.cc_half, 3));
         else if (opts.whyNot && opts.whyNot[n.id]) rows.push("not merged: " + esc(opts.whyNot[n.id]));
+        rows.push('<span style="color:#aab4c8">click to select</span>');
       } else if (opts.leafInfo) rows.push(opts.leafInfo(n.name));
       return rows.join("<br>");
     }
-    Object.keys(byId).forEach(function (k) {
-      var n = byId[k];
-      if (n.leaf) {
-        var lx = pos[n.id];
-        var c = svgEl("circle", { cx: lx, cy: y(0), r: showLabels ? 3 : 2, class: "leaf", "data-node": n.id }, nodeLayer);
-        circles[n.id] = c;
-        if (showLabels) svgEl("text", { x: lx, y: y(0) + 8, class: "leaflabel", transform: "rotate(60 " + lx + " " + (y(0) + 8) + ")" }, g).textContent = n.name;
-      } else {
-        circles[n.id] = svgEl("circle", { cx: pos[n.id], cy: y(n.height), r: n.merged ? 6 : 4, class: "node" + (n.merged ? " merged" : ""), "data-node": n.id, tabindex: 0 }, nodeLayer);
-      }
-      var el = circles[n.id];
-      el.addEventListener("mousemove", function (evt) { tip(evt, statsHtml(n)); });
-      el.addEventListener("mouseleave", untip);
-      el.addEventListener("click", function () { select(n.id, true); });
-      el.addEventListener("keydown", function (evt) { if (evt.key === "Enter") select(n.id, true); });
+    // marker trace: leaves in dendrogram order, then internal nodes from the bottom up
+    var ids = order.concat(inner.map(function (n) { return n.id; }));
+    var nl = order.length;
+    var kind = ids.map(function (k) { var n = byId[k]; return n.leaf ? "leaf" : n.merged ? "merged" : "node"; });
+    var fill = kind.map(function (k) { return k === "leaf" ? GREY : k === "merged" ? MERGED : "#ffffff"; });
+    var edge = kind.map(function (k) { return k === "merged" ? "#8f1d1d" : GREY; });
+    var size = kind.map(function (k) { return k === "leaf" ? (nl <= MAX_LABELS ? 6 : 4) : k === "merged" ? 13 : 9; });
+    var maxH = Math.max.apply(null, nodes.map(function (n) { return n.height || 0; }).concat([1e-9]));
+    var all = links(Object.keys(linkOf));
+    var names = order.map(function (k) { return byId[k].name; });
+    var bottom = nl <= MAX_LABELS ? 110 : 44;
+    var lay = layout({
+      height: nl <= MAX_LABELS ? 380 : 330, margin: { l: 56, r: 16, t: 12, b: bottom }, plot_bgcolor: "#ffffff",
+      hoverdistance: 12, dragmode: "zoom",
+      xaxis: axis("", { range: [-0.7, nl - 0.3], showgrid: false, showline: false, ticks: "", automargin: false,
+        tickmode: "array", tickvals: order.map(function (_, i) { return i; }), ticktext: names,
+        tickangle: 60, tickfont: { size: 9 }, showticklabels: nl <= MAX_LABELS }),
+      yaxis: axis(dg.method === "cc" ? "1 − CC" : "height (ClH)", { range: [-0.04 * maxH, 1.06 * maxH], fixedrange: true, showline: false }),
+      annotations: nl <= MAX_LABELS ? [] : [{ xref: "paper", yref: "paper", x: 0.5, y: 0, yshift: -26, showarrow: false,
+        text: nl + " datasets: drag across the tree to zoom in and see their names (double-click to zoom out)",
+        font: { size: 10.5, color: GREY } }]
     });
+    var traces = [
+      { type: "scatter", mode: "lines", x: all.x, y: all.y, line: { color: "#98a2b3", width: 1.3 }, hoverinfo: "skip" },
+      { type: "scatter", mode: "lines", x: [], y: [], line: { color: SEL, width: 2.8 }, hoverinfo: "skip" },
+      {
+        type: "scatter", mode: "markers", uid: "nodes", x: ids.map(function (k) { return pos[k]; }),
+        y: ids.map(function (k) { return byId[k].height || 0; }), customdata: ids.map(function (k, i) { return [k, kind[i]]; }),
+        text: ids.map(function (k) { return statsHtml(byId[k]); }), hovertemplate: "%{text}<extra></extra>",
+        marker: { size: size, color: fill, opacity: 1, line: { color: edge.slice(), width: kind.map(function (k) { return k === "leaf" ? 0 : 1.4; }) } }
+      }
+    ];
+    var div = plot(fig, traces, lay);
+    if (!div) return null;
+    var current = null;
     function subtree(id) {
       var out = [], st = [id];
-      while (st.length) { var k = st.pop(); out.push(k); var n = byId[k]; if (n && n.children) n.children.forEach(function (c) { st.push(c); }); }
+      while (st.length) { var k = st.pop(); out.push(String(k)); var m = byId[k]; if (m && m.children) m.children.forEach(function (c) { st.push(c); }); }
       return out;
     }
-    var current = null;
     function select(id, notify) {
-      Object.keys(linkOf).forEach(function (k) { linkOf[k].classList.remove("sel"); });
-      Object.keys(circles).forEach(function (k) { circles[k].classList.remove("sel"); });
       current = id;
-      if (id === null || byId[id] === undefined) return;
-      subtree(id).forEach(function (k) { if (linkOf[k]) linkOf[k].classList.add("sel"); if (circles[k]) circles[k].classList.add("sel"); });
-      if (notify && opts.onSelect) opts.onSelect(byId[id], dg);
+      var sub = id === null || id === undefined || byId[id] === undefined ? [] : subtree(id), inSub = new Set(sub);
+      var sl = links(sub.filter(function (k) { return String(k) !== String(id); }));
+      window.Plotly.restyle(div, { x: [sl.x], y: [sl.y] }, [1]);
+      window.Plotly.restyle(div, {
+        "marker.line.color": [ids.map(function (k, i) { return inSub.has(String(k)) ? SEL : edge[i]; })],
+        "marker.line.width": [ids.map(function (k, i) { return inSub.has(String(k)) ? (kind[i] === "leaf" ? 2 : 3) : kind[i] === "leaf" ? 0 : 1.4; })]
+      }, [2]);
+      if (notify && sub.length && opts.onSelect) opts.onSelect(byId[id], dg);
     }
-    return { select: select, byId: byId, svg: svg, order: order, current: function () { return current; }, statsHtml: statsHtml };
+    div.on("plotly_click", function (ev) {
+      var p = (ev.points || []).filter(function (q) { return q.curveNumber === 2; })[0];
+      if (p) select(p.customdata[0], true);
+    });
+    div.on("plotly_hover", function () { fig.classList.add("pointing"); });
+    div.on("plotly_unhover", function () { fig.classList.remove("pointing"); });
+    if (nl > MAX_LABELS) {
+      // names appear once few enough leaves are in view
+      div.on("plotly_relayout", function () {
+        var r = div._fullLayout.xaxis.range, show = r[1] - r[0] <= MAX_LABELS;
+        if (show !== div._fullLayout.xaxis.showticklabels) {
+          window.Plotly.relayout(div, { "xaxis.showticklabels": show, "margin.b": show ? 110 : 44, "annotations[0].visible": !show });
+        }
+      });
+    }
+    return { select: select, byId: byId, order: order, plot: div, current: function () { return current; }, statsHtml: statsHtml };
   };
 
   /* shell quoting like Python's shlex.quote */
@@ -446,58 +468,68 @@
       for (var j = 0; j < clusters.length; j++) if (sameSet(clusters[j].members, node.members || [])) return clusters[j];
       return null;
     }
-    // cell histograms
-    document.querySelectorAll("figure[data-hist]").forEach(function (fig) {
-      var k = +fig.dataset.hist;
-      MX.histogram(fig, inputs.map(function (d) { return d.cell ? d.cell[k] : null; }));
-    });
-    // resolution plots: all clusters, selected thick
     var selected = null;
-    function drawRes() {
-      document.querySelectorAll("figure[data-res]").forEach(function (fig) {
-        fig.querySelectorAll("svg").forEach(function (s) { s.remove(); });
-        var key = fig.dataset.res;
-        var series = clusters.map(function (c, i) {
-          var isSel = selected && selected.cluster && String(selected.cluster.id) === String(c.id);
-          return { name: "cluster " + c.id, x: c.res.d, y: c.res[key], color: PALETTE[i % PALETTE.length], width: isSel ? 3.5 : 1.5, dim: selected && selected.cluster && !isSel };
-        });
-        MX.lineChart(fig, { resolution: true, series: series, ylabel: fig.querySelector("figcaption").textContent, yrange: key === "completeness" ? [0, 105] : key === "cc_half" ? [Math.min(0, extent(series.map(function (s) { return s.y; }))[0]), 1] : null, legend: clusters.length <= 10 });
-      });
+    function selCluster(c) { return !!(selected && selected.cluster && String(selected.cluster.id) === String(c.id)); }
+
+    /* each chart is drawn from the page data and the current selection */
+    function drawHist(fig) {
+      var k = +fig.dataset.hist;
+      histogram(fig, inputs.map(function (d) { return d.cell ? d.cell[k] : null; }), {});
     }
-    function drawPerDataset() {
-      var members = selected ? selected.members : [];
-      document.querySelectorAll("figure[data-perds]").forEach(function (fig) {
-        var key = fig.dataset.perds;
-        if (key === "cluster_cc") {
-          var pd = selected && selected.cluster && selected.cluster.per_dataset;
-          fig.querySelectorAll("svg").forEach(function (s) { s.remove(); });
-          if (pd && pd.length) {
-            var stat = Object.keys(pd[0]).filter(function (k) { return k !== "name" && isNum(pd[0][k]); })[0];
-            var vals = names.map(function (n) { var r = pd.find(function (p) { return p.name === n; }); return r ? r[stat] : null; });
-            fig.querySelector("figcaption").textContent = stat + " of each dataset in cluster " + selected.cluster.id;
-            MX.perDatasetChart(fig, names, vals, members, { ylabel: stat });
-          } else {
-            fig.classList.add("empty");
-            fig.querySelector("figcaption").textContent = selected ? "No per-dataset statistics were recorded for this selection" : "Select a merged cluster to see its per-dataset statistics";
-          }
-          return;
-        }
-        MX.perDatasetChart(fig, names, inputs.map(function (d) { return d[key]; }), members, { ylabel: key === "d_min" ? "d_min (Å)" : "CC½" });
+    var RES = {
+      cc_half: { label: "CC½", digits: 3 }, i_over_sigma: { label: "⟨I/σ(I)⟩", digits: 2 },
+      completeness: { label: "completeness (%)", digits: 1, range: [0, 105] }, multiplicity: { label: "multiplicity", digits: 2 }
+    };
+    function drawRes(fig) {
+      var key = fig.dataset.res, spec = RES[key] || { label: key, digits: 3 };
+      var any = selected && selected.cluster;
+      var series = clusters.map(function (c, i) {
+        var isSel = selCluster(c);
+        return { name: "cluster " + c.id, d: c.res.d, y: c.res[key], color: PALETTE[i % PALETTE.length], width: isSel ? 3.5 : 1.5, dim: any && !isSel, digits: spec.digits };
       });
-      document.querySelectorAll("figure[data-perframe]").forEach(function (fig) {
-        fig.querySelectorAll("svg").forEach(function (s) { s.remove(); });
-        var pf = selected && selected.cluster && selected.cluster.per_frame;
-        if (pf && pf.length) {
-          var stat = Object.keys(pf[0]).filter(function (k) { return k !== "frame" && k !== "name" && isNum(pf[0][k]); })[0];
-          fig.classList.remove("empty");
-          fig.querySelector("figcaption").textContent = stat + " by frame (cluster " + selected.cluster.id + ")";
-          MX.framesChart(fig, pf.map(function (p, i) { return [isNum(p.frame) ? p.frame : i + 1, p[stat]]; }), { ylabel: stat, xlabel: "frame (in merging order)" });
-        } else {
-          fig.classList.add("empty");
-          fig.querySelector("figcaption").textContent = selected ? "No per-frame statistics were recorded for this selection" : "Select a merged cluster to see its per-frame statistics";
-        }
-      });
+      var lo = 0;
+      series.forEach(function (s) { s.y.forEach(function (v) { if (isNum(v) && v < lo) lo = v; }); });
+      resolutionChart(fig, { series: series, ylabel: spec.label, yrange: key === "cc_half" ? [lo, 1.02] : spec.range, legend: clusters.length <= 10 });
     }
+    function drawPerDataset(fig) {
+      var key = fig.dataset.perds, members = selected ? selected.members : [];
+      if (key !== "cluster_cc") {
+        perDatasetChart(fig, names, inputs.map(function (d) { return d[key]; }), members, { ylabel: key === "d_min" ? "d_min (Å)" : "CC½" });
+        return;
+      }
+      var pd = selected && selected.cluster && selected.cluster.per_dataset;
+      if (!pd || !pd.length) {
+        clear(fig, selected ? "No per-dataset statistics were recorded for this selection" : "Select a merged cluster to see its per-dataset statistics");
+        return;
+      }
+      var stat = Object.keys(pd[0]).filter(function (k) { return k !== "name" && isNum(pd[0][k]); })[0];
+      var vals = names.map(function (n) { var r = pd.find(function (p) { return p.name === n; }); return r ? r[stat] : null; });
+      fig.querySelector("figcaption").textContent = stat + " of each dataset in cluster " + selected.cluster.id;
+      perDatasetChart(fig, names, vals, members, { ylabel: stat });
+    }
+    function drawPerFrame(fig) {
+      var pf = selected && selected.cluster && selected.cluster.per_frame;
+      if (!pf || !pf.length) {
+        clear(fig, selected ? "No per-frame statistics were recorded for this selection" : "Select a merged cluster to see its per-frame statistics");
+        return;
+      }
+      var stat = Object.keys(pf[0]).filter(function (k) { return k !== "frame" && k !== "name" && isNum(pf[0][k]); })[0];
+      fig.querySelector("figcaption").textContent = stat + " by frame (cluster " + selected.cluster.id + ")";
+      framesChart(fig, pf.map(function (p, i) { return isNum(p.frame) ? p.frame : i + 1; }), pf.map(function (p) { return p[stat]; }),
+        { ylabel: stat, xlabel: "frame (in merging order)" });
+    }
+    function drawAny(fig) {
+      if (fig.dataset.hist !== undefined) drawHist(fig);
+      else if (fig.dataset.res !== undefined) drawRes(fig);
+      else if (fig.dataset.perds !== undefined) drawPerDataset(fig);
+      else if (fig.dataset.perframe !== undefined) drawPerFrame(fig);
+      fig.dataset.seen = "1";
+    }
+    lazy(Array.prototype.slice.call(document.querySelectorAll("figure[data-hist], figure[data-res], figure[data-perds], figure[data-perframe]")), drawAny);
+    function redrawSeen() {  // after a selection: charts already shown follow it; the others will when shown
+      document.querySelectorAll("figure[data-res][data-seen], figure[data-perds][data-seen], figure[data-perframe][data-seen]").forEach(drawAny);
+    }
+
     var dendros = {};
     function onSelect(node, dg) {
       var cl = clusterFor(node);
@@ -506,13 +538,12 @@
         var dd = dendros[k];
         if (dd && k !== dg.method) {
           var match = null;
-          Object.keys(dd.byId).forEach(function (id) { if (!match && sameSet(dd.byId[id].members || [], selected.members)) match = id; });
+          Object.keys(dd.byId).forEach(function (id) { if (match === null && sameSet(dd.byId[id].members || [], selected.members)) match = id; });
           dd.select(match, false);
         }
       });
       showSelection(node, cl, dg);
-      drawRes();
-      drawPerDataset();
+      redrawSeen();
     }
     function showSelection(node, cl, dg) {
       var box = document.getElementById("selection");
@@ -521,7 +552,7 @@
       var members = node.members || [];
       document.getElementById("sel-title").innerHTML = (cl ? "Cluster " + esc(cl.id) + " (merged)" : node.leaf ? "Dataset " + esc(node.name) : "Node " + esc(node.id) + " (not merged)") + " · " + members.length + " datasets";
       var s = node.stats || {}, parts = [];
-      if (!node.leaf) parts.push("height " + fmt(node.height, 3));
+      if (!node.leaf && isNum(node.height)) parts.push("height " + fmt(node.height, 3));
       if (isNum(s.LCV)) parts.push("LCV " + fmt(s.LCV, 2) + " %", "aLCV " + fmt(s.aLCV, 2) + " Å");
       if (isNum(s.cc_mean)) parts.push("CC mean " + fmt(s.cc_mean, 3), "CC min " + fmt(s.cc_min, 3));
       if (isNum(s.completeness)) parts.push("completeness " + fmt(s.completeness > 1.001 ? s.completeness : 100 * s.completeness, 1) + " %");
@@ -550,54 +581,42 @@
         leafInfo: function (name) { var d = byName[name]; return d ? "cell " + (d.cell || []).map(function (v, i) { return fmt(v, i < 3 ? 2 : 1); }).join(" ") + "<br>d<sub>min</sub> " + fmt(d.d_min, 2) + " Å" : ""; }
       });
     });
-    document.querySelectorAll("#cluster-table tbody tr").forEach(function (tr) {
-      tr.addEventListener("click", function () {
-        var cl = clusters.find(function (c) { return String(c.id) === tr.dataset.cluster; });
-        if (!cl) return;
-        for (var k in dendros) {
-          var dd = dendros[k];
-          if (!dd) continue;
-          var id = Object.keys(dd.byId).find(function (i) { return dd.byId[i].merged && String(i) === String(cl.id); });
-          if (id === undefined) id = Object.keys(dd.byId).find(function (i) { return sameSet(dd.byId[i].members || [], cl.members); });
-          if (id !== undefined) { dd.select(id, true); return; }
-        }
-        onSelect({ id: cl.id, members: cl.members, stats: {} }, { method: data.method });
-      });
-    });
-    var ccd = dendros.cc;
-    drawCcHeat(data.cc_table, ccd ? ccd.order.map(function (id) { return ccd.byId[id].name; }) : null);
-    drawRes();
-    drawPerDataset();
-  };
-
-  function drawCcHeat(cc0, order) {
-    var canvas = document.getElementById("cc-heat");
-    if (!canvas || !cc0 || !cc0.cc || !cc0.cc.length) return;
-    canvas.parentNode.hidden = false;
-    var cc = cc0, sorted = false;
-    if (order && order.length === cc0.names.length) {
-      var idx = order.map(function (nm) { return cc0.names.indexOf(nm); });
-      if (idx.every(function (i) { return i >= 0; })) {
-        cc = { names: idx.map(function (i) { return cc0.names[i]; }), cc: idx.map(function (i) { return idx.map(function (j) { return cc0.cc[i][j]; }); }) };
-        sorted = true;
+    function selectCluster(tr) {
+      var cl = clusters.find(function (c) { return String(c.id) === tr.dataset.cluster; });
+      if (!cl) return;
+      for (var k in dendros) {
+        var dd = dendros[k];
+        if (!dd) continue;
+        var id = Object.keys(dd.byId).find(function (i) { return dd.byId[i].merged && String(i) === String(cl.id); });
+        if (id === undefined) id = Object.keys(dd.byId).find(function (i) { return sameSet(dd.byId[i].members || [], cl.members); });
+        if (id !== undefined) { dd.select(id, true); return; }
       }
+      onSelect({ id: cl.id, members: cl.members, stats: {} }, { method: data.method });
     }
-    var n = cc.cc.length, cell = Math.max(2, Math.min(12, Math.floor(480 / n)));
-    canvas.width = canvas.height = n * cell;
-    var ctx = canvas.getContext("2d");
-    for (var i = 0; i < n; i++) for (var j = 0; j < n; j++) {
-      var v = cc.cc[i][j];
-      ctx.fillStyle = isNum(v) ? "hsl(" + (220 - 220 * Math.max(0, Math.min(1, v))) + ",70%," + (88 - 40 * Math.max(0, v)) + "%)" : "#eee";
-      ctx.fillRect(j * cell, i * cell, cell, cell);
-    }
-    canvas.addEventListener("mousemove", function (evt) {
-      var r = canvas.getBoundingClientRect(), j = Math.floor((evt.clientX - r.left) / r.width * n), i = Math.floor((evt.clientY - r.top) / r.height * n);
-      if (i >= 0 && j >= 0 && i < n && j < n) tip(evt, esc(cc.names[i]) + " × " + esc(cc.names[j]) + ": CC <b>" + fmt(cc.cc[i][j], 3) + "</b>");
+    document.querySelectorAll("#cluster-table tbody tr").forEach(function (tr) {
+      tr.tabIndex = 0;  // keyboard: Tab to a cluster row, Enter selects it
+      tr.addEventListener("click", function () { selectCluster(tr); });
+      tr.addEventListener("keydown", function (evt) { if (evt.key === "Enter") selectCluster(tr); });
     });
-    canvas.addEventListener("mouseleave", untip);
-    var note = document.getElementById("cc-heat-note");
-    if (note) note.textContent = n + " datasets, " + (sorted ? "in dendrogram order" : "in input order") + "; blue = low CC, red = high CC, grey = no common reflections.";
-  }
+    var heat = document.getElementById("cc-heat"), cc0 = data.cc_table;
+    if (heat && cc0 && cc0.cc && cc0.cc.length) {
+      heat.hidden = false;
+      var ccd = dendros.cc, order = ccd ? ccd.order.map(function (id) { return ccd.byId[id].name; }) : null;
+      var cc = cc0, sorted = false;
+      if (order && order.length === cc0.names.length) {
+        var idx = order.map(function (nm) { return cc0.names.indexOf(nm); });
+        if (idx.every(function (i) { return i >= 0; })) {
+          cc = { names: idx.map(function (i) { return cc0.names[i]; }), cc: idx.map(function (i) { return idx.map(function (j) { return cc0.cc[i][j]; }); }) };
+          sorted = true;
+        }
+      }
+      lazy([heat], function (fig) {
+        ccHeatmap(fig, cc, sorted);
+        fig.querySelector("figcaption").textContent = "Pairwise CC between datasets: " + cc.cc.length + " datasets in " + (sorted ? "dendrogram" : "input") +
+          " order; blue = low CC, red = high CC, grey = no common reflections.";
+      });
+    }
+  };
 
   window.MX = MX;
 })();
