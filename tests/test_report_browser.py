@@ -91,31 +91,36 @@ def publish(shots: Path) -> None:
         shutil.copy2(png, target / png.name)
 
 
-def dendrogram_node(page, key: str, kind: str, nth: int = 0) -> tuple[int, float, float]:
-    """(node id, x, y) of the centre of the nth marker of a kind ("merged", "node", "leaf") in
-    a plotly dendrogram: the kinds and ids come from the plot's own data, the position from
-    the drawn marker (plotly draws a trace's points in data order)."""
+def hover_node(page, key: str, kind: str, nth: int = 0) -> tuple[int, float, float, str]:
+    """Move the mouse onto the nth node of a kind ("merged", "node", "leaf") of a plotly
+    dendrogram and wait for that node's hover label; returns (node id, x, y, label text).
+
+    The kinds and ids come from the plot's own data, the position from the drawn marker
+    (plotly draws a trace's points in data order)."""
     fig = f"figure[data-dendro='{key}']"
-    index = page.evaluate(
+    found = page.evaluate(
         """([fig, kind, nth]) => {
             const t = document.querySelector(fig + " div.plot").data.find(t => t.uid === "nodes");
-            return t.customdata.map((c, i) => [c, i]).filter(([c]) => c[1] === kind)[nth];
+            const i = t.customdata.map((c, i) => [c, i]).filter(([c]) => c[1] === kind)[nth][1];
+            const title = t.text[i].split("<br>")[0].replace(/<[^>]*>/g, "").trim();
+            return [t.customdata[i][0], i, title];
         }""",
         [fig, kind, nth],
     )
-    assert index is not None, f"no {kind} node in the {key} dendrogram"
-    (node_id, _), i = index
+    node_id, i, title = found
     point = page.locator(f"{fig} g.tracenodes path.point").nth(i)
     point.scroll_into_view_if_needed()
     box = point.bounding_box()
-    return int(node_id), box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
-def hover_text(page, key: str) -> str:
-    """The text of the plotly hover label shown over a dendrogram."""
-    label = page.locator(f"figure[data-dendro='{key}'] .hoverlayer .hovertext")
-    label.wait_for(state="visible", timeout=5000)
-    return label.text_content()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    label = f"{fig} .hoverlayer .hovertext"
+    page.wait_for_function(
+        "([sel, title]) => { const l = document.querySelector(sel);"
+        " return l && l.textContent.startsWith(title); }",
+        arg=[label, title],
+        timeout=5000,
+    )
+    return int(node_id), x, y, page.locator(label).text_content()
 
 
 def test_reports_from_disk(browser, tmp_path):
@@ -160,9 +165,7 @@ def test_reports_from_disk(browser, tmp_path):
 
     w.open((out / "merge_blend_2.20S_Lys/report.html").as_uri())
     merged = json.loads((out / "merge_blend_2.20S_Lys/merge_summary.json").read_text())["clusters"]
-    cid, x, y = dendrogram_node(page, "blend", "merged")
-    page.mouse.move(x, y)
-    tip = hover_text(page, "blend")
+    cid, x, y, tip = hover_node(page, "blend", "merged")
     assert f"Node {cid}" in tip and "datasets" in tip and "LCV" in tip, tip
     page.screenshot(path=str(shots / "merge_hover.png"))
     page.mouse.click(x, y)
@@ -203,21 +206,18 @@ def test_reports_from_disk(browser, tmp_path):
         [f"cluster {c['id']}", 3.5 if c["id"] == cid else 1.5] for c in merged if not c.get("error")
     )
     # an unmerged node: its own statistics and a command naming its members
-    nid, x, y = dendrogram_node(page, "blend", "node")
-    page.mouse.move(x, y)
-    assert f"Node {nid}" in hover_text(page, "blend")
+    nid, x, y, tip = hover_node(page, "blend", "node")
+    assert f"Node {nid}" in tip and "datasets" in tip
     page.mouse.click(x, y)
     assert f"Node {nid} (not merged)" in page.locator("#sel-title").inner_text()
     assert page.locator("#sel-cmd").inner_text().startswith("mxflow merge ")
     # a leaf: its cell and resolution
-    _, x, y = dendrogram_node(page, "blend", "leaf", nth=3)
-    page.mouse.move(x, y)
-    assert "cell " in hover_text(page, "blend") and "Å" in hover_text(page, "blend")
+    _, _, _, tip = hover_node(page, "blend", "leaf", nth=3)
+    assert "cell " in tip and "Å" in tip, tip
 
     w.open((out / "merge_cc_2.20S_Lys/report.html").as_uri())
-    _, x, y = dendrogram_node(page, "cc", "merged")
-    page.mouse.move(x, y)
-    assert "CC mean" in hover_text(page, "cc")
+    cid, _, _, tip = hover_node(page, "cc", "merged")
+    assert f"Node {cid}" in tip and "CC mean" in tip, tip
     page.locator("#cc-heat").scroll_into_view_if_needed()
     page.wait_for_selector("#cc-heat .js-plotly-plot")
     heat = page.evaluate("() => document.querySelector('#cc-heat div.plot').data[0]")

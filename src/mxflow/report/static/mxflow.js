@@ -38,7 +38,7 @@
 
   function axis(title, extra) {
     var a = {
-      title: { text: title || "", font: { size: 11 }, standoff: 4 }, automargin: true,
+      title: { text: title || "", font: { size: 11 }, standoff: 4 }, automargin: false,
       showline: true, mirror: true, linecolor: "#c5ccd8", gridcolor: "#e7ebf1", zeroline: false,
       ticks: "outside", ticklen: 3, tickcolor: "#c5ccd8", nticks: 7
     };
@@ -102,20 +102,24 @@
     drawBeforePrint.push(function () { Array.from(pending).forEach(run); });
   }
 
-  /* Printing: each plot is scaled (CSS zoom, no re-drawing) to the width its figure gets on paper
-   * (A4 landscape, 12 mm margins: about 1000 CSS px shared by the columns of the print grid, see
-   * mxflow.css); the mode bar is hidden by the print stylesheet. */
-  function printWidth(div) {
-    var fig = div.closest("figure"), grid = fig && fig.parentNode, cl = grid ? grid.classList : null;
-    if (!cl || !cl.contains("charts")) return 1000;
-    var cols = cl.contains("six") ? 6 : cl.contains("four") ? 2 : 3;
-    return (1000 - 18 * (cols - 1)) / cols;
-  }
+  /* Printing: every chart is drawn, then each plot's SVG layers get a viewBox so that the print
+   * stylesheet can scale them to the width of their figure on paper (whatever the page scale). */
   window.addEventListener("beforeprint", function () {
     drawBeforePrint.forEach(function (f) { f(); });
-    document.querySelectorAll("figure div.plot").forEach(function (div) {
-      var w = div.getBoundingClientRect().width;
-      if (w > 0) div.style.setProperty("--print-zoom", Math.min(1.5, printWidth(div) / w).toFixed(3));
+    document.querySelectorAll("figure div.plot .svg-container").forEach(function (box) {
+      var w = 0, h = 0;
+      box.querySelectorAll("svg.main-svg").forEach(function (svg) {
+        w = +svg.getAttribute("width"); h = +svg.getAttribute("height");
+        if (w > 0 && h > 0) svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+      });
+      if (w > 0 && h > 0) { box.style.setProperty("--mx-aspect", w + " / " + h); box.style.setProperty("--mx-width", w + "px"); }
+    });
+  });
+  window.addEventListener("afterprint", function () {
+    document.querySelectorAll("figure div.plot .svg-container").forEach(function (box) {
+      box.style.removeProperty("--mx-aspect");
+      box.style.removeProperty("--mx-width");
+      box.querySelectorAll("svg.main-svg").forEach(function (svg) { svg.removeAttribute("viewBox"); });
     });
   });
 
@@ -190,13 +194,17 @@
   function histogram(fig, values, o) {
     var v = values.filter(isNum);
     if (!v.length) return clear(fig);
+    var lo = Math.min.apply(null, v), hi = Math.max.apply(null, v), nb = Math.max(5, Math.min(30, Math.ceil(Math.sqrt(v.length) * 1.5)));
+    var size = (hi - lo) / nb;
+    if (size < 1e-6) { size = 0.1; lo -= 0.05; hi = lo + 0.1; }  // all equal (e.g. 90° angles): one thin bar
     return plot(fig, [{
-      type: "histogram", x: v, nbinsx: Math.max(5, Math.min(30, Math.ceil(Math.sqrt(v.length) * 1.5))),
+      type: "histogram", x: v, xbins: { start: lo, end: hi + size * 1e-3, size: size }, autobinx: false,
       marker: { color: "#8fb4de", line: { color: "#3a7dbf", width: 0.6 } },
       hovertemplate: "%{x}: <b>%{y}</b> datasets<extra></extra>"
     }], layout({
       height: 150, margin: { l: 40, r: 8, t: 6, b: 26 }, bargap: 0.06,
-      xaxis: axis("", { nticks: 5 }), yaxis: axis("datasets", { rangemode: "tozero", nticks: 4 })
+      xaxis: axis("", { nticks: 5, range: [Math.min(lo, (lo + hi) / 2 - 0.5), Math.max(hi, (lo + hi) / 2 + 0.5)] }),
+      yaxis: axis("datasets", { rangemode: "tozero", nticks: 4 })
     }), { displayModeBar: false, responsive: true });
   }
 
@@ -380,7 +388,8 @@
     var kind = ids.map(function (k) { var n = byId[k]; return n.leaf ? "leaf" : n.merged ? "merged" : "node"; });
     var fill = kind.map(function (k) { return k === "leaf" ? GREY : k === "merged" ? MERGED : "#ffffff"; });
     var edge = kind.map(function (k) { return k === "merged" ? "#8f1d1d" : GREY; });
-    var size = kind.map(function (k) { return k === "leaf" ? (nl <= MAX_LABELS ? 6 : 4) : k === "merged" ? 13 : 9; });
+    var small = nl > MAX_LABELS;
+    var size = kind.map(function (k) { return k === "leaf" ? (small ? 4 : 6) : k === "merged" ? 13 : small ? 7 : 9; });
     var maxH = Math.max.apply(null, nodes.map(function (n) { return n.height || 0; }).concat([1e-9]));
     var all = links(Object.keys(linkOf));
     var names = order.map(function (k) { return byId[k].name; });
