@@ -24,7 +24,8 @@ def test_run_simulated_zoo_collection_and_rerun(tmp_path, capsys):
     )  # fmt: skip
     simulate(root, cfg)
     argv = ["run", str(root), "--workdir", str(out), "--settle", "0", "--no-progress",
-            "--space-group", cfg.space_group]  # fmt: skip
+            "--space-group", cfg.space_group, "--no-merge"]  # fmt: skip
+    # (merging has its own slow tests; here it would double the run time)
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = {d["key"]: d for d in summary["datasets"]}
@@ -41,10 +42,6 @@ def test_run_simulated_zoo_collection_and_rerun(tmp_path, capsys):
     assert [h["status"] for h in summary.get("hitmaps", [])] == ["ok"]
     with Catalog(out, readonly=True) as cat:
         n_steps = {k: len(cat.steps(k)) for k in rows}
-        merges = cat.products("merge")
-    if merges:  # when mxflow.merge is installed: one merge of the sample, recorded either way
-        assert [m["name"] for m in merges] == ["proc/CPS0001-01"]
-        assert merges[0]["status"] in ("ok", "failed")
     capsys.readouterr()
 
     # a rerun redoes nothing
