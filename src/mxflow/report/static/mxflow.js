@@ -235,12 +235,14 @@
     var text = cc.cc.map(function (row, i) { return row.map(function (_, j) { return esc(names[i]) + " × " + esc(names[j]); }); });
     var idx = names.map(function (_, i) { return i; });
     var labels = n <= 40;
-    var side = Math.min(560, Math.max(300, fig.parentNode.clientWidth || 560));
-    var tickAxis = function (title) {
+    var side = Math.min(520, Math.max(280, (fig.parentNode.clientWidth || 700) - 260));
+    var title = labels ? "" : "dataset (" + (sorted ? "dendrogram" : "input") + " order)";
+    var m = labels ? { l: 130, r: 10, t: 10, b: 120 } : { l: 40, r: 10, t: 10, b: 36 };
+    var tickAxis = function (angle) {
       return axis(title, { showgrid: false, ticks: "", tickmode: labels ? "array" : "auto", tickvals: labels ? idx : undefined,
-        ticktext: labels ? names : undefined, showticklabels: labels, tickfont: { size: 9 } });
+        ticktext: labels ? names : undefined, showticklabels: labels, tickfont: { size: 9 }, tickangle: angle });
     };
-    var yax = tickAxis(labels ? "" : "dataset (" + (sorted ? "dendrogram" : "input") + " order)");
+    var yax = tickAxis(0);
     yax.autorange = "reversed";
     yax.scaleanchor = "x";
     var div = plot(fig, [{
@@ -248,8 +250,8 @@
       colorscale: "RdBu", colorbar: { title: { text: "CC", side: "right" }, thickness: 12, len: 0.9 },
       hovertemplate: "%{text}: CC <b>%{z:.3f}</b><extra></extra>"
     }], layout({
-      height: side, width: side + 70, plot_bgcolor: "#e4e7ec", margin: { l: 10, r: 10, t: 10, b: 10 },
-      xaxis: tickAxis(labels ? "" : "dataset (" + (sorted ? "dendrogram" : "input") + " order)"), yaxis: yax
+      height: side + m.t + m.b, width: side + m.l + m.r + 80, plot_bgcolor: "#e4e7ec", margin: m,
+      xaxis: tickAxis(labels ? 60 : 0), yaxis: yax
     }), { displaylogo: false, responsive: false, toImageButtonOptions: { format: "svg" },
       modeBarButtonsToRemove: CONFIG.modeBarButtonsToRemove });
     return div;
