@@ -273,11 +273,12 @@ def export_step() -> Step:
     )
 
 
-def merge_step(options: ProcessingOptions) -> Step:
-    """Merged MTZ with I, SIGI and French–Wilson F, SIGF (``merged.mtz``)."""
+def merge_step(options: ProcessingOptions, d_min: float | None = None) -> Step:
+    """Merged MTZ with I, SIGI and French–Wilson F, SIGF (``merged.mtz``), cut at d_min (Å)."""
     args = ["scaled.expt", "scaled.refl", "truncate=True", "output.mtz=merged.mtz"]
-    if options.d_min:
-        args.append(f"d_min={options.d_min:g}")
+    d_min = d_min or options.d_min
+    if d_min:
+        args.append(f"d_min={d_min:.3f}")
     return Step(
         "merge",
         "dials.merge",

@@ -34,10 +34,13 @@ from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord
 from mxflow.process.preflight import check_frames
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
+from mxflow.stats.resolution import cc_half_d_min
 from mxflow.util.files import atomic_write_text, write_json
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
 MIN_SPOTS = 20
+#: per-dataset resolution cut: where the fitted CC½ falls to this value (KAMO)
+CC_HALF_CUT = 0.5
 #: an indexing solution must explain at least this fraction of the strong spots
 MIN_INDEXED_FRACTION = 0.25
 
@@ -175,7 +178,8 @@ def _pipeline(
     run.step(D.symmetry_step(sg))
     run.step(D.scale_step(options))
     run.step(D.export_step())
-    run.step(D.merge_step(options))
+    d_min = _decide_d_min(workdir, options, result)
+    run.step(D.merge_step(options, d_min))
 
     result.unmerged_mtz = "scaled.mtz"
     result.merged_mtz = "merged.mtz"
@@ -184,11 +188,34 @@ def _pipeline(
     (exp, *_) = read_experiments(workdir / "scaled.expt")
     result.space_group = exp.space_group
     result.unit_cell = [round(x, 4) for x in exp.unit_cell] if exp.unit_cell else None
-    stats = stats_from_mtz(workdir / "scaled.mtz")
+    full = stats_from_mtz(workdir / "scaled.mtz")
+    stats = stats_from_mtz(workdir / "scaled.mtz", d_min=d_min) if d_min else full
     result.d_min = round(stats.overall.d_min, 3)
     result.stats = stats_to_json(stats)
     write_json(workdir / "stats.json", result.stats)
+    write_json(workdir / "stats_fullres.json", stats_to_json(full))
     atomic_write_text(workdir / "stats.txt", format_table(stats) + "\n")
+    atomic_write_text(workdir / "stats_fullres.txt", format_table(full) + "\n")
+
+
+def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResult) -> float | None:
+    """The resolution limit (Å) of this dataset's merged data and statistics.
+
+    A given ``options.d_min`` wins; otherwise the CC½ = 0.5 point of the tanh
+    fit (KAMO's per-dataset cut), never beyond the data.  The unmerged MTZ
+    keeps every reflection (merging decides again on many datasets).  The
+    decision is written to ``resolution.json``.
+    """
+    if options.d_min:
+        write_json(workdir / "resolution.json", {"d_min": options.d_min, "method": "given"})
+        return options.d_min
+    try:
+        d_min, info = cc_half_d_min(workdir / "scaled.mtz", target=CC_HALF_CUT)
+    except (BadInputError, ValueError) as exc:
+        d_min, info = None, {"note": f"no resolution estimate: {exc}"}
+    info.update(d_min=d_min, method=f"CC1/2 = {CC_HALF_CUT} (tanh fit)")
+    write_json(workdir / "resolution.json", info)
+    return round(d_min, 3) if d_min else None
 
 
 def process_dataset(
