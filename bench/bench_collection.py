@@ -10,7 +10,11 @@ mode, ``--frames`` × 0.5° each) is processed in one run of this script by
 2. **mxflow, same chain**: ``mxflow run`` with that very chain as its
    processing function (``--process-fn bench_collection:dials_chain``), once
    with 2 workers × nproc 1 and once with 1 worker × nproc 2 — this isolates
-   what the scheduler gains, and decides the default worker layout;
+   what the scheduler gains, and decides the default worker layout.  DIALS
+   programs run through mxflow's fork server (:mod:`mxflow.engine.server_client`,
+   the default); the 2 × 1 layout is run a second time with
+   ``MXFLOW_DIALS_SERVER=0`` (every program a fresh process) to measure what
+   the server gains;
 3. **mxflow, real pipeline**: ``mxflow run`` with its default processing
    (``mxflow.process.process_dataset``, which does more per dataset: symmetry,
    scaling and export), when that module exists;
@@ -183,6 +187,9 @@ def main() -> int:
     ap.add_argument("--fake-datasets", type=int, default=200, help="datasets for the overhead run")
     ap.add_argument("--skip-real", action="store_true", help="skip mxflow's real pipeline")
     ap.add_argument("--skip-layouts", action="store_true", help="only 2 workers x nproc 1")
+    ap.add_argument(
+        "--skip-processes", action="store_true", help="skip the run without the DIALS server"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
 
@@ -194,6 +201,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="mxflow-bench-collection-"))
     report: dict = {
         "cores": len(os.sched_getaffinity(0)),
+        "load_avg_1min": [round(os.getloadavg()[0], 2)],
         "crystals": args.crystals,
         "frames": args.frames,
     }
@@ -221,22 +229,27 @@ def main() -> int:
         (serial_dir / "process.sh").write_text(serial_script(templates, sg))
         report["serial"] = run_measured(["bash", "process.sh"], serial_dir)
         report["serial"]["integrated"] = count_integrated(serial_dir)
-        print(f"serial DIALS loop: {report['serial']}")
+        report["load_avg_1min"].append(round(os.getloadavg()[0], 2))
+        print(f"serial DIALS loop: {report['serial']}", flush=True)
 
         # 2. the same chain under mxflow's scheduler, two worker layouts
-        layouts = [("2x1", ["--workers", "2", "--nproc", "1"])]
+        layouts = [("2x1", ["--workers", "2", "--nproc", "1"], "1")]
+        if not args.skip_processes:
+            layouts.append(("2x1_processes", ["--workers", "2", "--nproc", "1"], "0"))
         if not args.skip_layouts:
-            layouts.append(("1x2", ["--workers", "1", "--nproc", "2"]))
-        for label, opts in layouts:
+            layouts.append(("1x2", ["--workers", "1", "--nproc", "2"], "1"))
+        for label, opts, server in layouts:
             out = tmp / f"mxflow_chain_{label}"
             res = mxflow_run(
                 tmp / "zoo", out,
-                [*opts, "--space-group", sg, "--process-fn", "bench_collection:dials_chain"], env,
+                [*opts, "--space-group", sg, "--process-fn", "bench_collection:dials_chain"],
+                dict(env, MXFLOW_DIALS_SERVER=server),
             )  # fmt: skip
             res["integrated"] = count_integrated(out)
             res["ratio_to_serial"] = round(res["wall_s"] / report["serial"]["wall_s"], 3)
             report[f"mxflow_chain_{label}"] = res
-            print(f"mxflow run (tutorial chain, {label}): {res}")
+            report["load_avg_1min"].append(round(os.getloadavg()[0], 2))
+            print(f"mxflow run (tutorial chain, {label}): {res}", flush=True)
 
         # 3. mxflow's own pipeline
         try:
@@ -250,7 +263,8 @@ def main() -> int:
             res = mxflow_run(tmp / "zoo", out, ["--space-group", sg], env)
             res["ratio_to_serial"] = round(res["wall_s"] / report["serial"]["wall_s"], 3)
             report["mxflow_real"] = res
-            print(f"mxflow run (mxflow.process pipeline): {res}")
+            report["load_avg_1min"].append(round(os.getloadavg()[0], 2))
+            print(f"mxflow run (mxflow.process pipeline): {res}", flush=True)
         else:
             report["mxflow_real"] = (
                 "skipped" if have_real else "mxflow.process.process_dataset not available"

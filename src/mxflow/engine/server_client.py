@@ -279,6 +279,21 @@ def close_servers() -> None:
     _POOL.close_all()
 
 
+def server_memory_kib() -> list[dict[str, int]]:
+    """Resident memory of this process's idle servers (VmRSS, VmHWM in KiB; Linux only)."""
+    with _POOL.lock:
+        pids = [s.proc.pid for lst in _POOL.idle.values() for s in lst]
+    out = []
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        out.append({k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM") if k in fields})
+    return out
+
+
 def servers_started() -> int:
     """How many servers this process has started (for tests and benchmarks)."""
     return _POOL.started
