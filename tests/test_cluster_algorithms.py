@@ -173,3 +173,29 @@ def test_pick_clusters_thresholds_and_reasons():
     )
     assert all("d3" not in c["members"] for c in chosen)
     assert any("LCV" in r["why_not"] for r in rest)
+
+
+def test_pick_clusters_skips_near_identical_subsets():
+    stats = {"completeness": 100.0, "multiplicity": 5.0, "LCV": 0.0, "aLCV": 0.0}
+
+    def node(nid, members, height):
+        return {"id": nid, "members": members, "height": height, "stats": stats}
+
+    pop_a = [f"a{j}" for j in range(10)]
+    pop_b = [f"b{j}" for j in range(10)]
+    nodes = [
+        node(40, pop_a + pop_b, 3.0),  # root
+        node(39, pop_a + pop_b[:9], 2.5),  # root minus one: near-identical
+        node(38, pop_a, 1.0),
+        node(37, pop_b, 1.0),
+        node(36, pop_a[:9], 0.5),  # population A minus one: near-identical
+        node(35, pop_a[:8], 0.4),  # minus two of ten: different enough
+    ]
+    chosen, rest = select.pick_clusters(nodes, select.Thresholds())
+    assert [c["id"] for c in chosen] == [40, 37, 38, 35]  # largest, then lowest height, id
+    why = {r["id"]: r["why_not"] for r in rest}
+    assert why[39] == "near-identical to merged cluster 40 (1 dataset fewer)"
+    assert why[36].startswith("near-identical to merged cluster 38")
+    # KAMO's behaviour (merge every node that passes) when switched off
+    chosen, _ = select.pick_clusters(nodes, select.Thresholds(near_duplicate=None))
+    assert len(chosen) == 6

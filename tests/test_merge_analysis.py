@@ -81,3 +81,49 @@ def test_estimate_d_min_on_observations():
     assert d is not None and 1.9 < d < 3.5, info
     d3, _ = analysis.estimate_d_min(idx, obs, s2u[idx], target=0.3)
     assert d3 <= d
+
+
+def _tagged_observations(rng, bad_frames=(1, 11, 20), bad_dataset=5):
+    """Six datasets of one P1 crystal: 0-3 have 30 images, 4-5 only 8 (one image group).
+
+    Images ``bad_frames`` = (dataset, first, last) and the whole of ``bad_dataset``
+    hold unrelated intensities.
+    """
+    import gemmi
+
+    from mxflow.cluster.intensity import canonical_keys
+    from mxflow.merge.steps import Observations
+
+    n_refl = 3000
+    hkl_u = rng.integers(-15, 16, size=(n_refl, 3))
+    cell = gemmi.UnitCell(40, 50, 60, 90, 90, 90)
+    s2u = 1.0 / np.asarray(cell.calculate_d_array(hkl_u)) ** 2
+    truth = rng.exponential(1.0, n_refl) * np.exp(-5 * s2u)
+    rows = []
+    for ds, n_img in enumerate((30, 30, 30, 30, 8, 8)):
+        for img in range(1, n_img + 1):
+            pick = rng.choice(n_refl, 60, replace=False)
+            value = truth[pick] * (1 + rng.normal(0, 0.1, len(pick)))
+            garbage = ds == bad_dataset or (
+                ds == bad_frames[0] and bad_frames[1] <= img <= bad_frames[2]
+            )
+            if garbage:
+                value = rng.exponential(1.0, len(pick)) * np.exp(-5 * s2u[pick])
+            rows += [(p, v, ds, img) for p, v in zip(pick, value, strict=True)]
+    p, v, ds, img = (np.array(x) for x in zip(*rows, strict=True))
+    hkl = hkl_u[p]
+    sg = gemmi.SpaceGroup("P 1")
+    return Observations(
+        hkl, canonical_keys(hkl, sg), v, np.full(len(v), 0.1), s2u[p], ds, img, cell, sg
+    )
+
+
+def test_frame_rejection_leaves_single_group_wedges_to_dataset_rejection():
+    from mxflow.merge.pipeline import dataset_rejection, frame_rejection
+
+    obs = _tagged_observations(np.random.default_rng(4))
+    bad = frame_rejection(obs, group_size=10)
+    # the bad image group of dataset 1 goes; the bad 8-image wedge (one group) is not judged here
+    assert [(k, a, b) for k, a, b, _, _ in bad] == [(1, 11, 20)]
+    dropped = dataset_rejection(obs)
+    assert list(dropped) == [5] and "bad_cc" in dropped[5]

@@ -34,6 +34,9 @@ class Thresholds:
     max_height: float | None = None
     max_clusters: int = 10
     min_datasets: int = 1
+    # skip a node inside an already chosen one that lacks at most max(1, this × its size)
+    # of its datasets: near-identical data, and run_03 drops single bad datasets anyway
+    near_duplicate: float | None = 0.1
 
 
 def possible_reflections(cell: Sequence[float], space_group: str, d_min: float) -> int:
@@ -114,17 +117,50 @@ def failed_tests(
     return out
 
 
+def near_duplicate_of(
+    members: Sequence[str], chosen: Sequence[dict], fraction: float
+) -> dict | None:
+    """The chosen node that ``members`` is a near-identical subset of, if any.
+
+    Near-identical: every member is in the chosen node, which has at most
+    max(1, ⌊fraction × its size⌋) datasets more.  KAMO merges every such
+    node again; merging it costs a full scaling run for almost the same data.
+    """
+    mine = set(members)
+    for c in chosen:
+        theirs = set(c["members"])
+        if mine <= theirs and len(theirs) - len(mine) <= max(1, int(fraction * len(theirs))):
+            return c
+    return None
+
+
 def pick_clusters(nodes: Sequence[dict], t: Thresholds) -> tuple[list[dict], list[dict]]:
     """Nodes to merge (largest first, then lowest height; at most ``max_clusters``) and the rest.
 
-    Every node not chosen gets a ``why_not`` string.  Returns (chosen, not_chosen).
+    A node that is a near-identical subset of one already chosen is skipped
+    (``Thresholds.near_duplicate``).  Every node not chosen gets a
+    ``why_not`` string.  Returns (chosen, not_chosen).
     """
     chosen, rest = [], []
     order = sorted(nodes, key=lambda nd: (-len(nd["members"]), nd["height"], nd["id"]))
     for nd in order:
         fails = failed_tests(nd["stats"], nd["height"], len(nd["members"]), t)
+        dup = (
+            near_duplicate_of(nd["members"], chosen, t.near_duplicate)
+            if t.near_duplicate is not None and not fails
+            else None
+        )
         if fails:
             rest.append({**nd, "why_not": "; ".join(fails)})
+        elif dup is not None:
+            n_less = len(dup["members"]) - len(nd["members"])
+            rest.append(
+                {
+                    **nd,
+                    "why_not": f"near-identical to merged cluster {dup['id']} "
+                    f"({n_less} dataset{'s' if n_less != 1 else ''} fewer)",
+                }
+            )
         elif len(chosen) >= t.max_clusters:
             rest.append({**nd, "why_not": f"max_clusters={t.max_clusters} reached"})
         else:

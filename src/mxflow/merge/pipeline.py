@@ -185,7 +185,10 @@ def frame_rejection(
     """Image groups to drop: ΔCC½ below the Tukey low fence and below −``floor``.
 
     The floor keeps excellent data intact: there the fences are so narrow
-    that noise of 10⁻⁴ in ΔCC½ would otherwise count as an outlier.
+    that noise of 10⁻⁴ in ΔCC½ would otherwise count as an outlier.  Only
+    datasets cut into two or more groups take part: a wedge no longer than
+    ``group_size`` images is one group, and judging it whole is the job of
+    :func:`dataset_rejection` (run_03), not of frame rejection.
 
     Returns (dataset index, first image, last image, ΔCC½, fence) per bad group.
     """
@@ -193,10 +196,15 @@ def frame_rejection(
     for k in np.unique(obs.dataset):
         base[k] = obs.image[obs.dataset == k].min()
     group = obs.dataset * 100000 + (obs.image - base[obs.dataset]) // group_size
-    if len(np.unique(group)) < 4:
+    n_groups = np.zeros(obs.dataset.max() + 1, dtype=int)
+    for g in np.unique(group):
+        n_groups[g // 100000] += 1
+    eligible = n_groups[obs.dataset] >= 2
+    if len(np.unique(group[eligible])) < 4:
         return []
     dcc = analysis.delta_cc_half(obs.keys, obs.i, obs.s2, group)
-    ids = sorted(dcc)
+    multi = {int(g) for g in np.unique(group[eligible])}
+    ids = sorted(g for g in dcc if int(g) in multi)
     vals = np.array([dcc[g] for g in ids])
     lo, _ = analysis.tukey_fences(vals)
     bad = []
@@ -208,11 +216,15 @@ def frame_rejection(
     return bad
 
 
-def dataset_rejection(obs: Observations, floor: float = 0.001) -> dict[int, str]:
+def dataset_rejection(
+    obs: Observations, floor: float = 0.001, cc_floor: float = 0.05
+) -> dict[int, str]:
     """Datasets to drop (index → reason): ΔCC½ or CC to the rest below the Tukey low fence.
 
-    ΔCC½ must also be below −``floor`` (the data are better without the dataset).
-    Needs ≥ 4 datasets.
+    ΔCC½ must also be below −``floor`` (the data are better without the
+    dataset), and the CC to the other datasets must also be more than
+    ``cc_floor`` below the median dataset's (a fence of 0.986 among CCs of
+    0.99 is noise, not a bad crystal).  Needs ≥ 4 datasets.
     """
     ks = np.unique(obs.dataset)
     if len(ks) < 4:
@@ -233,12 +245,16 @@ def dataset_rejection(obs: Observations, floor: float = 0.001) -> dict[int, str]
     cv = np.array([rest_cc[int(k)] for k in ks])
     lo_d, _ = analysis.tukey_fences(dv)
     lo_c, _ = analysis.tukey_fences(cv)
+    med_c = float(np.nanmedian(cv)) if np.isfinite(cv).any() else math.nan
     for k, d, c in zip(ks, dv, cv, strict=True):
         why = []
         if d < lo_d and d < -floor:
             why.append(f"bad_cchalf: ΔCC½ {d:.4f} below Tukey fence {lo_d:.4f}")
-        if np.isfinite(c) and c < lo_c:
-            why.append(f"bad_cc: CC to the other datasets {c:.3f} below Tukey fence {lo_c:.3f}")
+        if np.isfinite(c) and c < lo_c and c < med_c - cc_floor:
+            why.append(
+                f"bad_cc: CC to the other datasets {c:.3f} below Tukey fence {lo_c:.3f} "
+                f"and {cc_floor:g} below the median {med_c:.3f}"
+            )
         if why:
             out[int(k)] = "; ".join(why)
     if len(out) >= len(ks) - 1:
