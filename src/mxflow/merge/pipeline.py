@@ -574,7 +574,7 @@ def merge_sample(
     BadInputError only for inputs that are not data at all.
     """
     opts = options or MergeOptions()
-    wd = Path(workdir)
+    wd = Path(workdir).resolve()  # DIALS programs run in sub-directories
     wd.mkdir(parents=True, exist_ok=True)
     items, rejected = collect_inputs(list(inputs), opts.sample)
     sample = opts.sample or next((it.sample for it in items if it.sample), "") or "sample"
