@@ -13,12 +13,13 @@ Protocol: one JSON object per line.  After start-up the server writes
 
     {"program": "dials.index", "argv0": "/usr/bin/dials.index",
      "args": ["imported.expt", ...], "cwd": "/abs/dir", "log": "/abs/dir/index.out",
-     "timeout": 600 or null}
+     "timeout": 600 or null, "env": {...} or null}
 
 and is answered by ``{"returncode": int, "wall_s": float, "maxrss_kib": int,
 "timed_out": bool}`` once the child has ended, or by ``{"error": "..."}`` if
 the server cannot run that program (the client then starts it as a plain
-process).  The child behaves like the program's console-script launcher: it
+process): not a console script of this Python, or ``argv0`` is not that
+script's launcher (a user's own program of the same name runs as itself).  The child behaves like the program's console-script launcher: it
 changes to ``cwd``, sends stdout and stderr to ``log`` (truncated), reads
 stdin from /dev/null, sets ``sys.argv = [argv0, *args]``, calls the
 program's ``console_scripts`` entry point and exits through a normal
@@ -81,6 +82,7 @@ class Server:
         self.loaded: dict[str, object] = {}
         self.preload = [p for p in PRELOAD if p in self.entry_points]
         self.child = 0  # pid of the running child (0: none)
+        self.launchers: dict[tuple, bool] = {}  # (path, size, mtime) -> is a launcher
 
     # -- set-up -----------------------------------------------------------
     @staticmethod
@@ -96,6 +98,36 @@ class Server:
             fn = self.entry_points[program].load()
             self.loaded[program] = fn
         return fn
+
+    def is_launcher_of(self, path: str, program: str) -> bool:
+        """True if file ``path`` is a console-script launcher running ``program``'s entry point.
+
+        A launcher is a short script that names the entry point's module (pip:
+        ``from dials.command_line.index import run``) or the program under
+        ``console_scripts`` (setuptools' ``load_entry_point``).  Anything else
+        (a user's own script of that name) must run as itself.
+        """
+        try:
+            st = os.stat(path)
+            key = (path, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return False
+        if key not in self.launchers:
+            ok = False
+            if st.st_size < 16384:
+                try:
+                    with open(path, encoding="utf-8", errors="replace") as fh:
+                        text = fh.read()
+                except OSError:
+                    text = ""
+                module = self.entry_points[program].value.split(":")[0].strip()
+                ok = (
+                    module in text
+                    or ("console_scripts" in text and f"'{program}'" in text)
+                    or ("console_scripts" in text and f'"{program}"' in text)
+                )
+            self.launchers[key] = ok
+        return self.launchers[key]
 
     def preload_one(self) -> None:
         """Import one more module of :data:`PRELOAD` (errors only logged)."""
@@ -159,6 +191,9 @@ class Server:
         program = request["program"]
         if program not in self.entry_points:
             return {"error": f"{program} is not a console script of this Python"}
+        argv0 = request.get("argv0")
+        if argv0 and not self.is_launcher_of(argv0, program):
+            return {"error": f"{argv0} is not the console-script launcher of {program}"}
         try:
             fn = self.load(program)
         except Exception as exc:

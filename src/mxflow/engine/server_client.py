@@ -88,6 +88,16 @@ def launcher_python(exe: str) -> str | None:
     return python
 
 
+#: environment variables read while modules are imported (BLAS/OpenMP thread pools,
+#: libtbx's environment, Python's own): a server is only reused when these are unchanged
+_IMPORT_TIME_VARS = ("PYTHON", "LIBTBX_", "OMP_", "MKL_", "OPENBLAS_", "LD_", "CCTBX", "DIALS")
+
+
+def import_env_key(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The part of ``env`` that a running server cannot change for its children."""
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(_IMPORT_TIME_VARS)))
+
+
 @dataclass
 class ServerResult:
     """What the server reported about one program run."""
@@ -164,8 +174,9 @@ class DialsServer:
         cwd: Path,
         log: Path,
         timeout: float | None,
+        env: Mapping[str, str] | None = None,
     ) -> ServerResult:
-        """Run one program; raises ServerError if the server cannot (or died)."""
+        """Run one program (environment ``env``, default the server's); raises ServerError."""
         request = {
             "program": program,
             "argv0": argv0,
@@ -173,6 +184,7 @@ class DialsServer:
             "cwd": str(cwd),
             "log": str(log),
             "timeout": timeout,
+            "env": dict(env) if env is not None else None,
         }
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
@@ -210,7 +222,7 @@ class DialsServer:
 
 
 class _Pool:
-    """Idle servers by (python, environment); creates one when all are busy."""
+    """Idle servers by (python, import-time environment); creates one when all are busy."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -219,7 +231,7 @@ class _Pool:
         self.started = 0
 
     def acquire(self, python: str, env: Mapping[str, str]) -> DialsServer | None:
-        key = (python, tuple(sorted(env.items())))
+        key = (python, import_env_key(env))
         with self.lock:
             failed = self.failed_at.get(python)
             if failed is not None and time.monotonic() - failed < RETRY_AFTER_S:
@@ -246,7 +258,7 @@ class _Pool:
         return server
 
     def release(self, server: DialsServer) -> None:
-        key = (server.python, tuple(sorted(server.env.items())))
+        key = (server.python, import_env_key(server.env))
         if not server.alive:
             server.close()
             return
@@ -326,7 +338,7 @@ def run_with_server(
         _POOL.release(server)
         return None
     try:
-        return server.run(program, exe, args, cwd, log, timeout)
+        return server.run(program, exe, args, cwd, log, timeout, env)
     except ServerError:
         return None
     finally:
