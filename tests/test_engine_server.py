@@ -74,6 +74,33 @@ def test_own_script_named_like_dials_runs_as_itself(tmp_path, monkeypatch):
     assert (tmp_path / "w" / "dials.version.log").read_text() == "my own ['a b']\n"
 
 
+def test_server_runs_a_console_script_like_its_launcher(tmp_path):
+    """Protocol without DIALS: this venv's ``mxflow`` launcher through a server in this Python."""
+    launcher = Path(sys.executable).with_name("mxflow")
+    if not launcher.is_file() or sc.launcher_python(str(launcher)) is None:
+        pytest.skip("mxflow is not installed as a console script in this Python")
+    python = sc.launcher_python(str(launcher))
+    work = tmp_path / "a dir with spaces"
+    work.mkdir()
+    env = dict(os.environ, MXFLOW_TEST_MARK="x")
+    server = sc.DialsServer(python, env)
+    try:
+        for args in (["--version"], ["no-such-command"]):
+            log = work / f"server {args[0]}.log"
+            got = server.run("mxflow", str(launcher), args, work, log, None, env)
+            with open(work / "process.log", "wb") as fh:
+                ref = subprocess.run([str(launcher), *args], cwd=work, stdout=fh, stderr=fh)
+            assert got.returncode == ref.returncode and not got.timed_out
+            assert log.read_text() == (work / "process.log").read_text()
+        assert got.returncode == 2 and "invalid choice" in log.read_text()
+        with pytest.raises(sc.ServerError, match="not the console-script launcher"):
+            server.run("mxflow", __file__, ["--version"], work, work / "x.log", None, env)
+        assert server.alive
+    finally:
+        server.close()
+    assert server.proc.returncode == 0  # it exits by itself when its stdin closes
+
+
 # --------------------------------------------------------------------------
 # with DIALS
 

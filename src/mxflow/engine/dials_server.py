@@ -83,6 +83,7 @@ class Server:
         self.preload = [p for p in PRELOAD if p in self.entry_points]
         self.child = 0  # pid of the running child (0: none)
         self.launchers: dict[tuple, bool] = {}  # (path, size, mtime) -> is a launcher
+        self.start_env = dict(os.environ)  # before any DIALS import
 
     # -- set-up -----------------------------------------------------------
     @staticmethod
@@ -337,8 +338,12 @@ def run_child(server: Server, fn, request: dict) -> int:
     _reseed()
     env = request.get("env")
     if env is not None:
+        # the request's environment, plus what importing DIALS added to the server's
+        # (libtbx sets *_DIST, KMP_* ...), as it would in a fresh process
+        added = {k: v for k, v in os.environ.items() if server.start_env.get(k) != v}
         os.environ.clear()
         os.environ.update(env)
+        os.environ.update(added)
     sys.argv = [request.get("argv0") or request["program"], *request["args"]]
 
     try:
