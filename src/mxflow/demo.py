@@ -1,10 +1,27 @@
-"""Simulate a small collection (3 sweeps with known truth), process it with DIALS, score it.
+"""Simulate a small ZOO-style collection and run the whole mxflow job on it.
 
-Writes DIR/data (simulated CBF images and the truth), DIR/proc (one DIALS
-working directory per sweep and summary.json, as `mxflow process` makes
-them) and DIR/demo.json (the summary plus each merged MTZ's correlation with
-the true intensities).  Running it again reuses the images and every finished
-processing step.
+The embedded default is what a beamline shift looks like in miniature:
+
+* sample ``lysA`` — pin CPS0001-01 measured in *multi* mode: small 10° wedges
+  from several microcrystals in one loop;
+* sample ``lysB`` — pin CPS0002-01 measured in *helical* mode (one 40° sweep,
+  also cut into 30° wedges), with a raster scan of the loop (scan00/).
+
+Both samples are P 2₁2₁2₁ crystals simulated by mxflow's own simulator with
+known true intensities.  The demo then runs what ``mxflow run`` runs —
+discovery with a sample sheet, DIALS processing of every dataset and wedge
+in parallel, merging per sample (cell and CC clustering, run_01 → run_03,
+CC½ resolution cut), hit maps of raster scans and the HTML reports — and
+finally scores every merged MTZ against the truth.
+
+Layout of DIR:
+  data/               the simulated collection (read-only input)
+  data_truth/         the simulator's truth per sample (truth.json, truth_A.mtz)
+  sample_sheet.csv    pin → sample name, as a user would write it
+  out/                mxflow's results (summary.json, proc/, merge/, report/index.html)
+  demo.json           the scores against the truth
+
+Running it again reuses the images and every finished step.
 
 example:
   mxflow demo --workdir mxflow-demo
@@ -13,27 +30,36 @@ example:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from mxflow.model import ProcessingOptions
-from mxflow.util.files import read_json, write_json
+from mxflow.util.files import atomic_write_text, read_json, write_json
 
-#: the embedded demo collection: three small P 21 21 21 sweeps, 30 × 1° each
-DEMO_CONFIG: dict[str, Any] = dict(
-    n_crystals=3,
-    frames=30,
-    osc_width=1.0,
-    detector_size=(487, 619),
-    distance=100.0,
-    d_min=2.2,
-    seed=2024,
+#: geometry shared by every simulated dataset: a small PILATUS-style panel
+_COMMON: dict[str, Any] = dict(
+    detector_size=(487, 619), distance=100.0, d_min=2.2, osc_width=1.0, layout="zoo"
 )
+
+#: the embedded demo collection: sample name -> simulator configuration
+DEMO_SAMPLES: dict[str, dict[str, Any]] = {
+    "lysA": dict(_COMMON, zoo_mode="multi", zoo_puck="CPS0001", n_crystals=6, frames=10, seed=11),
+    "lysB": dict(
+        _COMMON,
+        zoo_mode="helical",
+        zoo_puck="CPS0002",
+        n_crystals=1,
+        frames=40,
+        seed=12,
+        raster_grid=(3, 4),
+    ),
+}
+
+SAMPLE_SHEET = "puck,pin,name\nCPS0001,1,lysA\nCPS0002,1,lysB\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,84 +67,125 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", "-o", default="mxflow-demo", metavar="DIR", help="output directory"
     )
     parser.add_argument(
-        "--nproc", type=int, default=os.cpu_count() or 1, help="CPU cores to use (default: all)"
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel datasets (default: sized to the machine)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def simulate_once(data_dir: Path, config: dict[str, Any]) -> Path:
-    """Simulate into ``data_dir`` unless the same configuration is already there; returns truth dir."""
+def simulate_once(workdir: Path, samples: dict[str, dict[str, Any]]) -> dict[str, Path]:
+    """Simulate every sample into ``workdir/data`` unless the same configuration is there.
+
+    Each sample is simulated into a scratch directory and its pin directories
+    moved into the collection root, so the root looks like a beamline's; the
+    truth goes to ``workdir/data_truth/<sample>``.  Returns sample -> truth dir.
+    """
     from mxflow.simulate import SimulationConfig, simulate
 
-    stamp = data_dir / "demo_config.json"
-    if stamp.exists():
+    data, truth_root = workdir / "data", workdir / "data_truth"
+    stamp = workdir / "demo_config.json"
+    wanted = json.loads(json.dumps(samples))
+    truths = {name: truth_root / name for name in samples}
+    if stamp.exists() and data.is_dir():
         try:
-            previous = read_json(stamp)
+            if read_json(stamp) == wanted and all(t.is_dir() for t in truths.values()):
+                return truths
         except (OSError, ValueError):
-            previous = None
-        same = previous and previous.get("config") == json.loads(json.dumps(config))
-        if same and Path(previous["truth_dir"]).is_dir():
-            return Path(previous["truth_dir"])
-    result = simulate(data_dir, SimulationConfig(**config))
-    write_json(stamp, {"config": config, "truth_dir": str(result.truth_dir.resolve())})
-    return result.truth_dir
+            pass
+    for path in (data, truth_root):
+        if path.exists():
+            shutil.rmtree(path)
+    data.mkdir(parents=True)
+    truth_root.mkdir(parents=True)
+    for name, cfg in samples.items():
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            simulate(Path(tmp), SimulationConfig(**cfg))
+            for child in sorted(Path(tmp).iterdir()):
+                target = truth_root / name if child.name == "truth" else data / child.name
+                shutil.move(str(child), str(target))
+    write_json(stamp, wanted)
+    return truths
 
 
-def score_results(summary: dict[str, Any], proc: Path, truth_dir: Path) -> dict[str, float | None]:
-    """CC of each dataset's merged MTZ to the true intensities (None where there is none)."""
+def score_merges(out: Path, truths: dict[str, Path]) -> list[dict[str, Any]]:
+    """CC to the truth of every merged cluster (each sample against its own truth)."""
     from mxflow.simulate import score
 
-    out: dict[str, float | None] = {}
-    for e in summary["datasets"]:
-        out[e["name"]] = None
-        if e["status"] == "ok" and e.get("merged_mtz"):
-            try:
-                out[e["name"]] = float(score(proc / e["merged_mtz"], truth_dir)["cc_overall"])
-            except Exception as exc:  # scoring is a report, not a reason to stop
-                print(f"could not score {e['name']}: {exc}", file=sys.stderr)
-    return out
+    rows = []
+    for summary_path in sorted(out.glob("merge*/*/merge_*/merge_summary.json")):
+        summary = read_json(summary_path)
+        sample = summary.get("sample", "")
+        route = summary_path.parents[2].name
+        for cluster in summary.get("clusters", []):
+            mtz = cluster.get("merged_mtz")
+            row = {"sample": sample, "route": route, "cluster": cluster.get("id"), "cc": None}
+            row.update(n=len(cluster.get("members", [])), d_min=cluster.get("d_min"))
+            if mtz and sample in truths:
+                # paths in merge_summary.json are relative to the sample's merge directory
+                path = Path(mtz) if Path(mtz).is_absolute() else summary_path.parents[1] / mtz
+                try:
+                    row["cc"] = float(score(path, truths[sample])["cc_overall"])
+                except Exception as exc:  # scoring is a report, not a reason to stop
+                    row["error"] = str(exc)
+            rows.append(row)
+    return rows
 
 
-def run_demo(workdir: str | Path, nproc: int = 2, progress: bool = True) -> dict[str, Any]:
-    """Simulate, process and score the demo collection in ``workdir``; returns demo.json's content."""
-    from mxflow.process.cli import run_process
+def run_demo(
+    workdir: str | Path, workers: int | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Simulate the demo collection, run mxflow on it, score the merges; returns demo.json."""
+    from mxflow.schedule.collection import RunConfig, run_collection
 
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    truth_dir = simulate_once(workdir / "data", DEMO_CONFIG)
+    truths = simulate_once(workdir, DEMO_SAMPLES)
     t_sim = time.perf_counter() - t0
-    proc = workdir / "proc"
-    options = ProcessingOptions(nproc=max(1, nproc))
-    summary = run_process([str(workdir / "data")], proc, options, progress=progress)
-    scores = score_results(summary, proc, truth_dir)
+    sheet = workdir / "sample_sheet.csv"
+    atomic_write_text(sheet, SAMPLE_SHEET)
+    out = workdir / "out"
+    config = RunConfig(sample_sheet=str(sheet), settle_s=0.0, workers=workers, progress=progress)
+    run_collection(workdir / "data", out, config)
     demo = {
-        "config": DEMO_CONFIG,
-        "options": dataclasses.asdict(options),
+        "samples": DEMO_SAMPLES,
         "simulate_s": round(t_sim, 2),
         "wall_s": round(time.perf_counter() - t0, 2),
-        "cc_to_truth": scores,
-        "summary": str(proc / "summary.json"),
+        "merged_cc_to_truth": score_merges(out, truths),
+        "summary": str(out / "summary.json"),
+        "report": str(out / "report" / "index.html"),
     }
     write_json(workdir / "demo.json", demo)
-    return {**demo, "datasets": summary["datasets"]}
+    return demo
 
 
 def run(args: argparse.Namespace) -> int:
-    from mxflow.process.cli import summary_table
+    from mxflow.report import format_summary_table
 
-    demo = run_demo(args.workdir, nproc=args.nproc, progress=not args.no_progress)
-    print(summary_table(demo["datasets"]))
+    demo = run_demo(args.workdir, workers=args.workers, progress=not args.no_progress)
+    out = Path(demo["summary"]).parent
+    datasets = read_json(out / "summary.json")["datasets"]
     print()
-    print("correlation of each merged MTZ with the simulated truth:")
-    for name, cc in demo["cc_to_truth"].items():
-        print(f"  {name:<16} CC = {cc:.3f}" if cc is not None else f"  {name:<16} (no merged MTZ)")
-    out = Path(args.workdir)
+    print(format_summary_table(datasets))
+    print()
+    print("merged clusters against the simulated truth (CC of intensities):")
+    for row in demo["merged_cc_to_truth"]:
+        cc = f"CC = {row['cc']:.3f}" if row["cc"] is not None else row.get("error", "no MTZ")
+        print(
+            f"  {row['sample']:<6} {row['route']:<12} cluster {row['cluster']}: "
+            f"{row['n']} datasets, d_min {row['d_min'] or float('nan'):.2f} Å, {cc}"
+        )
+    if not demo["merged_cc_to_truth"]:
+        print("  (no merged cluster: see the merge reports)")
     print()
     print(f"finished in {demo['wall_s']:.0f} s")
-    print(f"images and truth:   {out / 'data'}")
-    print(
-        f"DIALS processing:   {out / 'proc'}/<dataset>/ (scaled.mtz, merged.mtz, stats.txt, *.out logs)"
-    )
-    print(f"summary:            {out / 'proc' / 'summary.json'}  and {out / 'demo.json'}")
-    n_ok = sum(e["status"] == "ok" for e in demo["datasets"])
-    return 0 if demo["datasets"] and n_ok == len(demo["datasets"]) else 1
+    print(f"collection (input): {Path(args.workdir) / 'data'}")
+    print(f"results:            {out}")
+    print(f"report:             {demo['report']}")
+    n_ok = sum(e["status"] == "ok" for e in datasets)
+    ok = bool(datasets) and n_ok == len(datasets) and bool(demo["merged_cc_to_truth"])
+    if not ok:
+        print("mxflow demo: some datasets or merges failed (see the report)", file=sys.stderr)
+    return 0 if ok else 1

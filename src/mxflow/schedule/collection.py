@@ -341,12 +341,26 @@ def run_collection(
 
                 hitmaps(out, root, catalog, getattr(collection, "raster_scans", []) or [], log)
         counts = catalog.counts()
+    report = _write_reports(out, log)
     log(
         f"mxflow: done in {time.perf_counter() - t0:.1f} s: "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + f"; summary in {out / 'summary.json'}"
+        + (f"; report: {report}" if report else "")
     )
     return RunOutcome(counts, stopped=stop())
+
+
+def _write_reports(out: Path, log) -> Path | None:
+    """The HTML reports of ``out`` (index page path), or None if they could not be written."""
+    try:
+        from mxflow.report import write_reports
+
+        write_reports(out)
+    except Exception as exc:  # a report problem must not hide the processing results
+        log(f"mxflow: could not write the HTML reports: {exc}")
+        return None
+    return out / "report" / "index.html"
 
 
 def _problem_text(problem: Any) -> str:
