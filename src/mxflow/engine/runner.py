@@ -78,7 +78,7 @@ def run_program(
         if served is not None:
             record.returncode = served.returncode
             if served.timed_out:
-                record.note = f"timed out after {timeout:.0f} s"
+                record.note = f"timed out after {timeout:g} s"
             record.wall_s = time.perf_counter() - t0
             return record
     with open(cwd / log_name, "wb") as log:
@@ -96,7 +96,7 @@ def run_program(
             record.returncode = proc.returncode
         except subprocess.TimeoutExpired:
             record.returncode = 124
-            record.note = f"timed out after {timeout:.0f} s"
+            record.note = f"timed out after {timeout:g} s"
     record.wall_s = time.perf_counter() - t0
     return record
 

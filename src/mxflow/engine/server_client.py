@@ -112,6 +112,10 @@ class ServerError(RuntimeError):
     """The server could not run the request (the caller falls back to a process)."""
 
 
+class ServerGone(ServerError):
+    """The server process ended (killed, crashed) before answering."""
+
+
 class DialsServer:
     """One fork-server process and its pipes; one request at a time."""
 
@@ -141,7 +145,7 @@ class DialsServer:
                 raise ServerError(f"no answer from the DIALS server within {timeout:.0f} s")
         line = self.proc.stdout.readline()
         if not line:
-            raise ServerError(f"the DIALS server ended{self._stderr_tail()}")
+            raise ServerGone(f"the DIALS server ended{self._stderr_tail()}")
         return json.loads(line)
 
     def _stderr_tail(self) -> str:
@@ -191,7 +195,7 @@ class DialsServer:
             self.proc.stdin.flush()
             answer = self._read_line(None)
         except (OSError, ValueError) as exc:
-            raise ServerError(f"DIALS server connection lost: {exc}") from exc
+            raise ServerGone(f"DIALS server connection lost: {exc}") from exc
         if "error" in answer:
             self.unknown.add(program)
             raise ServerError(answer["error"])
@@ -331,15 +335,20 @@ def run_with_server(
     python = launcher_python(exe)
     if python is None:
         return None
-    server = _POOL.acquire(python, env)
-    if server is None:
-        return None
-    if program in server.unknown:
-        _POOL.release(server)
-        return None
-    try:
-        return server.run(program, exe, args, cwd, log, timeout, env)
-    except ServerError:
-        return None
-    finally:
-        _POOL.release(server)
+    for _attempt in range(2):  # a server found dead is replaced once
+        server = _POOL.acquire(python, env)
+        if server is None:
+            return None
+        if program in server.unknown:
+            _POOL.release(server)
+            return None
+        try:
+            return server.run(program, exe, args, cwd, log, timeout, env)
+        except ServerGone:
+            server.close(kill=True)
+            continue
+        except ServerError:
+            return None
+        finally:
+            _POOL.release(server)
+    return None
