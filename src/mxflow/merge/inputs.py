@@ -152,7 +152,7 @@ def collect_inputs(
             _from_summary(p, sample, add_pair, rejected)
         elif p.is_dir():
             found = sorted(
-                q for suf in EXPT_SUFFIXES for q in p.rglob(f"*{suf}") if "merge_" not in str(q)
+                q for suf in EXPT_SUFFIXES for q in p.rglob(f"*{suf}") if not _in_merge_output(q, p)
             )
             if not found:
                 raise BadInputError(p, "no summary.json and no .expt / *_experiments.json files")
@@ -177,6 +177,15 @@ def collect_inputs(
         else:
             raise BadInputError(p, "not an mxflow output directory, .expt or .refl file")
     return inputs, rejected
+
+
+def _in_merge_output(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies in a merge output folder (merge_*) below ``root``.
+
+    Only folders below the searched directory count: a user's own
+    ``/data/merge_tests/`` above it must not hide every file.
+    """
+    return any(part.startswith("merge_") for part in path.relative_to(root).parts[:-1])
 
 
 def _name_for(expt: Path, root: Path) -> str:
