@@ -127,3 +127,14 @@ def test_frame_rejection_leaves_single_group_wedges_to_dataset_rejection():
     assert [(k, a, b) for k, a, b, _, _ in bad] == [(1, 11, 20)]
     dropped = dataset_rejection(obs)
     assert list(dropped) == [5] and "bad_cc" in dropped[5]
+
+
+def test_merge_output_folders_are_skipped_only_below_the_searched_directory():
+    from pathlib import Path
+
+    from mxflow.merge.inputs import _in_merge_output
+
+    root = Path("/data/merge_tests/session1")  # a user's folder named merge_*: fine
+    assert not _in_merge_output(root / "xtal_01" / "integrated.expt", root)
+    assert _in_merge_output(root / "merge_cc_2.0S_s" / "cluster_0001" / "x.expt", root)
+    assert not _in_merge_output(root / "merge_notes.expt", root)  # a file, not a folder
