@@ -183,8 +183,11 @@ class Server:
                 raise
             except Exception as exc:
                 answer = {"error": f"{type(exc).__name__}: {exc}"}
-            self.send(answer)
-            if self.eof and answer.get("client_gone"):
+            if answer.get("client_gone"):
+                return 0  # nobody to answer: the client's end of the pipe is closed
+            try:
+                self.send(answer)
+            except BrokenPipeError:
                 return 0
 
     # -- one request ----------------------------------------------------------
