@@ -175,7 +175,7 @@ def start_cluster(
             processes=True,
             memory_limit=0,  # DIALS memory is in subprocesses; never pause or kill on it
             resources={RESOURCE: 1},
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: never clash with another run
             silence_logs=logging.ERROR,
         )
         client = Client(cluster)
