@@ -261,6 +261,9 @@ def test_merge_routes_per_sample(tmp_path):
         results = [r for _, r in merge_groups(cat)[("thau", "proc")]]
     for r in results:
         r.integrated_expt, r.integrated_refl = f"{r.workdir}/i.expt", f"{r.workdir}/i.refl"
-    paths = merge_inputs(results, out)
-    assert paths[0].endswith("proc/CPS0001-02/data01/multi_1/i.expt") and paths[0].startswith("/")
-    assert paths[1].endswith("multi_1/i.refl") and len(paths) == 4
+    inputs = merge_inputs(results, out)
+    assert len(inputs) == 2 and inputs[0].name == results[0].name  # full dataset names kept
+    expt, refl = inputs[0].integrated_expt, inputs[0].integrated_refl
+    assert expt.endswith("proc/CPS0001-02/data01/multi_1/i.expt") and expt.startswith("/")
+    assert refl.endswith("multi_1/i.refl")
+    assert results[0].integrated_expt.startswith("proc/")  # the catalog's results are not changed

@@ -110,19 +110,21 @@ def _unique_name(name: str, used: set[str]) -> str:
 
 
 def collect_inputs(
-    paths: list[str | Path], sample: str | None = None
+    paths: list[str | Path | DatasetResult], sample: str | None = None
 ) -> tuple[list[MergeInput], list[dict]]:
     """Datasets found in ``paths`` and the ones that cannot be used, with reasons.
 
     Returns (inputs, rejected) where rejected rows are
     ``{"name", "reason", "stage": "input"}``.  ``sample`` keeps only datasets
     of that sample when an mxflow summary says which sample each belongs to.
+    ``paths`` may also hold DatasetResult objects with absolute file paths
+    (what ``mxflow run`` passes): they keep their dataset names.
     Raises BadInputError for a path that is none of the accepted kinds.
     """
     inputs: list[MergeInput] = []
     rejected: list[dict] = []
     used: set[str] = set()
-    pending = [Path(p) for p in paths]
+    pending = [p if isinstance(p, DatasetResult) else Path(p) for p in paths]
     seen_expt: set[Path] = set()
 
     def add_pair(expt: Path, refl: Path | None, name: str, smp: str = "") -> None:
@@ -148,7 +150,9 @@ def collect_inputs(
     while i < len(pending):
         p = pending[i]
         i += 1
-        if p.is_dir() and (p / "summary.json").exists():
+        if isinstance(p, DatasetResult):  # from the collection runner: keeps its full name
+            _from_result(p, None, sample, add_pair, rejected)
+        elif p.is_dir() and (p / "summary.json").exists():
             _from_summary(p, sample, add_pair, rejected)
         elif p.is_dir():
             found = sorted(
@@ -202,26 +206,32 @@ def _from_summary(root: Path, sample: str | None, add_pair, rejected: list[dict]
     if isinstance(rows, dict):
         rows = rows.get("datasets", [])
     for row in rows:
-        res = DatasetResult.from_dict(row)
-        if sample and res.sample and res.sample != sample:
-            continue
-        if res.status != "ok":
-            why = res.reason or f"status {res.status}"
-            rejected.append({"name": res.name, "reason": f"processing: {why}", "stage": "input"})
-            continue
-        if not res.integrated_expt or not res.integrated_refl:
-            rejected.append(
-                {"name": res.name, "reason": "no integrated .expt/.refl recorded", "stage": "input"}
-            )
-            continue
-        expt = Path(res.integrated_expt)
-        refl = Path(res.integrated_refl)
-        if not expt.is_absolute():
-            expt = root / expt
-            refl = root / refl
-        if not expt.exists() or not refl.exists():
-            rejected.append(
-                {"name": res.name, "reason": f"missing file {expt} or {refl}", "stage": "input"}
-            )
-            continue
-        add_pair(expt, refl, res.name, res.sample)
+        _from_result(DatasetResult.from_dict(row), root, sample, add_pair, rejected)
+
+
+def _from_result(
+    res: DatasetResult, root: Path | None, sample: str | None, add_pair, rejected: list[dict]
+) -> None:
+    """One processed dataset (paths relative to ``root`` unless absolute), by its own name."""
+    if sample and res.sample and res.sample != sample:
+        return
+    if res.status != "ok":
+        why = res.reason or f"status {res.status}"
+        rejected.append({"name": res.name, "reason": f"processing: {why}", "stage": "input"})
+        return
+    if not res.integrated_expt or not res.integrated_refl:
+        rejected.append(
+            {"name": res.name, "reason": "no integrated .expt/.refl recorded", "stage": "input"}
+        )
+        return
+    expt = Path(res.integrated_expt)
+    refl = Path(res.integrated_refl)
+    if not expt.is_absolute() and root is not None:
+        expt = root / expt
+        refl = root / refl
+    if not expt.exists() or not refl.exists():
+        rejected.append(
+            {"name": res.name, "reason": f"missing file {expt} or {refl}", "stage": "input"}
+        )
+        return
+    add_pair(expt, refl, res.name, res.sample)

@@ -127,9 +127,19 @@ class MergeRun:
 def find_merge_dirs(out_dir: Path) -> list[Path]:
     """Merge directories holding a merge_summary.json, anywhere in the tree, sorted."""
     out_dir = Path(out_dir)
-    found = {p.parent for p in out_dir.glob("merge_*/merge_summary.json")}
-    found |= {p.parent for p in out_dir.glob("*/merge_*/merge_summary.json")}
+    found: set[Path] = set()
+    # `mxflow merge OUT`: OUT/merge_*; `mxflow run OUT`: OUT/merge[_30deg]/<sample>/merge_*
+    for pattern in ("merge_*", "*/merge_*", "*/*/merge_*"):
+        found |= {p.parent for p in out_dir.glob(f"{pattern}/merge_summary.json")}
     return sorted(found)
+
+
+def merge_route(merge_dir: Path) -> str:
+    """Which data a merge of ``mxflow run`` used: "30° wedges" under merge_30deg/, else ""."""
+    for parent in Path(merge_dir).parents:
+        if parent.name.startswith("merge_") and parent.name.endswith("deg"):
+            return parent.name.removeprefix("merge_").replace("deg", "° wedges")
+    return ""
 
 
 def parse_cluster_summary(path: Path) -> tuple[list[str], list[dict[str, Any]]]:

@@ -19,6 +19,7 @@ from mxflow.report.load import (
     MergeRun,
     find_hitmaps,
     load_summary,
+    merge_route,
     num,
     spot_counts_per_frame,
 )
@@ -279,7 +280,9 @@ def collection_context(out_dir: Path, page_dir: Path, merge_runs: list[MergeRun]
     for mr in merge_runs:
         best = _best_cluster(mr)
         link = {
-            "label": f"{mr.method}" + (f" from {mr.dstart:g} Å" if mr.dstart else ""),
+            "label": f"{mr.method}"
+            + (f" from {mr.dstart:.2f} Å" if mr.dstart else "")
+            + (f", {route}" if (route := merge_route(mr.path)) else ""),
             "href": rel_link(str(mr.path / "report.html"), page_dir, out_dir),
             "method": mr.method,
             "n_clusters": len(mr.summary.get("clusters") or []),

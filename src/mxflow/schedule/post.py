@@ -65,13 +65,23 @@ def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, Data
     return groups
 
 
-def merge_inputs(results: list[DatasetResult], out: Path) -> list[str]:
-    """``merge_sample``'s inputs: integrated .expt / .refl pairs (absolute paths), in order."""
-    paths: list[str] = []
+def merge_inputs(results: list[DatasetResult], out: Path) -> list[DatasetResult]:
+    """``merge_sample``'s inputs: the processed datasets with absolute integrated file paths.
+
+    Passing results (not bare file paths) keeps each dataset's full name
+    (``CPS0001-01/data00/multi_01``), so merge reports match the processing summary.
+    """
+    inputs = []
     for r in results:
         if r.integrated_expt and r.integrated_refl:
-            paths += [str(out / r.integrated_expt), str(out / r.integrated_refl)]
-    return paths
+            inputs.append(
+                dataclasses.replace(
+                    r,
+                    integrated_expt=str(out / r.integrated_expt),
+                    integrated_refl=str(out / r.integrated_refl),
+                )
+            )
+    return inputs
 
 
 def _merge_options(module: Any, sample: str, config: Any) -> Any:
