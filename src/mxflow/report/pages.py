@@ -215,7 +215,9 @@ def pin_rows(
         failed = [e for e in es if e["status"] == "failed"]
         others = len(es) - len(ok) - len(failed)
         dmins = [e["d_min"] for e in ok if e["d_min"]]
-        rots = [e["total_rotation"] for e in es if e["total_rotation"]]
+        # total φ collected on the pin: whole sweeps only (their 30° wedges repeat them)
+        whole = [e for e in es if (e.get("wedge") or "full") == "full"] or es
+        rots = [e["total_rotation"] for e in whole if e["total_rotation"]]
         if failed and not ok:
             status = "failed"
         elif failed:
@@ -231,7 +233,6 @@ def pin_rows(
                 "sample": sample,
                 "mode": first["mode"],
                 "wavelength": first["wavelength"],
-                # total φ of the pin's sweep: wedges of one sweep add up, full sweeps are counted once each
                 "total_rotation": sum(rots) if rots else None,
                 "osc_width": first["osc_width"],
                 "n_datasets": len(es),
