@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-alcv", type=float, help="Å")
     p.add_argument("--max-height", type=float, help="maximum cluster height")
     p.add_argument("--max-clusters", type=int, default=10)
+    p.add_argument(
+        "--merge-near-duplicates",
+        action="store_true",
+        help="also merge clusters that lack only max(1, 10%%) of the datasets of one "
+        "already merged (KAMO merges them all; skipped by default)",
+    )
     p.add_argument("--no-frame-rejection", action="store_true")
     p.add_argument("--no-dataset-rejection", action="store_true")
     p.add_argument("--nproc", type=int, default=1)
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             max_alcv=args.max_alcv,
             max_height=args.max_height,
             max_clusters=args.max_clusters,
+            near_duplicate=None if args.merge_near_duplicates else 0.1,
         ),
         reject_frames=not args.no_frame_rejection,
         reject_datasets=not args.no_dataset_rejection,
