@@ -40,6 +40,14 @@ def test_run_simulated_zoo_collection_and_rerun(tmp_path, capsys):
         assert d["space_group"].replace(" ", "") == "P212121"
     # the raster scan went to a hit map, never to processing
     assert [h["status"] for h in summary.get("hitmaps", [])] == ["ok"]
+    # the run ends with its HTML reports, made from this real (simulated) collection
+    index = (out / "report" / "index.html").read_text()
+    assert "CPS0001-01" in index and "hit" in index.lower()
+    datasets_page = (out / "report" / "datasets.html").read_text()
+    for d in rows.values():
+        assert d["name"] in datasets_page
+        assert f"{d['d_min']:.2f}" in datasets_page  # the summary's resolution is on the page
+    assert (out / "report" / "static" / "plotly.min.js").is_file()
     with Catalog(out, readonly=True) as cat:
         n_steps = {k: len(cat.steps(k)) for k in rows}
     capsys.readouterr()
