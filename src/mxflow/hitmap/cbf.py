@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from mxflow.errors import BadInputError
+from mxflow.images.read import mime_int
 
 CBF_BINARY_MARKER = b"\x0c\x1a\x04\xd5"
 
@@ -85,13 +86,6 @@ def decode_byte_offset(data: bytes | np.ndarray, n_pixels: int) -> np.ndarray:
     return out
 
 
-def _mime_int(text: str, key: str, path: str | Path) -> int:
-    m = re.search(rf"^{key}:\s*(\d+)", text, re.MULTILINE)
-    if not m:
-        raise BadInputError(path, f"CBF binary section header lacks {key}")
-    return int(m.group(1))
-
-
 def read_file_bytes(path: str | Path) -> bytes:
     """All (decompressed) bytes of ``path``; .bz2 and .gz are decompressed.
 
@@ -125,9 +119,9 @@ def decode_cbf(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     text = data[:pos].decode("latin-1")
     if "x-CBF_BYTE_OFFSET" not in text:
         raise BadInputError(path, "CBF compression is not byte-offset (only miniCBF is supported)")
-    size = _mime_int(text, "X-Binary-Size", path)
-    fast = _mime_int(text, "X-Binary-Size-Fastest-Dimension", path)
-    slow = _mime_int(text, "X-Binary-Size-Second-Dimension", path)
+    size = mime_int(text, "X-Binary-Size", path)
+    fast = mime_int(text, "X-Binary-Size-Fastest-Dimension", path)
+    slow = mime_int(text, "X-Binary-Size-Second-Dimension", path)
     m = re.search(r"^X-Binary-Number-of-Elements:\s*(\d+)", text, re.MULTILINE)
     if m and int(m.group(1)) != fast * slow:
         raise BadInputError(

@@ -191,7 +191,8 @@ def _parse_pilatus_header(text: str, path: str | Path) -> dict:
     )
 
 
-def _mime_int(text: str, key: str, path: str | Path) -> int:
+def mime_int(text: str, key: str, path: str | Path) -> int:
+    """Integer field ``key`` of a CBF binary section's MIME header (BadInputError naming ``path``)."""
     m = re.search(rf"^{re.escape(key)}:\s*(\d+)", text, re.MULTILINE)
     if not m:
         raise BadInputError(path, f"CBF binary section has no {key}")
@@ -209,10 +210,10 @@ def read_cbf_header(path: str | Path) -> FrameHeader:
     if "PILATUS" not in text and "# Wavelength" not in text:
         raise BadInputError(path, "CBF header is not in the PILATUS_1.2 (miniCBF) convention")
     values = _parse_pilatus_header(text, path)
-    fast = _mime_int(text, "X-Binary-Size-Fastest-Dimension", path)
-    slow = _mime_int(text, "X-Binary-Size-Second-Dimension", path)
+    fast = mime_int(text, "X-Binary-Size-Fastest-Dimension", path)
+    slow = mime_int(text, "X-Binary-Size-Second-Dimension", path)
     if not str(path).endswith(_COMPRESSED):
-        size = _mime_int(text, "X-Binary-Size", path)
+        size = mime_int(text, "X-Binary-Size", path)
         have = Path(path).stat().st_size - data_start
         if have < size:
             raise BadInputError(
@@ -233,9 +234,9 @@ def read_cbf_frame(path: str | Path) -> np.ndarray:
         raise BadInputError(path, "is not a complete CBF image (no binary data section found)")
     text = data[:pos].decode("latin-1")
     start = pos + len(CBF_BINARY_MARKER)
-    size = _mime_int(text, "X-Binary-Size", path)
-    fast = _mime_int(text, "X-Binary-Size-Fastest-Dimension", path)
-    slow = _mime_int(text, "X-Binary-Size-Second-Dimension", path)
+    size = mime_int(text, "X-Binary-Size", path)
+    fast = mime_int(text, "X-Binary-Size-Fastest-Dimension", path)
+    slow = mime_int(text, "X-Binary-Size-Second-Dimension", path)
     if "x-CBF_BYTE_OFFSET" not in text:
         raise BadInputError(path, "CBF compression is not byte-offset (only miniCBF is supported)")
     if len(data) - start < size:
