@@ -82,7 +82,9 @@ class ImageSweep:
         = (√5/2)·(min_dim/2) for the smaller detector dimension, 2θ =
         atan(radius / distance), d = λ / (2 sin θ).
         """
-        min_dim = min(self.image_size[0] * self.pixel_size[0], self.image_size[1] * self.pixel_size[1])
+        min_dim = min(
+            self.image_size[0] * self.pixel_size[0], self.image_size[1] * self.pixel_size[1]
+        )
         radius = math.sqrt(5) / 2 * (min_dim / 2)
         two_theta = math.atan2(radius, self.distance)
         return self.wavelength / (2 * math.sin(two_theta / 2))
