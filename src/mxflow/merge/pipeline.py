@@ -400,6 +400,18 @@ def merge_cluster(
     members = [names_by_sym[i] for i in member_idx]
     runs = [{"run": "run_01", "datasets": list(members), "removed": []}]
 
+    def rescale(name: str, prev: Path, extra: list[str], dropped: set[int], current: list[str]):
+        """Scale ``prev``'s output again into ``cdir/name`` with ``extra``; record the run."""
+        new = cdir / name
+        new_obs = scale_run(
+            new, prev / "scaled.expt", prev / "scaled.refl", extra, wedge, d_start, opts
+        )
+        kept = [m for k, m in enumerate(current) if k not in dropped]
+        runs.append(
+            {"run": name, "datasets": kept, "removed": [r for r in removed if r["stage"] == name]}
+        )
+        return new, new_obs, kept
+
     members_now = list(members)
     if opts.reject_frames:
         bad = frame_rejection(obs, opts.image_group, opts.min_delta_cc_half)
@@ -445,42 +457,18 @@ def merge_cluster(
                 extra2.append(
                     "dataset_selection.exclude_datasets=" + ",".join(str(tids[k]) for k in drop)
                 )
-            prev = run
-            run = cdir / "run_02"
-            obs = scale_run(
-                run, prev / "scaled.expt", prev / "scaled.refl", extra2, wedge, d_start, opts
-            )
-            members_now = [m for k, m in enumerate(members_now) if k not in drop]
-            runs.append(
-                {
-                    "run": "run_02",
-                    "datasets": list(members_now),
-                    "removed": [r for r in removed if r["stage"] == "run_02"],
-                }
-            )
+            run, obs, members_now = rescale("run_02", run, extra2, set(drop), members_now)
     if opts.reject_datasets:
         bad_ds = dataset_rejection(obs, opts.min_delta_cc_half)
         if bad_ds:
             tids = _table_ids(run / "scaled.refl", run / "scaled.expt")
             for k, why in bad_ds.items():
                 removed.append({"name": members_now[k], "reason": why, "stage": "run_03"})
-            prev = run
-            run = cdir / "run_03"
             extra3 = [
                 "dataset_selection.exclude_datasets="
                 + ",".join(str(tids[k]) for k in sorted(bad_ds))
             ]
-            obs = scale_run(
-                run, prev / "scaled.expt", prev / "scaled.refl", extra3, wedge, d_start, opts
-            )
-            members_now = [m for k, m in enumerate(members_now) if k not in bad_ds]
-            runs.append(
-                {
-                    "run": "run_03",
-                    "datasets": list(members_now),
-                    "removed": [r for r in removed if r["stage"] == "run_03"],
-                }
-            )
+            run, obs, members_now = rescale("run_03", run, extra3, set(bad_ds), members_now)
     # resolution from the final run's scaled data
     d_est, info = analysis.estimate_d_min(obs.keys, obs.i, obs.s2, opts.cc_half_target)
     data_limit = info.get("data_limit")
