@@ -13,10 +13,8 @@ from mxflow.hitmap.spotfinder import (
     TooManyStrongPixels,
     UnusableFrame,
     Workspace,
-    dispersion_mask,
-    erode,
     find_spots,
-    strong_pixels,
+    find_strong_pixels,
 )
 
 
@@ -80,6 +78,19 @@ def synthetic_frame(
     return rng.poisson(lam).astype(np.int32), np.array(truth)
 
 
+def _kernel_strong(image, static, hi, p):
+    index = np.empty(image.size + 1, np.int64)
+    n, n_valid, _ = find_strong_pixels(
+        image, static, hi, p.kernel_size, p.sigma_background, p.sigma_strong, 1.0,
+        p.min_local, p.global_threshold, index,
+    )  # fmt: skip
+    assert n_valid == (static & (image > -1) & (image < hi)).sum()
+    got = np.zeros(image.size, bool)
+    got[index[:n]] = True
+    assert np.all(np.diff(index[:n]) > 0)  # raster order
+    return got.reshape(image.shape)
+
+
 def test_kernels_match_direct_sums():
     image, _ = synthetic_frame(shape=(64, 72), n_spots=6, background=3.0, seed=3)
     image[10:14, :] = -1  # a module gap
@@ -89,34 +100,42 @@ def test_kernels_match_direct_sums():
     p = SpotFinderParams()
     valid = static & (image > -1)
     assert valid.sum() == image.size - 4 * 72 - 1
-    disp = np.empty(image.shape, bool)
-    disp_index = np.empty(image.size, np.int32)
-    n_disp, n_valid, _ = dispersion_mask(
-        image, static, 10**9, p.kernel_size, p.sigma_background, 1.0, p.min_local, disp, disp_index
-    )
-    assert n_valid == valid.sum()
-    core = np.zeros(image.shape, bool)
-    core_index = np.empty(image.size, np.int32)
-    n_core = erode(disp, p.kernel_size - 1, disp_index, n_disp, core, core_index)
-    index = np.empty(image.size, np.int64)
-    n = strong_pixels(
-        image,
-        static,
-        10**9,
-        core,
-        core_index,
-        n_core,
-        p.kernel_size + 2,
-        p.sigma_strong,
-        1.0,
-        0.0,
-        index,
-    )
-    got = np.zeros(image.size, bool)
-    got[index[:n]] = True
     want = reference_strong(image, valid, p)
     assert want.sum() > 20  # the test has something to find
-    np.testing.assert_array_equal(got.reshape(image.shape), want)
+    np.testing.assert_array_equal(_kernel_strong(image, static, 10**9, p), want)
+
+
+@pytest.mark.parametrize("case", ["edges", "blob", "kernel2", "tiny", "gaps"])
+def test_kernels_match_direct_sums_edge_cases(case):
+    """Spots on the image edge, a big blob (long core runs over many rows),
+    another kernel size, an image smaller than the box, wide dark gaps."""
+    p = SpotFinderParams()
+    hi = 10**9
+    if case == "tiny":
+        image = np.array([[1, 2, 0, 1], [0, 90, 80, 1], [2, 70, 95, 0], [1, 0, 1, 2], [3, 1, 0, 1]])
+    else:
+        image, _ = synthetic_frame(shape=(48, 56), n_spots=4, background=4.0, seed=11)
+        yy, xx = np.mgrid[0:48, 0:56]
+        edge = 300 * np.exp(-((xx - 0.5) ** 2 + (yy - 20.5) ** 2) / 3.0)
+        edge += 300 * np.exp(-((xx - 55.5) ** 2 + (yy - 47.5) ** 2) / 3.0)
+        image = image + np.rint(edge).astype(np.int32)
+    if case == "blob":
+        image = image + np.rint(900 * np.exp(-((xx - 30) ** 2 + (yy - 25) ** 2) / 60.0)).astype(int)
+        image[25, 30] = 2000
+        hi = 1500  # and an overloaded pixel in its middle
+    if case == "kernel2":
+        p = SpotFinderParams(kernel_size=2, min_local=10)
+    if case == "gaps":
+        image[:, 20:27] = -1
+        image[30:35, :] = -1
+    image = image.astype(np.int32)
+    static = np.ones(image.shape, bool)
+    static[4, 40 % image.shape[1]] = False
+    valid = static & (image > -1) & (image < hi)
+    want = reference_strong(image, valid, p)
+    if case != "tiny":
+        assert want.sum() > 5
+    np.testing.assert_array_equal(_kernel_strong(image, static, hi, p), want)
 
 
 def test_recall_and_precision_of_positions():
@@ -192,4 +211,3 @@ def test_workspace_reuse_gives_identical_results():
     again = find_spots(a, static, workspace=ws)
     np.testing.assert_array_equal(first.x, again.x)
     np.testing.assert_array_equal(first.intensity, again.intensity)
-    assert (ws.labels == -1).all()

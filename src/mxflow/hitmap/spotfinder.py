@@ -24,16 +24,21 @@ published description for speed on raster scans:
    ``max_spot_size`` pixels are dropped, as are spots whose brightest pixel
    lies more than ``max_separation`` px from the intensity-weighted centroid.
 
-The box sums are exact integer sums: running column sums down the image
-and, per row, direct (2k+1)-term sums across them, in a branch-free loop
-that the compiler vectorises (the same numbers a summed-area table gives,
-without its memory traffic).  Pixel validity is computed on the fly from
-the static mask, the count and the overload.  Steps 2 and 3 work from the
-lists of dispersed and core pixels (few on a diffraction frame): erosion is
-done separably (row runs, then columns) and the background boxes are
-summed only around runs of core pixels (whole-image scans take over when
-the lists overflow).  Kernels are compiled with ``nogil=True`` so frames
-can be processed in threads.  Pixel coordinates: (x, y) = (fast, slow), with the
+Steps 1–3 run in one pass down the image (:func:`find_strong_pixels`),
+with the rows in flight in small ring buffers so that the image rows they
+read are still in cache.  Pixel validity is computed on the fly from the
+static mask, the count and the overload.  The step-1 box sums are exact
+integers: running column sums, updated per row for the row entering and
+the row leaving the box, and across them direct (2k+1)-term sums in a
+branch-free loop that the compiler vectorises (the same numbers a
+summed-area table gives, without its memory traffic); the test is done in
+the same floating-point operations as a scalar loop would, so to the same
+bits.  Erosion is separable: along the row from the runs of dispersed
+pixels, then down the columns for those that pass.  Core pixels are few on
+a diffraction frame, so background sums are kept only for the columns
+within k + 2 of a run of core pixels, shifted down row by row where
+possible.  Kernels are compiled with ``nogil=True`` so frames can be
+processed in threads.  Pixel coordinates: (x, y) = (fast, slow), with the
 first pixel spanning 0..1, as in DIALS; so a pixel's centre is at +0.5.
 """
 
@@ -143,180 +148,6 @@ def _add_rows(image, static_mask, hi, ra, rr, colm, colx, coly):
     return nv, npos
 
 
-@numba.njit(nogil=True, cache=True)
-def dispersion_mask(image, static_mask, hi, k, sigma_b, gain, min_local, out, index):
-    """Step 1: ``out`` = valid pixel whose (2k+1)² box fails the Poisson test.
-
-    ``image`` int32 (slow, fast); ``static_mask`` bool (True = on a module,
-    not masked); a pixel is valid when on a module, ≥ 0 and < ``hi`` (an
-    integer, at most ``BIG``).  Per row, the column sums ``colm/colx/coly``
-    (count, sum, sum of squares of the valid pixels in rows j−k..j+k; zero
-    padding of k columns each side stands for the image edge) are updated
-    for the row entering and the row leaving the box; the box sums are then
-    direct (2k+1)-term sums over the padded columns, a branch-free loop the
-    compiler vectorises.  All sums are exact integers; the test
-    ``m·y − x² > x·gain·((m−1) + σ_b·√(2(m−1)))`` is evaluated in the same
-    operations, hence to the same bits, as a scalar loop would.
-
-    The flat indices of the dispersed pixels, in raster order, go to
-    ``index`` (as many as fit).  Returns (dispersed, valid, valid with a
-    count > 0) pixel numbers.
-    """
-    h, w = image.shape
-    nb = 2 * k + 1
-    colm = np.zeros(w + 2 * k, np.int32)
-    colx = np.zeros(w + 2 * k, np.int32)  # ≤ (2k+1)·BIG: fits for k ≤ 63
-    coly = np.zeros(w + 2 * k, np.int64)
-    words = (w + 7) // 8
-    hit = np.zeros(words * 8, np.uint8)
-    hit_words = hit.view(np.uint64)
-    cap = index.size
-    n_valid = 0
-    n_positive = 0
-    n = 0
-    for r in range(min(k, h)):
-        nv, npos = _add_rows(image, static_mask, hi, r, -1, colm[k:], colx[k:], coly[k:])
-        n_valid += nv
-        n_positive += npos
-    for j in range(h):
-        ra = j + k if j + k < h else -1
-        nv, npos = _add_rows(image, static_mask, hi, ra, j - k - 1, colm[k:], colx[k:], coly[k:])
-        n_valid += nv
-        n_positive += npos
-        row, on_module = image[j], static_mask[j]
-        cnt = 0
-        if k == 3:  # the default: the 7 terms written out, so that the loop vectorises
-            for i in range(w):
-                m = colm[i] + colm[i + 1] + colm[i + 2] + colm[i + 3]
-                m += colm[i + 4] + colm[i + 5] + colm[i + 6]
-                x = colx[i] + colx[i + 1] + colx[i + 2] + colx[i + 3]
-                x += colx[i + 4] + colx[i + 5] + colx[i + 6]
-                y = coly[i] + coly[i + 1] + coly[i + 2] + coly[i + 3]
-                y += coly[i + 4] + coly[i + 5] + coly[i + 6]
-                # x ≥ 0 always: valid counts are ≥ 0
-                h_i = (
-                    _is_valid(row[i], on_module[i], hi)
-                    & (m >= min_local)
-                    & (float(m * y - np.int64(x) * x) > x * _dispersion_bound(m, sigma_b, gain))
-                )
-                hit[i] = h_i
-                cnt += h_i
-        else:
-            for i in range(w):
-                m = np.int64(0)
-                x = np.int64(0)
-                y = np.int64(0)
-                for d in range(nb):
-                    m += colm[i + d]
-                    x += colx[i + d]
-                    y += coly[i + d]
-                h_i = (
-                    _is_valid(row[i], on_module[i], hi)
-                    & (m >= min_local)
-                    & (float(m * y - x * x) > x * _dispersion_bound(m, sigma_b, gain))
-                )
-                hit[i] = h_i
-                cnt += h_i
-        if cnt:  # record the few hits, skipping 8 empty pixels at a time
-            base = j * w
-            c = n
-            for q in range(words):
-                if hit_words[q] != 0:
-                    for i in range(q * 8, min(w, q * 8 + 8)):
-                        if hit[i]:
-                            if c < cap:
-                                index[c] = base + i
-                            c += 1
-        out_row = out[j]
-        for i in range(w):
-            out_row[i] = hit[i]
-        n += cnt
-    return n, n_valid, n_positive
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _box_all_set(a, j, i, r):
-    """All of ``a`` within Chebyshev distance ``r`` of (j, i), clipped at the edge."""
-    h, w = a.shape
-    for jj in range(max(0, j - r), min(h, j + r + 1)):
-        for ii in range(max(0, i - r), min(w, i + r + 1)):
-            if not a[jj, ii]:
-                return False
-    return True
-
-
-@numba.njit(nogil=True, cache=True)
-def erode(disp, r, disp_index, n_disp, core, core_index):
-    """Step 2: set ``core`` at ``disp`` pixels with only ``disp`` pixels
-    within Chebyshev distance ``r`` (box clipped at the image edge).
-
-    Equivalent to "Chebyshev distance to the nearest non-dispersed pixel
-    > r"; with r = k − 1 this is DIALS's erosion by the kernel size k.
-    ``core`` must be all False on entry; only core pixels are written.
-
-    When ``disp_index[:n_disp]`` holds all dispersed pixels (raster order),
-    the box test is separable: a first pass finds, from the runs of
-    consecutive indices, the pixels whose row segment i−r..i+r is all
-    dispersed and stores that in ``disp`` (which is overwritten); a second
-    looks at the 2r+1 rows above and below.  Otherwise every dispersed pixel
-    of ``disp`` is checked box by box (``disp`` unchanged).  Flat indices of
-    the core pixels, in raster order, go to ``core_index`` (as many as fit).
-    Returns the number of core pixels.
-    """
-    h, w = disp.shape
-    cap = core_index.size
-    n = 0
-    if n_disp <= disp_index.size:
-        p = 0
-        while p < n_disp:  # pass 1: horizontal erosion, run by run
-            q0 = disp_index[p]
-            j = q0 // w
-            e = p + 1
-            while e < n_disp and disp_index[e] == disp_index[e - 1] + 1 and disp_index[e] // w == j:
-                e += 1
-            a = q0 - j * w  # the run is columns a .. b − 1 of row j
-            b = a + (e - p)
-            row = disp[j]
-            for i in range(a, b):
-                row[i] = (i - r >= a or a == 0) and (i + r < b or b == w)
-            p = e
-        for p in range(n_disp):  # pass 2: vertical
-            q = disp_index[p]
-            j = q // w
-            i = q - j * w
-            keep = True
-            for jj in range(max(0, j - r), min(h, j + r + 1)):
-                if not disp[jj, i]:
-                    keep = False
-                    break
-            if keep:
-                core[j, i] = True
-                if n < cap:
-                    core_index[n] = q
-                n += 1
-    else:
-        for j in range(h):
-            for i in range(w):
-                if disp[j, i] and _box_all_set(disp, j, i, r):
-                    core[j, i] = True
-                    if n < cap:
-                        core_index[n] = j * w + i
-                    n += 1
-    return n
-
-
-@numba.njit(nogil=True, cache=True)
-def clear_core(core, core_index, n_core):
-    """Reset ``core`` to all False after :func:`erode` set ``n_core`` pixels."""
-    if n_core <= core_index.size:
-        w = core.shape[1]
-        for p in range(n_core):
-            q = core_index[p]
-            core[q // w, q % w] = False
-    else:
-        core[:] = False
-
-
 @numba.njit(nogil=True, cache=True, inline="always")
 def _is_strong(v, x, m, sigma_s, gain, threshold):
     """Count ``v`` above ``threshold`` and ≥ μ + σ_s·√(gain·μ), μ = x/m (0 if m < 2)."""
@@ -325,133 +156,226 @@ def _is_strong(v, x, m, sigma_s, gain, threshold):
 
 
 @numba.njit(nogil=True, cache=True)
-def _strong_sparse(
-    image, static_mask, hi, core, core_index, n_core, k2, sigma_s, gain, threshold, out_index
-):
-    """:func:`strong_pixels` for few core pixels, taken run by run (runs of
-    neighbouring core pixels in a row).  Background column sums over rows
-    j−k2..j+k2 are kept only for the columns within k2 of a run; a column
-    already summed for the row above is updated by one row in and one row
-    out, any other is summed afresh.  The box then slides along the run."""
-    h, w = image.shape
-    nb = 2 * k2 + 1
-    colm = np.zeros(w + 2 * k2, np.int64)  # padded: column c at c + k2; pads stay 0
-    colx = np.zeros(w + 2 * k2, np.int64)
-    col_row = np.full(w, -2, np.int64)  # the centre row colm/colx hold for
-    cap = out_index.size
-    n = 0
-    p = 0
-    while p < n_core:
-        q0 = core_index[p]
-        j = q0 // w
-        e = p + 1
-        while e < n_core and core_index[e] == core_index[e - 1] + 1 and core_index[e] // w == j:
-            e += 1
-        i0 = q0 - j * w  # the run is columns i0 .. i1 − 1
-        i1 = i0 + (e - p)
-        for c in range(max(0, i0 - k2), min(w, i1 + k2)):
-            if col_row[c] == j:
-                continue
+def _dispersed_row(colm, colx, coly, row, on_module, hi, k, sigma_b, gain, min_local, hit):
+    """Step 1 for one row: ``hit[i]`` = 1 where pixel i is dispersed.
+
+    ``colm/colx/coly`` are the column sums for this row, zero-padded by k
+    columns each side (the image edge).  Returns the number of hits.
+    """
+    w = row.size
+    cnt = 0
+    if k == 3:  # the default: the 7 terms written out, so that the loop vectorises
+        for i in range(w):
+            m = colm[i] + colm[i + 1] + colm[i + 2] + colm[i + 3]
+            m += colm[i + 4] + colm[i + 5] + colm[i + 6]
+            x = colx[i] + colx[i + 1] + colx[i + 2] + colx[i + 3]
+            x += colx[i + 4] + colx[i + 5] + colx[i + 6]
+            y = coly[i] + coly[i + 1] + coly[i + 2] + coly[i + 3]
+            y += coly[i + 4] + coly[i + 5] + coly[i + 6]
+            # x ≥ 0 always: valid counts are ≥ 0
+            h_i = (
+                _is_valid(row[i], on_module[i], hi)
+                & (m >= min_local)
+                & (float(m * y - np.int64(x) * x) > x * _dispersion_bound(m, sigma_b, gain))
+            )
+            hit[i] = h_i
+            cnt += h_i
+    else:
+        for i in range(w):
             m = np.int64(0)
             x = np.int64(0)
-            if col_row[c] == j - 1:
-                m = colm[c + k2]
-                x = colx[c + k2]
-                for jj, sign in ((j + k2, 1), (j - k2 - 1, -1)):
-                    if 0 <= jj < h:
-                        v = image[jj, c]
-                        ok = _is_valid(v, static_mask[jj, c], hi) and not core[jj, c]
-                        m += sign * ok
-                        x += sign * ok * v
-            else:
-                for jj in range(max(0, j - k2), min(h, j + k2 + 1)):
-                    v = image[jj, c]
-                    ok = _is_valid(v, static_mask[jj, c], hi) and not core[jj, c]
-                    m += ok
-                    x += ok * v
-            colm[c + k2] = m
-            colx[c + k2] = x
-            col_row[c] = j
-        m = np.int64(0)
-        x = np.int64(0)
-        for d in range(nb):
-            m += colm[i0 + d]
-            x += colx[i0 + d]
-        for i in range(i0, i1):
-            if i > i0:
-                m += colm[i + 2 * k2] - colm[i - 1]
-                x += colx[i + 2 * k2] - colx[i - 1]
-            if _is_strong(image[j, i], x, m, sigma_s, gain, threshold):
-                if n >= cap:
-                    return -1
-                out_index[n] = j * w + i
-                n += 1
-        p = e
-    return n
+            y = np.int64(0)
+            for d in range(2 * k + 1):
+                m += colm[i + d]
+                x += colx[i + d]
+                y += coly[i + d]
+            h_i = (
+                _is_valid(row[i], on_module[i], hi)
+                & (m >= min_local)
+                & (float(m * y - x * x) > x * _dispersion_bound(m, sigma_b, gain))
+            )
+            hit[i] = h_i
+            cnt += h_i
+    return cnt
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _next_set(buf, words, i, w):
+    """First i' ≥ i with ``buf[i']`` set (``w`` if none), skipping empty 8-byte words."""
+    while i < w:
+        if (i & 7) == 0 and words[i >> 3] == 0:
+            i += 8
+        elif buf[i]:
+            return i
+        else:
+            i += 1
+    return w
 
 
 @numba.njit(nogil=True, cache=True)
-def _strong_dense(image, static_mask, hi, core, k2, sigma_s, gain, threshold, out_index):
-    """:func:`strong_pixels` for many core pixels: running background column
-    sums down the whole image; the box is summed only at core pixels."""
+def _erode_row(hit, hit_words, w, r, out):
+    """Horizontal half of step 2 for one row: ``out[i]`` = 1 where
+    ``hit[i − r .. i + r]`` (clipped at the edge) are all set.  ``hit`` is
+    zero beyond ``w``; ``out`` is overwritten."""
+    out[:] = 0
+    i = _next_set(hit, hit_words, 0, w)
+    while i < w:
+        a = i  # a run of hits: columns a .. b − 1
+        while hit[i]:
+            i += 1
+        b = i
+        for t in range(a, b):
+            out[t] = (t - r >= a or a == 0) and (t + r < b or b == w)
+        i = _next_set(hit, hit_words, i, w)
+
+
+@numba.njit(nogil=True, cache=True)
+def find_strong_pixels(
+    image, static_mask, hi, k, sigma_b, sigma_s, gain, min_local, threshold, out_index
+):
+    """Steps 1–3: flat indices of the strong pixels, in raster order, into ``out_index``.
+
+    ``image`` int32 (slow, fast); ``static_mask`` bool (True = on a module,
+    not masked); a pixel is *valid* when on a module, ≥ 0 and < ``hi`` (an
+    integer, at most ``BIG``).  One pass down the image: row j is tested for
+    dispersion (step 1) and eroded along the row; row j − r (r = k − 1) is
+    eroded down the columns (step 2) to give its core pixels; row j − r − k2
+    (k2 = k + 2) gets the strong test (step 3).  The rows in flight are kept
+    in small ring buffers, so the image rows they need are still in cache.
+
+    Returns (strong, valid, valid with a count > 0) pixel numbers; strong
+    is −1 when ``out_index`` is too small.
+    """
     h, w = image.shape
-    colm = np.zeros(w, np.int64)
-    colx = np.zeros(w, np.int64)
+    r = k - 1
+    k2 = k + 2
+    wpad = (w // 8 + 1) * 8  # ≥ w + 1: a zero stops every run
+    # step 1: column sums of rows j − k .. j + k, padded by k zero columns
+    colm = np.zeros(w + 2 * k, np.int32)
+    colx = np.zeros(w + 2 * k, np.int32)  # ≤ (2k+1)·BIG: fits for k ≤ 63
+    coly = np.zeros(w + 2 * k, np.int64)
+    hit = np.zeros(wpad, np.uint8)
+    hit_words = hit.view(np.uint64)
+    # step 2: rows eroded along the row (ring of rh ≥ 2r + 1 rows)
+    rh = 1
+    while rh < 2 * r + 1:
+        rh *= 2
+    hrow = np.zeros(rh * wpad, np.uint8)
+    hrow_words = hrow.view(np.uint64)
+    # step 3: core rows (ring of rc ≥ 3·k2 + 1 rows) and background column
+    # sums, padded by k2 zero columns, kept for the columns near core runs
+    rc = 1
+    while rc < 3 * k2 + 1:
+        rc *= 2
+    core = np.zeros(rc * wpad, np.uint8)
+    core_words = core.view(np.uint64)
+    n_core_row = np.zeros(rc, np.int64)
+    bgm = np.zeros(w + 2 * k2, np.int64)
+    bgx = np.zeros(w + 2 * k2, np.int64)
+    bg_row = np.full(w, -(1 << 40), np.int64)  # the centre row bgm/bgx hold
     cap = out_index.size
     n = 0
-    for jj in range(-k2, h):
-        for rr, sign in ((jj + k2, 1), (jj - k2 - 1, -1)):
-            if 0 <= rr < h:
-                for i in range(w):
-                    v = image[rr, i]
-                    ok = _is_valid(v, static_mask[rr, i], hi) and not core[rr, i]
-                    colm[i] += sign * ok
-                    colx[i] += sign * ok * v
-        if jj < 0:
-            continue
-        for i in range(w):
-            if core[jj, i]:
+    n_valid = 0
+    n_positive = 0
+    for rr in range(min(k, h)):
+        nv, npos = _add_rows(image, static_mask, hi, rr, -1, colm[k:], colx[k:], coly[k:])
+        n_valid += nv
+        n_positive += npos
+    for j in range(h + r + k2):
+        if j < h:  # step 1 and the horizontal erosion for row j
+            ra = j + k if j + k < h else -1
+            nv, npos = _add_rows(
+                image, static_mask, hi, ra, j - k - 1, colm[k:], colx[k:], coly[k:]
+            )
+            n_valid += nv
+            n_positive += npos
+            o = (j & (rh - 1)) * wpad
+            out = hrow[o : o + wpad]
+            if _dispersed_row(
+                colm, colx, coly, image[j], static_mask[j], hi, k, sigma_b, gain, min_local, hit
+            ):
+                _erode_row(hit, hit_words, w, r, out)
+            else:
+                out[:] = 0
+        jc = j - r
+        if 0 <= jc < h:  # vertical erosion: the core pixels of row jc
+            o = (jc & (rh - 1)) * wpad
+            cur = hrow[o : o + wpad]
+            cur_words = hrow_words[o // 8 : (o + wpad) // 8]
+            oc = (jc & (rc - 1)) * wpad
+            crow = core[oc : oc + wpad]
+            crow[:] = 0
+            nc = 0
+            i = _next_set(cur, cur_words, 0, w)
+            while i < w:
+                keep = True
+                for jj in range(max(0, jc - r), min(h, jc + r + 1)):
+                    if not hrow[(jj & (rh - 1)) * wpad + i]:
+                        keep = False
+                        break
+                crow[i] = keep
+                nc += keep
+                i = _next_set(cur, cur_words, i + 1, w)
+            n_core_row[jc & (rc - 1)] = nc
+        js = jc - k2
+        if 0 <= js < h and n_core_row[js & (rc - 1)]:  # step 3 for row js
+            oc = (js & (rc - 1)) * wpad
+            crow = core[oc : oc + wpad]
+            cwords = core_words[oc // 8 : (oc + wpad) // 8]
+            i = _next_set(crow, cwords, 0, w)
+            while i < w:
+                i0 = i  # a run of core pixels: columns i0 .. i1 − 1
+                while crow[i]:
+                    i += 1
+                i1 = i
+                for c in range(max(0, i0 - k2), min(w, i1 + k2)):
+                    j0 = bg_row[c]
+                    if j0 == js:
+                        continue
+                    if js - k2 <= j0 < js:  # shift the column window down
+                        m = bgm[c + k2]
+                        x = bgx[c + k2]
+                        lo, hi_ = j0 + k2 + 1, js + k2 + 1
+                    else:  # sum it afresh
+                        m = np.int64(0)
+                        x = np.int64(0)
+                        lo, hi_ = js - k2, js + k2 + 1
+                    for jj in range(max(0, lo), min(h, hi_)):
+                        v = image[jj, c]
+                        ok = (
+                            _is_valid(v, static_mask[jj, c], hi)
+                            and not core[(jj & (rc - 1)) * wpad + c]
+                        )
+                        m += ok
+                        x += ok * v
+                    if js - k2 <= j0 < js:
+                        for jj in range(max(0, j0 - k2), min(h, js - k2)):
+                            v = image[jj, c]
+                            ok = (
+                                _is_valid(v, static_mask[jj, c], hi)
+                                and not core[(jj & (rc - 1)) * wpad + c]
+                            )
+                            m -= ok
+                            x -= ok * v
+                    bgm[c + k2] = m
+                    bgx[c + k2] = x
+                    bg_row[c] = js
                 m = np.int64(0)
                 x = np.int64(0)
-                for ii in range(max(0, i - k2), min(w, i + k2 + 1)):
-                    m += colm[ii]
-                    x += colx[ii]
-                if _is_strong(image[jj, i], x, m, sigma_s, gain, threshold):
-                    if n >= cap:
-                        return -1
-                    out_index[n] = jj * w + i
-                    n += 1
-    return n
-
-
-@numba.njit(nogil=True, cache=True)
-def strong_pixels(
-    image, static_mask, hi, core, core_index, n_core, k2, sigma_s, gain, threshold, out_index
-):
-    """Step 3: flat indices of strong pixels, in raster order, into ``out_index``.
-
-    Background = valid (as in :func:`dispersion_mask`) and not ``core``;
-    μ = mean background count in the (2·k2+1)² box (0 when fewer than 2
-    background pixels).  With the core pixels listed in ``core_index`` (they
-    are few on a diffraction frame) only the boxes around them are summed;
-    otherwise background column sums run down the whole image.  Returns the
-    number of strong pixels, or −1 when ``out_index`` is too small.
-    """
-    if n_core <= core_index.size:
-        return _strong_sparse(
-            image,
-            static_mask,
-            hi,
-            core,
-            core_index,
-            n_core,
-            k2,
-            sigma_s,
-            gain,
-            threshold,
-            out_index,
-        )
-    return _strong_dense(image, static_mask, hi, core, k2, sigma_s, gain, threshold, out_index)
+                for d in range(2 * k2 + 1):
+                    m += bgm[i0 + d]
+                    x += bgx[i0 + d]
+                for t in range(i0, i1):
+                    if t > i0:
+                        m += bgm[t + 2 * k2] - bgm[t - 1]
+                        x += bgx[t + 2 * k2] - bgx[t - 1]
+                    if _is_strong(image[js, t], x, m, sigma_s, gain, threshold):
+                        if n >= cap:
+                            return -1, n_valid, n_positive
+                        out_index[n] = js * w + t
+                        n += 1
+                i = _next_set(crow, cwords, i, w)
+    return n, n_valid, n_positive
 
 
 @numba.njit(nogil=True, cache=True)
@@ -462,36 +386,36 @@ def _find_root(parent, a):
     return a
 
 
-@numba.njit(nogil=True, cache=True)
-def label_spots(image, index, n, labels):
-    """Step 4: 4-connected components of the strong pixels ``index[:n]``.
+@numba.njit(nogil=True, cache=True, inline="always")
+def _join(parent, a, b):
+    ra = _find_root(parent, a)
+    rb = _find_root(parent, b)
+    if ra != rb:
+        parent[max(ra, rb)] = min(ra, rb)
 
-    ``labels`` is a flat int32 scratch image filled with −1; it is restored
-    to −1 before returning.  Returns per spot (in order of first pixel):
+
+@numba.njit(nogil=True, cache=True)
+def label_spots(image, index, n):
+    """Step 4: 4-connected components of the strong pixels ``index[:n]``
+    (flat indices in raster order: a pixel's left neighbour is the entry
+    before it, its upper neighbour is found by a second cursor one row behind).
+
+    Returns per spot (in order of first pixel):
     pixel count, summed counts, intensity-weighted centroid x and y (px,
     pixel centres at +0.5), and the position of the brightest pixel (its
     first occurrence in raster order), all as a (n_spots, 6) float64 array.
     """
     w = image.shape[1]
     parent = np.arange(n)
+    u = 0
     for p in range(n):
         q = index[p]
-        labels[q] = p
-        i = q % w
-        if i > 0:
-            left = labels[q - 1]
-            if left >= 0:
-                ra = _find_root(parent, left)
-                rb = _find_root(parent, p)
-                if ra != rb:
-                    parent[max(ra, rb)] = min(ra, rb)
-        if q >= w:
-            up = labels[q - w]
-            if up >= 0:
-                ra = _find_root(parent, up)
-                rb = _find_root(parent, p)
-                if ra != rb:
-                    parent[max(ra, rb)] = min(ra, rb)
+        if p > 0 and index[p - 1] == q - 1 and q % w != 0:
+            _join(parent, p - 1, p)
+        while index[u] < q - w:
+            u += 1
+        if index[u] == q - w:
+            _join(parent, u, p)
     spot_of = np.full(n, -1, np.int64)
     n_spots = 0
     for p in range(n):
@@ -515,7 +439,6 @@ def label_spots(image, index, n, labels):
             best[s] = v
             out[s, 4] = x + 0.5
             out[s, 5] = y + 0.5
-        labels[q] = -1
     for s in range(n_spots):
         if out[s, 1] > 0:
             out[s, 2] /= out[s, 1]
@@ -545,22 +468,12 @@ class Spots:
 
 
 class Workspace:
-    """Scratch arrays for one image size, reused frame after frame (one per thread).
-
-    ``disp_index`` holds up to 1/8 of the pixels, ``core_index`` up to 2 %
-    (above that the kernels fall back to whole-image scans); ``core`` and
-    ``labels`` are kept all False / −1 between frames.
-    """
+    """Scratch space for one image size, reused frame after frame (one per
+    thread): the list of strong pixels, room for a quarter of the image."""
 
     def __init__(self, shape: tuple[int, int]):
-        n = shape[0] * shape[1]
         self.shape = shape
-        self.disp = np.empty(shape, np.bool_)
-        self.core = np.zeros(shape, np.bool_)
-        self.disp_index = np.empty(n // 8 + 1, np.int32)
-        self.core_index = np.empty(n // 50 + 1, np.int32)
-        self.labels = np.full(n, -1, np.int32)
-        self.index = np.empty(n // 4 + 1, np.int64)
+        self.index = np.empty(shape[0] * shape[1] // 4 + 1, np.int64)
 
 
 class UnusableFrame(ValueError):
@@ -597,50 +510,26 @@ def find_spots(
     k = params.kernel_size
     if static_mask.shape != image.shape:
         raise ValueError(f"mask shape {static_mask.shape} differs from image shape {image.shape}")
-    if image.size >= 1 << 31:
-        raise ValueError(f"image of {image.size} pixels is too large (flat indices are int32)")
     hi = upper_limit(overload)
-    on_module = np.ascontiguousarray(static_mask, dtype=np.bool_)
-    n_disp, n_valid, n_positive = dispersion_mask(
+    n, n_valid, n_positive = find_strong_pixels(
         image,
-        on_module,
+        np.ascontiguousarray(static_mask, dtype=np.bool_),
         hi,
         k,
         params.sigma_background,
+        params.sigma_strong,
         params.gain,
         params.min_local,
-        ws.disp,
-        ws.disp_index,
+        params.global_threshold,
+        ws.index,
     )
     if n_positive == 0:
         raise UnusableFrame(f"blank frame: none of {n_valid} valid pixels has a positive count")
-    cap = min(ws.index.size, int(params.max_strong_fraction * n_valid) + 1)
-    n_core = -1
-    try:
-        n_core = erode(ws.disp, k - 1, ws.disp_index, n_disp, ws.core, ws.core_index)
-        n = strong_pixels(
-            image,
-            on_module,
-            hi,
-            ws.core,
-            ws.core_index,
-            n_core,
-            k + 2,
-            params.sigma_strong,
-            params.gain,
-            params.global_threshold,
-            ws.index[:cap],
-        )
-    finally:  # leave ``core`` all False for the next frame
-        if n_core < 0:
-            ws.core[:] = False
-        else:
-            clear_core(ws.core, ws.core_index, n_core)
-    if n < 0:
+    if n < 0 or n > min(ws.index.size, int(params.max_strong_fraction * n_valid) + 1):
         raise TooManyStrongPixels(
             f"more than {params.max_strong_fraction:.0%} of {n_valid} valid pixels are strong"
         )
-    table = label_spots(image, ws.index, n, ws.labels)
+    table = label_spots(image, ws.index, n)
     size = table[:, 0]
     sep = np.hypot(table[:, 4] - table[:, 2], table[:, 5] - table[:, 3])
     keep = (
