@@ -168,7 +168,10 @@ def test_import_step_arguments(tmp_path):
     assert "fast_slow_beam_centre=100.000,200.000" in step.args  # mm / pixel size
     assert "goniometer.axis=107,122,0" in step.args
     labels = [label for label, _ in D.index_attempts(ProcessingOptions(), None, None)]
-    assert labels == ["fft3d", "fft1d", "fft3d_lowres"]
+    assert labels == ["fft3d", "fft3d_full", "fft1d", "fft3d_lowres"]
     known = D.index_attempts(ProcessingOptions(), "P 21 21 21", (54, 62, 71, 90, 90, 90))
     assert known[-1][0] == "real_space_grid_search"
     assert "indexing.known_symmetry.space_group=P212121" in known[0][1]
+    # the first attempt refines only a few candidate lattices; the second is DIALS's default
+    assert f"indexing.basis_vector_combinations.max_refine={D.FAST_INDEX_CANDIDATES}" in known[0][1]
+    assert not any("max_refine" in a for a in known[1][1])

@@ -87,6 +87,10 @@ def test_good_sweep(processed):
     assert e["unmerged_mtz"] == "sim_01/scaled.mtz"
     merged = gemmi.read_mtz_file(str(out / e["merged_mtz"]))
     assert {"IMEAN", "F"} <= {c.label for c in merged.columns}  # French–Wilson amplitudes
+    # merged.mtz is cut at the dataset's CC½ limit; the unmerged MTZ keeps everything
+    full = gemmi.read_mtz_file(str(out / "sim_01" / "merged_fullres.mtz"))
+    assert merged.resolution_high() == pytest.approx(e["d_min"], abs=0.02)
+    assert full.resolution_high() <= merged.resolution_high()
     cc = score(out / e["merged_mtz"], processed["sim"].truth_dir)["cc_overall"]
     print(f"CC to truth {cc:.3f}; steps:", [(x["name"], round(x["wall_s"], 1)) for x in e["steps"]])
     assert cc >= 0.9
@@ -133,3 +137,19 @@ def test_rerun_skips_finished_steps(processed):
     # the reused result is the same
     first = entry(processed["summary"], "sim_01")
     assert e["unit_cell"] == first["unit_cell"] and e["stats"] == first["stats"]
+
+
+def test_known_space_group_skips_lattice_search(processed, tmp_path):
+    """With the space group given, indexing uses it and the Bravais search is not run."""
+    out = tmp_path / "known"
+    rc = main(
+        ["process", str(processed["root"] / "good"), "--workdir", str(out), "--nproc", "2",
+         "--space-group", "P 21 21 21", "--no-progress"]
+    )  # fmt: skip
+    e = entry(json.loads((out / "summary.json").read_text()), "sim_01")
+    assert rc == 0 and e["status"] == "ok", e["reason"]
+    names = [x["name"] for x in e["steps"]]
+    assert names == ["import", "find_spots", "index", "refine", "integrate", "symmetry", "scale"]
+    assert e["space_group"] == "P 21 21 21"
+    cc = score(out / e["merged_mtz"], processed["sim"].truth_dir)["cc_overall"]
+    assert cc >= 0.9

@@ -19,6 +19,9 @@ import time
 import traceback
 from pathlib import Path
 
+import gemmi
+import numpy as np
+
 from mxflow.engine import dials as D
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
@@ -35,7 +38,7 @@ from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord
 from mxflow.process.preflight import check_frames
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.resolution import cc_half_d_min
-from mxflow.util.files import atomic_write_text, write_json
+from mxflow.util.files import atomic_write_bytes, atomic_write_text, write_json
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
 MIN_SPOTS = 20
@@ -155,31 +158,15 @@ def _pipeline(
     _index(run, options, sg, cell)
     result.indexed_fraction = _indexed_fraction(workdir)
 
-    rbs = D.refine_bravais_step()
-    rbs_rec = run_step(rbs, workdir)
-    result.steps.append(rbs_rec)
-    solution = None
-    if step_ok(rbs_rec):
-        try:
-            solution, entry = D.choose_bravais_solution(
-                workdir / "bravais_summary.json", D.bravais_of(sg) if sg else None
-            )
-        except (ValueError, OSError):
-            solution = None
-    if solution is not None:
-        run.step(D.reindex_step(entry["cb_op"]))
-        run.step(D.refine_step(f"bravais_setting_{solution}.expt", "reindexed.refl"))
-    else:  # no acceptable higher symmetry: refine the triclinic solution
-        rbs_rec.note = (
-            rbs_rec.note + "; " if rbs_rec.note else ""
-        ) + "no Bravais solution used: P 1"
+    if sg:  # indexed in the given space group already: no lattice search needed
         run.step(D.refine_step("indexed.expt", "indexed.refl"))
+    else:
+        _choose_lattice_and_refine(run)
     run.step(D.integrate_step(options))
     run.step(D.symmetry_step(sg))
     run.step(D.scale_step(options))
-    run.step(D.export_step())
     d_min = _decide_d_min(workdir, options, result)
-    run.step(D.merge_step(options, d_min))
+    write_merged_mtz(workdir / "merged_fullres.mtz", workdir / "merged.mtz", d_min)
 
     result.unmerged_mtz = "scaled.mtz"
     result.merged_mtz = "merged.mtz"
@@ -196,6 +183,45 @@ def _pipeline(
     write_json(workdir / "stats_fullres.json", stats_to_json(full))
     atomic_write_text(workdir / "stats.txt", format_table(stats) + "\n")
     atomic_write_text(workdir / "stats_fullres.txt", format_table(full) + "\n")
+
+
+def _choose_lattice_and_refine(run: _Run) -> None:
+    """No space group given: dials.refine_bravais_settings, take the best
+    recommended lattice (:func:`mxflow.engine.dials.choose_bravais_solution`),
+    reindex to it and refine; P 1 when nothing higher is recommended."""
+    workdir = run.workdir
+    rbs_rec = run_step(D.refine_bravais_step(), workdir)
+    run.result.steps.append(rbs_rec)
+    solution = None
+    if step_ok(rbs_rec):
+        try:
+            solution, entry = D.choose_bravais_solution(workdir / "bravais_summary.json")
+        except (ValueError, OSError):
+            solution = None
+    if solution is not None:
+        run.step(D.reindex_step(entry["cb_op"]))
+        run.step(D.refine_step(f"bravais_setting_{solution}.expt", "reindexed.refl"))
+    else:  # no acceptable higher symmetry: refine the triclinic solution
+        rbs_rec.note = (
+            rbs_rec.note + "; " if rbs_rec.note else ""
+        ) + "no Bravais solution used: P 1"
+        run.step(D.refine_step("indexed.expt", "indexed.refl"))
+
+
+def write_merged_mtz(src: Path, dst: Path, d_min: float | None) -> None:
+    """Copy the merged MTZ ``src`` to ``dst`` keeping reflections with d ≥ ``d_min`` (Å).
+
+    The French–Wilson amplitudes of ``src`` were computed on all
+    resolution shells; the cut only drops the outer reflections.  ``None``
+    copies everything.  Written then renamed.
+    """
+    mtz = gemmi.read_mtz_file(str(src))
+    if d_min:
+        data = np.array(mtz, copy=False)
+        keep = mtz.make_d_array() >= d_min * (1 - 1e-6)
+        mtz.set_data(data[keep])
+        mtz.history = [*mtz.history, f"mxflow: resolution cut at {d_min:.3f} A"]
+    atomic_write_bytes(dst, mtz.write_to_bytes())
 
 
 def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResult) -> float | None:
