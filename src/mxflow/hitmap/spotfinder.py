@@ -213,20 +213,48 @@ def _next_set(buf, words, i, w):
 
 
 @numba.njit(nogil=True, cache=True)
-def _erode_row(hit, hit_words, w, r, out):
-    """Horizontal half of step 2 for one row: ``out[i]`` = 1 where
-    ``hit[i − r .. i + r]`` (clipped at the edge) are all set.  ``hit`` is
-    zero beyond ``w``; ``out`` is overwritten."""
-    out[:] = 0
-    i = _next_set(hit, hit_words, 0, w)
-    while i < w:
-        a = i  # a run of hits: columns a .. b − 1
-        while hit[i]:
-            i += 1
-        b = i
-        for t in range(a, b):
-            out[t] = (t - r >= a or a == 0) and (t + r < b or b == w)
-        i = _next_set(hit, hit_words, i, w)
+def _add_background(image, static_mask, hi, core, rc, wpad, j0, j1, sign, c0, c1, bgm, bgx, pad):
+    """Add (``sign`` = 1) or take away (−1) the background pixels (valid, not
+    core) of rows j0..j1 − 1 (clipped to the image), columns c0..c1 − 1, to
+    the column sums ``bgm`` (count) and ``bgx`` (sum), stored at c + ``pad``.
+    ``core`` is a ring of ``rc`` rows of ``wpad`` bytes."""
+    for jj in range(max(0, j0), min(image.shape[0], j1)):
+        row, on_module = image[jj], static_mask[jj]
+        o = (jj & (rc - 1)) * wpad
+        for c in range(c0, c1):
+            v = row[c]
+            ok = _is_valid(v, on_module[c], hi) & (core[o + c] == 0)
+            bgm[c + pad] += sign * np.int64(ok)
+            bgx[c + pad] += sign * np.int64(v if ok else 0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _background_columns(image, static_mask, hi, core, rc, wpad, js, k2, c0, c1, bgm, bgx, bg_row):
+    """Make ``bgm``/``bgx`` hold the background sums of rows js − k2 .. js + k2
+    for columns c0..c1 − 1: nothing to do where they already do, one row in
+    and one out where they hold row js − 1, summed afresh elsewhere.
+    ``bg_row[c]`` records the centre row column c holds."""
+    c = c0
+    while c < c1:
+        state = 0 if bg_row[c] == js else (1 if bg_row[c] == js - 1 else 2)
+        e = c + 1
+        while e < c1 and (0 if bg_row[e] == js else (1 if bg_row[e] == js - 1 else 2)) == state:
+            e += 1
+        if state == 1:
+            _add_background(
+                image, static_mask, hi, core, rc, wpad, js + k2, js + k2 + 1, 1, c, e, bgm, bgx, k2
+            )
+            _add_background(
+                image, static_mask, hi, core, rc, wpad, js - k2 - 1, js - k2, -1, c, e, bgm, bgx, k2
+            )
+        elif state == 2:
+            bgm[c + k2 : e + k2] = 0
+            bgx[c + k2 : e + k2] = 0
+            _add_background(
+                image, static_mask, hi, core, rc, wpad, js - k2, js + k2 + 1, 1, c, e, bgm, bgx, k2
+            )
+        bg_row[c:e] = js
+        c = e
 
 
 @numba.njit(nogil=True, cache=True)
@@ -254,18 +282,18 @@ def find_strong_pixels(
     colm = np.zeros(w + 2 * k, np.int32)
     colx = np.zeros(w + 2 * k, np.int32)  # ≤ (2k+1)·BIG: fits for k ≤ 63
     coly = np.zeros(w + 2 * k, np.int64)
-    hit = np.zeros(wpad, np.uint8)
-    hit_words = hit.view(np.uint64)
+    # dispersed pixels of row j at hit[r:r + w]; r ones each side: the box of
+    # the erosion is clipped at the image edge
+    hit = np.ones(w + 2 * r, np.uint8)
     # step 2: rows eroded along the row (ring of rh ≥ 2r + 1 rows)
     rh = 1
     while rh < 2 * r + 1:
         rh *= 2
     hrow = np.zeros(rh * wpad, np.uint8)
-    hrow_words = hrow.view(np.uint64)
-    # step 3: core rows (ring of rc ≥ 3·k2 + 1 rows) and background column
+    # step 3: core rows (ring of rc ≥ 2·k2 + 2 rows) and background column
     # sums, padded by k2 zero columns, kept for the columns near core runs
     rc = 1
-    while rc < 3 * k2 + 1:
+    while rc < 2 * k2 + 2:
         rc *= 2
     core = np.zeros(rc * wpad, np.uint8)
     core_words = core.view(np.uint64)
@@ -289,33 +317,29 @@ def find_strong_pixels(
             )
             n_valid += nv
             n_positive += npos
+            _dispersed_row(
+                colm, colx, coly, image[j], static_mask[j], hi, k, sigma_b, gain, min_local, hit[r:]
+            )
             o = (j & (rh - 1)) * wpad
-            out = hrow[o : o + wpad]
-            if _dispersed_row(
-                colm, colx, coly, image[j], static_mask[j], hi, k, sigma_b, gain, min_local, hit
-            ):
-                _erode_row(hit, hit_words, w, r, out)
-            else:
-                out[:] = 0
+            out = hrow[o : o + w]
+            for i in range(w):
+                out[i] = hit[i]
+            for d in range(1, 2 * r + 1):
+                for i in range(w):
+                    out[i] &= hit[i + d]
         jc = j - r
         if 0 <= jc < h:  # vertical erosion: the core pixels of row jc
-            o = (jc & (rh - 1)) * wpad
-            cur = hrow[o : o + wpad]
-            cur_words = hrow_words[o // 8 : (o + wpad) // 8]
             oc = (jc & (rc - 1)) * wpad
-            crow = core[oc : oc + wpad]
-            crow[:] = 0
+            crow = core[oc : oc + w]
+            crow[:] = 1
+            for jj in range(max(0, jc - r), min(h, jc + r + 1)):
+                o = (jj & (rh - 1)) * wpad
+                other = hrow[o : o + w]
+                for i in range(w):
+                    crow[i] &= other[i]
             nc = 0
-            i = _next_set(cur, cur_words, 0, w)
-            while i < w:
-                keep = True
-                for jj in range(max(0, jc - r), min(h, jc + r + 1)):
-                    if not hrow[(jj & (rh - 1)) * wpad + i]:
-                        keep = False
-                        break
-                crow[i] = keep
-                nc += keep
-                i = _next_set(cur, cur_words, i + 1, w)
+            for i in range(w):
+                nc += crow[i]
             n_core_row[jc & (rc - 1)] = nc
         js = jc - k2
         if 0 <= js < h and n_core_row[js & (rc - 1)]:  # step 3 for row js
@@ -328,38 +352,10 @@ def find_strong_pixels(
                 while crow[i]:
                     i += 1
                 i1 = i
-                for c in range(max(0, i0 - k2), min(w, i1 + k2)):
-                    j0 = bg_row[c]
-                    if j0 == js:
-                        continue
-                    if js - k2 <= j0 < js:  # shift the column window down
-                        m = bgm[c + k2]
-                        x = bgx[c + k2]
-                        lo, hi_ = j0 + k2 + 1, js + k2 + 1
-                    else:  # sum it afresh
-                        m = np.int64(0)
-                        x = np.int64(0)
-                        lo, hi_ = js - k2, js + k2 + 1
-                    for jj in range(max(0, lo), min(h, hi_)):
-                        v = image[jj, c]
-                        ok = (
-                            _is_valid(v, static_mask[jj, c], hi)
-                            and not core[(jj & (rc - 1)) * wpad + c]
-                        )
-                        m += ok
-                        x += ok * v
-                    if js - k2 <= j0 < js:
-                        for jj in range(max(0, j0 - k2), min(h, js - k2)):
-                            v = image[jj, c]
-                            ok = (
-                                _is_valid(v, static_mask[jj, c], hi)
-                                and not core[(jj & (rc - 1)) * wpad + c]
-                            )
-                            m -= ok
-                            x -= ok * v
-                    bgm[c + k2] = m
-                    bgx[c + k2] = x
-                    bg_row[c] = js
+                _background_columns(
+                    image, static_mask, hi, core, rc, wpad, js, k2,
+                    max(0, i0 - k2), min(w, i1 + k2), bgm, bgx, bg_row,
+                )  # fmt: skip
                 m = np.int64(0)
                 x = np.int64(0)
                 for d in range(2 * k2 + 1):
