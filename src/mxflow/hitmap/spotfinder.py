@@ -170,6 +170,9 @@ def _dispersed_row(colm, colx, coly, row, on_module, hi, k, sigma_b, gain, min_l
             m += colm[i + 4] + colm[i + 5] + colm[i + 6]
             x = colx[i] + colx[i + 1] + colx[i + 2] + colx[i + 3]
             x += colx[i + 4] + colx[i + 5] + colx[i + 6]
+            # exact in int32 (m ≤ 49, x < 49·BIG < 2³¹), which vectorises better
+            m = np.int32(m)
+            x = np.int32(x)
             y = coly[i] + coly[i + 1] + coly[i + 2] + coly[i + 3]
             y += coly[i + 4] + coly[i + 5] + coly[i + 6]
             # x ≥ 0 always: valid counts are ≥ 0
@@ -248,11 +251,18 @@ def _background_columns(image, static_mask, hi, core, rc, wpad, js, k2, c0, c1, 
                 image, static_mask, hi, core, rc, wpad, js - k2 - 1, js - k2, -1, c, e, bgm, bgx, k2
             )
         elif state == 2:
-            bgm[c + k2 : e + k2] = 0
-            bgx[c + k2 : e + k2] = 0
-            _add_background(
-                image, static_mask, hi, core, rc, wpad, js - k2, js + k2 + 1, 1, c, e, bgm, bgx, k2
-            )
+            for cc in range(c, e):
+                m = np.int64(0)
+                x = np.int64(0)
+                for jj in range(max(0, js - k2), min(image.shape[0], js + k2 + 1)):
+                    v = image[jj, cc]
+                    ok = _is_valid(v, static_mask[jj, cc], hi) & (
+                        core[(jj & (rc - 1)) * wpad + cc] == 0
+                    )
+                    m += ok
+                    x += v if ok else 0
+                bgm[cc + k2] = m
+                bgx[cc + k2] = x
         bg_row[c:e] = js
         c = e
 
@@ -271,8 +281,11 @@ def find_strong_pixels(
     (k2 = k + 2) gets the strong test (step 3).  The rows in flight are kept
     in small ring buffers, so the image rows they need are still in cache.
 
-    Returns (strong, valid, valid with a count > 0) pixel numbers; strong
-    is −1 when ``out_index`` is too small.
+    ``k`` (≥ 1), ``sigma_b``, ``sigma_s``, ``gain``, ``min_local`` and
+    ``threshold`` are :class:`SpotFinderParams`' ``kernel_size``,
+    ``sigma_background``, ``sigma_strong``, ``gain``, ``min_local`` and
+    ``global_threshold``.  Returns (strong, valid, valid with a count > 0)
+    pixel numbers; strong is −1 when ``out_index`` is too small.
     """
     h, w = image.shape
     r = k - 1
@@ -504,6 +517,8 @@ def find_spots(
         workspace = Workspace(image.shape)
     ws = workspace
     k = params.kernel_size
+    if k < 1:
+        raise ValueError(f"kernel_size must be at least 1, not {k}")
     if static_mask.shape != image.shape:
         raise ValueError(f"mask shape {static_mask.shape} differs from image shape {image.shape}")
     hi = upper_limit(overload)
