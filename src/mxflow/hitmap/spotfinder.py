@@ -522,9 +522,10 @@ def find_spots(
     if static_mask.shape != image.shape:
         raise ValueError(f"mask shape {static_mask.shape} differs from image shape {image.shape}")
     hi = upper_limit(overload)
+    on_module = np.ascontiguousarray(static_mask, dtype=np.bool_)
     n, n_valid, n_positive = find_strong_pixels(
         image,
-        np.ascontiguousarray(static_mask, dtype=np.bool_),
+        on_module,
         hi,
         k,
         params.sigma_background,
@@ -534,6 +535,10 @@ def find_spots(
         params.global_threshold,
         ws.index,
     )
+    if n < 0:  # the kernel stopped early: count over the whole frame
+        valid = on_module & (image > -1) & (image < hi)
+        n_valid = int(np.count_nonzero(valid))
+        n_positive = int(np.count_nonzero(valid & (image > 0)))
     if n_positive == 0:
         raise UnusableFrame(f"blank frame: none of {n_valid} valid pixels has a positive count")
     if n < 0 or n > min(ws.index.size, int(params.max_strong_fraction * n_valid) + 1):
