@@ -17,7 +17,10 @@ mode, ``--frames`` × 0.5° each) is processed in one run of this script by
    the server gains;
 3. **mxflow, real pipeline**: ``mxflow run`` with its default processing
    (``mxflow.process.process_dataset``, which does more per dataset: symmetry,
-   scaling and export), when that module exists;
+   scaling, unmerged and merged MTZ, resolution cut, statistics table), given
+   the space group as the tutorial's loop is; with ``--unknown-sg`` once more
+   without it (Bravais search and dials.symmetry per wedge).  The mean time of
+   each step is reported;
 4. **scheduler overhead**: ``mxflow run`` of ``--fake-datasets`` fake datasets
    that take no time, i.e. per-dataset cost of discovery, Dask and the catalog.
 
@@ -169,6 +172,18 @@ def mxflow_run(root: Path, out: Path, extra: list[str], env: dict) -> dict:
     return res
 
 
+def mean_step_seconds(summary_json: Path) -> dict[str, float]:
+    """Mean wall time (s) of each step over the datasets of an mxflow summary.json."""
+    if not summary_json.exists():
+        return {}
+    totals: dict[str, list[float]] = {}
+    for d in json.loads(summary_json.read_text())["datasets"]:
+        for st in d.get("steps", []):
+            totals.setdefault(st["name"], []).append(st["wall_s"])
+    n = max(1, len(json.loads(summary_json.read_text())["datasets"]))
+    return {k: round(sum(v) / n, 2) for k, v in totals.items()}
+
+
 def count_integrated(work: Path) -> int:
     return sum(1 for _ in work.rglob("integrated.refl"))
 
@@ -190,6 +205,10 @@ def main() -> int:
     ap.add_argument(
         "--skip-processes", action="store_true", help="skip the run without the DIALS server"
     )
+    ap.add_argument(
+        "--unknown-sg", action="store_true",
+        help="also run mxflow's pipeline without the space group (Bravais search + dials.symmetry)",
+    )  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
 
@@ -262,9 +281,18 @@ def main() -> int:
             out = tmp / "mxflow_real"
             res = mxflow_run(tmp / "zoo", out, ["--space-group", sg], env)
             res["ratio_to_serial"] = round(res["wall_s"] / report["serial"]["wall_s"], 3)
+            res["mean_step_s"] = mean_step_seconds(out / "summary.json")
             report["mxflow_real"] = res
             report["load_avg_1min"].append(round(os.getloadavg()[0], 2))
             print(f"mxflow run (mxflow.process pipeline): {res}", flush=True)
+            if args.unknown_sg:  # the same without telling mxflow the space group
+                out = tmp / "mxflow_real_unknown_sg"
+                res = mxflow_run(tmp / "zoo", out, [], env)
+                res["ratio_to_serial"] = round(res["wall_s"] / report["serial"]["wall_s"], 3)
+                res["mean_step_s"] = mean_step_seconds(out / "summary.json")
+                report["mxflow_real_unknown_sg"] = res
+                report["load_avg_1min"].append(round(os.getloadavg()[0], 2))
+                print(f"mxflow run (space group not given): {res}", flush=True)
         else:
             report["mxflow_real"] = (
                 "skipped" if have_real else "mxflow.process.process_dataset not available"
