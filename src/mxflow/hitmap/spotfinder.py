@@ -106,11 +106,9 @@ def _dispersion_bound(m, sigma_b, gain):
 @numba.njit(nogil=True, cache=True)
 def _add_rows(image, static_mask, hi, ra, rr, colm, colx, coly):
     """Add image row ``ra`` to and take row ``rr`` from the column sums
-    (either may be −1 = none).  Returns (valid, valid and positive) pixels
-    of row ``ra``."""
+    (count, sum, sum of squares of the valid pixels; either row may be −1 =
+    none)."""
     w = image.shape[1]
-    nv = 0
-    npos = 0
     if ra >= 0 and rr >= 0:
         ia, sa, ir, sr = image[ra], static_mask[ra], image[rr], static_mask[rr]
         for i in range(w):
@@ -123,8 +121,6 @@ def _add_rows(image, static_mask, hi, ra, rr, colm, colx, coly):
             colm[i] += np.int32(oka) - np.int32(okr)
             colx[i] += xa - xr
             coly[i] += np.int64(xa) * xa - np.int64(xr) * xr
-            nv += oka
-            npos += xa > 0
     elif ra >= 0:
         ia, sa = image[ra], static_mask[ra]
         for i in range(w):
@@ -134,8 +130,6 @@ def _add_rows(image, static_mask, hi, ra, rr, colm, colx, coly):
             colm[i] += np.int32(oka)
             colx[i] += xa
             coly[i] += np.int64(xa) * xa
-            nv += oka
-            npos += xa > 0
     elif rr >= 0:
         ir, sr = image[rr], static_mask[rr]
         for i in range(w):
@@ -145,7 +139,6 @@ def _add_rows(image, static_mask, hi, ra, rr, colm, colx, coly):
             colm[i] -= np.int32(okr)
             colx[i] -= xr
             coly[i] -= np.int64(xr) * xr
-    return nv, npos
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -160,10 +153,12 @@ def _dispersed_row(colm, colx, coly, row, on_module, hi, k, sigma_b, gain, min_l
     """Step 1 for one row: ``hit[i]`` = 1 where pixel i is dispersed.
 
     ``colm/colx/coly`` are the column sums for this row, zero-padded by k
-    columns each side (the image edge).  Returns the number of hits.
+    columns each side (the image edge).  Returns the number of valid pixels
+    in the row and how many of them have a count > 0.
     """
     w = row.size
-    cnt = 0
+    n_valid = 0
+    n_positive = 0
     if k == 3:  # the default: the 7 terms written out, so that the loop vectorises
         for i in range(w):
             m = colm[i] + colm[i + 1] + colm[i + 2] + colm[i + 3]
@@ -176,13 +171,15 @@ def _dispersed_row(colm, colx, coly, row, on_module, hi, k, sigma_b, gain, min_l
             y = coly[i] + coly[i + 1] + coly[i + 2] + coly[i + 3]
             y += coly[i + 4] + coly[i + 5] + coly[i + 6]
             # x ≥ 0 always: valid counts are ≥ 0
-            h_i = (
-                _is_valid(row[i], on_module[i], hi)
+            v = row[i]
+            ok = _is_valid(v, on_module[i], hi)
+            hit[i] = (
+                ok
                 & (m >= min_local)
                 & (float(m * y - np.int64(x) * x) > x * _dispersion_bound(m, sigma_b, gain))
             )
-            hit[i] = h_i
-            cnt += h_i
+            n_valid += ok
+            n_positive += ok & (v > 0)
     else:
         for i in range(w):
             m = np.int64(0)
@@ -192,14 +189,16 @@ def _dispersed_row(colm, colx, coly, row, on_module, hi, k, sigma_b, gain, min_l
                 m += colm[i + d]
                 x += colx[i + d]
                 y += coly[i + d]
-            h_i = (
-                _is_valid(row[i], on_module[i], hi)
+            v = row[i]
+            ok = _is_valid(v, on_module[i], hi)
+            hit[i] = (
+                ok
                 & (m >= min_local)
                 & (float(m * y - x * x) > x * _dispersion_bound(m, sigma_b, gain))
             )
-            hit[i] = h_i
-            cnt += h_i
-    return cnt
+            n_valid += ok
+            n_positive += ok & (v > 0)
+    return n_valid, n_positive
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -319,20 +318,16 @@ def find_strong_pixels(
     n_valid = 0
     n_positive = 0
     for rr in range(min(k, h)):
-        nv, npos = _add_rows(image, static_mask, hi, rr, -1, colm[k:], colx[k:], coly[k:])
-        n_valid += nv
-        n_positive += npos
+        _add_rows(image, static_mask, hi, rr, -1, colm[k:], colx[k:], coly[k:])
     for j in range(h + r + k2):
         if j < h:  # step 1 and the horizontal erosion for row j
             ra = j + k if j + k < h else -1
-            nv, npos = _add_rows(
-                image, static_mask, hi, ra, j - k - 1, colm[k:], colx[k:], coly[k:]
+            _add_rows(image, static_mask, hi, ra, j - k - 1, colm[k:], colx[k:], coly[k:])
+            nv, npos = _dispersed_row(
+                colm, colx, coly, image[j], static_mask[j], hi, k, sigma_b, gain, min_local, hit[r:]
             )
             n_valid += nv
             n_positive += npos
-            _dispersed_row(
-                colm, colx, coly, image[j], static_mask[j], hi, k, sigma_b, gain, min_local, hit[r:]
-            )
             o = (j & (rh - 1)) * wpad
             out = hrow[o : o + w]
             for i in range(w):
