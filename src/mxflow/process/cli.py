@@ -1,7 +1,10 @@
 """Index, integrate and scale every rotation sweep found under the given paths (DIALS).
 
-Each sweep is processed in its own directory OUT/<name>/ (dials.import ...
-dials.scale, dials.export, dials.merge); OUT/summary.json lists every
+Each sweep is processed in its own directory OUT/<name>/ (dials.import,
+find_spots, index, refine_bravais_settings + reindex (skipped when the space
+group is given), refine, integrate, symmetry, scale — which writes the
+unmerged and merged MTZ); the merged MTZ and the statistics are cut where
+CC1/2 falls to 0.5.  OUT/summary.json lists every
 dataset with its status, reason for failure, space group, cell, d_min,
 merging statistics and the unmerged / merged MTZ (paths relative to OUT).
 A failing dataset never stops the others.  Rerunning with the same OUT

@@ -57,8 +57,6 @@ STEP_WORDS = {
     "integrate": "integration (dials.integrate)",
     "symmetry": "symmetry determination (dials.symmetry)",
     "scale": "scaling (dials.scale)",
-    "export": "exporting the unmerged MTZ (dials.export)",
-    "merge": "merging (dials.merge)",
 }
 
 

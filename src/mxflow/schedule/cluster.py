@@ -7,7 +7,7 @@ Local (default)
     dataset at a time.  Sized so that workers × DIALS ``nproc`` ≤ cores: with
     neither ``--workers`` nor ``--nproc`` given, one worker per core with
     ``nproc=1`` — many steps of the DIALS pipeline (import, indexing,
-    refinement, export, scaling) are single-threaded, and two datasets side by
+    refinement, scaling) are single-threaded, and two datasets side by
     side keep two cores busy through them, which ``bench/bench_collection.py``
     measured as faster than one dataset at a time with ``nproc=2``.
 
