@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import gemmi
 import numpy as np
 import pytest
 
@@ -138,3 +139,49 @@ def test_merge_output_folders_are_skipped_only_below_the_searched_directory():
     assert not _in_merge_output(root / "xtal_01" / "integrated.expt", root)
     assert _in_merge_output(root / "merge_cc_2.0S_s" / "cluster_0001" / "x.expt", root)
     assert not _in_merge_output(root / "merge_notes.expt", root)  # a file, not a folder
+
+
+def _wedge_observations(rng, noisy=None, garbage=None):
+    """Six 10-image wedges, each seeing its own window of reflections (neighbours
+    overlap by half); ``noisy`` has 3× the noise, ``garbage`` random intensities."""
+    from mxflow.cluster.intensity import canonical_keys
+    from mxflow.merge.steps import Observations
+
+    n_refl = 4000
+    hkl_u = rng.integers(-15, 16, size=(n_refl, 3))
+    cell = gemmi.UnitCell(40, 50, 60, 90, 90, 90)
+    s2u = 1.0 / np.asarray(cell.calculate_d_array(hkl_u)) ** 2
+    truth = rng.exponential(1.0, n_refl) * np.exp(-5 * s2u)
+    rows = []
+    for ds in range(6):
+        window = np.arange(ds * 600, ds * 600 + 1200) % n_refl
+        for img in range(1, 11):
+            pick = rng.choice(window, 150, replace=False)
+            value = truth[pick] * (1 + rng.normal(0, 0.3 if ds == noisy else 0.1, len(pick)))
+            if ds == garbage:
+                value = rng.exponential(1.0, len(pick)) * np.exp(-5 * s2u[pick])
+            rows += [(p, v, ds, img) for p, v in zip(pick, value, strict=True)]
+    p, v, ds, img = (np.array(x) for x in zip(*rows, strict=True))
+    sg = gemmi.SpaceGroup("P 1")
+    hkl = hkl_u[p]
+    return Observations(
+        hkl, canonical_keys(hkl, sg), v, np.full(len(v), 0.1), s2u[p], ds, img, cell, sg
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_dataset_rejection_keeps_weak_wedge_with_unique_reflections(seed):
+    """A noisier wedge is a ΔCC½ outlier, but dropping it loses more unique
+    reflections than CC½ gains (KAMO's CC½ × N_unique rule): it stays; a wedge of
+    random intensities goes."""
+    from mxflow.merge.analysis import delta_cc_half, tukey_fences
+    from mxflow.merge.pipeline import dataset_rejection
+
+    rng = np.random.default_rng(seed)
+    obs = _wedge_observations(rng, noisy=5)
+    dcc = delta_cc_half(obs.keys, obs.i, obs.s2, obs.dataset)
+    lo, _ = tukey_fences(list(dcc.values()))
+    assert dcc[5] < lo and dcc[5] < -0.001  # the old rule alone would have dropped it
+    assert dataset_rejection(obs) == {}
+    bad = dataset_rejection(_wedge_observations(rng, garbage=5))
+    assert list(bad) == [5] and "bad_cchalf" in bad[5] and "N_unique" in bad[5]

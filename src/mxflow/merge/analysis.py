@@ -109,14 +109,44 @@ def delta_cc_half(
 
     A negative value means the data are better without the group.
     """
+    full, without = cc_half_without_each(keys, intensity, s2, groups, n_bins)
+    return {g: full - v for g, v in without.items()}
+
+
+def cc_half_without_each(
+    keys: np.ndarray,
+    intensity: np.ndarray,
+    s2: np.ndarray,
+    groups: np.ndarray,
+    n_bins: int = 10,
+) -> tuple[float, dict[int, float]]:
+    """(CC½ of all data, {group: CC½ without that group}); σ-τ CC½ averaged over
+    ``n_bins`` resolution shells of equal unique-reflection counts (fixed by all data)."""
     keys, intensity, s2, groups = (np.asarray(x) for x in (keys, intensity, s2, groups))
     bins = resolution_bins(s2, keys, n_bins)
     full = mean_cc_half(keys, intensity, bins, n_bins)
-    out = {}
+    without = {}
     for g in np.unique(groups):
         keep = groups != g
-        out[int(g)] = full - mean_cc_half(keys[keep], intensity[keep], bins[keep], n_bins)
-    return out
+        without[int(g)] = mean_cc_half(keys[keep], intensity[keep], bins[keep], n_bins)
+    return full, without
+
+
+def information_gain_without(
+    keys: np.ndarray, cc_all: float, cc_without: float, dropped: np.ndarray
+) -> float:
+    """Relative change of CC½ × N_unique when the observations ``dropped`` (bool) go.
+
+    KAMO's stopping rule for ΔCC½ rejection: a dataset is worth removing only
+    when the better CC½ outweighs the unique reflections lost with it, i.e.
+    when this is > 0.  ``keys`` are the unique-reflection keys of all
+    observations.
+    """
+    n_all = len(np.unique(keys))
+    n_without = len(np.unique(keys[~dropped]))
+    if not (n_all and math.isfinite(cc_all) and math.isfinite(cc_without)) or cc_all <= 0:
+        return float("nan")
+    return (cc_without * n_without) / (cc_all * n_all) - 1.0
 
 
 def tanh_model(s2: np.ndarray, d0: float, r: float) -> np.ndarray:

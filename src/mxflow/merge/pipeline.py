@@ -222,14 +222,17 @@ def dataset_rejection(
     """Datasets to drop (index → reason): ΔCC½ or CC to the rest below the Tukey low fence.
 
     ΔCC½ must also be below −``floor`` (the data are better without the
-    dataset), and the CC to the other datasets must also be more than
-    ``cc_floor`` below the median dataset's (a fence of 0.986 among CCs of
-    0.99 is noise, not a bad crystal).  Needs ≥ 4 datasets.
+    dataset) and removing the dataset must raise CC½ × N_unique (KAMO's rule
+    for ΔCC½ rejection: a good but weak wedge that brings reflections no
+    other wedge measured is kept).  The CC to the other datasets must also be
+    more than ``cc_floor`` below the median dataset's (a fence of 0.986 among
+    CCs of 0.99 is noise, not a bad crystal).  Needs ≥ 4 datasets.
     """
     ks = np.unique(obs.dataset)
     if len(ks) < 4:
         return {}
-    dcc = analysis.delta_cc_half(obs.keys, obs.i, obs.s2, obs.dataset)
+    cc_all, cc_without = analysis.cc_half_without_each(obs.keys, obs.i, obs.s2, obs.dataset)
+    dcc = {k: cc_all - v for k, v in cc_without.items()}
     rest_cc = {}
     for k in ks:
         sel = obs.dataset == k
@@ -249,7 +252,14 @@ def dataset_rejection(
     for k, d, c in zip(ks, dv, cv, strict=True):
         why = []
         if d < lo_d and d < -floor:
-            why.append(f"bad_cchalf: ΔCC½ {d:.4f} below Tukey fence {lo_d:.4f}")
+            gain = analysis.information_gain_without(
+                obs.keys, cc_all, cc_without[int(k)], obs.dataset == k
+            )
+            if gain > 0:
+                why.append(
+                    f"bad_cchalf: ΔCC½ {d:.4f} below Tukey fence {lo_d:.4f} "
+                    f"(CC½ × N_unique {100 * gain:+.1f}% without it)"
+                )
         if np.isfinite(c) and c < lo_c and c < med_c - cc_floor:
             why.append(
                 f"bad_cc: CC to the other datasets {c:.3f} below Tukey fence {lo_c:.3f} "
