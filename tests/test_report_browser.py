@@ -22,7 +22,7 @@ import pytest
 from mxflow.report import write_reports
 from mxflow.report.browser_setup import CHROMIUM_ARGS, ensure_browser
 from mxflow.report.dashboard import make_server
-from mxflow.report.sample_data import write_sample_output
+from report_fixtures import write_sample_output
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 
 from mxflow.model import Dataset, DatasetResult, ImageSweep
 from mxflow.report.dashboard import collect_status, is_loopback, make_server
-from mxflow.report.sample_data import write_sample_output
+from report_fixtures import write_sample_output
 
 
 @pytest.fixture

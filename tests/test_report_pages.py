@@ -14,7 +14,7 @@ from mxflow.errors import BadInputError
 from mxflow.model import DatasetResult
 from mxflow.report import format_summary_table, write_reports
 from mxflow.report.load import parse_cluster_summary, spot_counts_per_frame
-from mxflow.report.sample_data import write_sample_output
+from report_fixtures import write_sample_output
 
 
 class Tables(HTMLParser):
