@@ -54,6 +54,12 @@ def test_lcysteine_merges_in_p212121(tmp_path):
     c = s["clusters"][0]
     assert "error" not in c, c
     assert c["space_group"] == "P 21 21 21"
+    # the axial reflections mxflow reads agree with the screw axes DIALS assigned
+    axial = {a["axis"]: a for a in c["axial"]}
+    assert set(axial) == {"a", "b", "c"} and all(a["assigned"] == 2 for a in axial.values())
+    # a full sweep of l-cysteine measures odd h00, 0k0 and 00l: all three 2₁ seen, nothing to caveat
+    assert [axial[x]["verdict"] for x in "abc"] == ["screw"] * 3
+    assert c["space_group_note"] is None
     assert sorted(c["members"]) == ["20_integrated", "25_integrated", "30_integrated"]
     assert c["cc_half"] > 0.99 and c["completeness"] > 0.9
     mdir = tmp_path / "out" / "merge_cc_1.0S_lcys"

@@ -199,6 +199,8 @@ class DatasetResult:
     mode: str = ""
     wedge: str = "full"
     space_group: str | None = None
+    # what the axial reflections cannot decide about the space group (mxflow.stats.absences)
+    space_group_note: str | None = None
     unit_cell: list[float] | None = None
     d_min: float | None = None
     stats: dict[str, Any] | None = None

@@ -15,6 +15,7 @@ says why.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from mxflow.merge.steps import (
     run_step,
     scaling_intervals,
 )
+from mxflow.stats import absences
 from mxflow.util.files import atomic_write_text, write_json
 
 
@@ -511,6 +513,19 @@ def merge_cluster(
         "wilson_b": wilson_b(run / "merged.mtz"),
         "space_group": read_experiments(fin["expt"])[0].space_group,
         "unit_cell": read_experiments(fin["expt"])[0].unit_cell,
+        **axial_summary(run / "merged.mtz"),
+    }
+
+
+def axial_summary(merged_mtz: Path) -> dict:
+    """{"space_group_note": caveat or None, "axial": per-axis evidence} of a merged MTZ."""
+    try:
+        sg, evidence = absences.axial_evidence_from_mtz(merged_mtz)
+    except (OSError, RuntimeError, ValueError) as exc:
+        return {"space_group_note": None, "axial": [], "axial_error": str(exc)}
+    return {
+        "space_group_note": absences.space_group_note(sg, evidence),
+        "axial": [dataclasses.asdict(e) for e in evidence],
     }
 
 
@@ -754,6 +769,8 @@ def merge_sample(
                     "members": res["members"],
                     "final_run": res["final_run"],
                     "space_group": res["space_group"],
+                    "space_group_note": res["space_group_note"],
+                    "axial": res["axial"],
                     "unit_cell": res["unit_cell"],
                     "d_min": st.overall.d_min,
                     "d_min_estimate": res["d_min_estimate"],

@@ -36,6 +36,7 @@ from mxflow.engine.steps import (
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord
 from mxflow.process.preflight import check_frames
+from mxflow.stats.absences import axial_evidence_from_mtz, space_group_note
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.resolution import cc_half_d_min
 from mxflow.util.files import atomic_write_bytes, atomic_write_text, write_json
@@ -172,6 +173,7 @@ def _pipeline(
     result.integrated_refl = "integrated.refl"
     (exp, *_) = read_experiments(workdir / "scaled.expt")
     result.space_group = exp.space_group
+    result.space_group_note = _space_group_note(workdir / "merged_fullres.mtz")
     result.unit_cell = [round(x, 4) for x in exp.unit_cell] if exp.unit_cell else None
     full = stats_from_mtz(workdir / "scaled.mtz")
     stats = stats_from_mtz(workdir / "scaled.mtz", d_min=d_min) if d_min else full
@@ -220,6 +222,15 @@ def write_merged_mtz(src: Path, dst: Path, d_min: float | None) -> None:
         mtz.set_data(data[keep])
         mtz.history = [*mtz.history, f"mxflow: resolution cut at {d_min:.3f} A"]
     atomic_write_bytes(dst, mtz.write_to_bytes())
+
+
+def _space_group_note(merged_mtz: Path) -> str | None:
+    """The report's caveat on the space group from the axial reflections (None: supported)."""
+    try:
+        sg, evidence = axial_evidence_from_mtz(merged_mtz)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return space_group_note(sg, evidence)
 
 
 def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResult) -> float | None:
