@@ -84,22 +84,39 @@ def test_estimate_d_min_on_observations():
     assert d3 <= d
 
 
+CELL_P1 = (40, 50, 60, 90, 90, 90)
+
+
+def _p1_crystal(rng, n_refl):
+    """Random unique reflections of a 40 × 50 × 60 Å cell: (hkl, s² in Å⁻², true I)."""
+    hkl_u = rng.integers(-15, 16, size=(n_refl, 3))
+    s2u = 1.0 / np.asarray(gemmi.UnitCell(*CELL_P1).calculate_d_array(hkl_u)) ** 2
+    truth = rng.exponential(1.0, n_refl) * np.exp(-5 * s2u)
+    return hkl_u, s2u, truth
+
+
+def _as_observations(hkl_u, s2u, rows):
+    """Observations (P 1, σ = 0.1) from rows of (unique index, intensity, dataset, image)."""
+    from mxflow.cluster.intensity import canonical_keys
+    from mxflow.merge.steps import Observations
+
+    p, v, ds, img = (np.array(x) for x in zip(*rows, strict=True))
+    sg = gemmi.SpaceGroup("P 1")
+    hkl = hkl_u[p]
+    return Observations(
+        hkl, canonical_keys(hkl, sg), v, np.full(len(v), 0.1), s2u[p], ds, img,
+        gemmi.UnitCell(*CELL_P1), sg,
+    )  # fmt: skip
+
+
 def _tagged_observations(rng, bad_frames=(1, 11, 20), bad_dataset=5):
     """Six datasets of one P1 crystal: 0-3 have 30 images, 4-5 only 8 (one image group).
 
     Images ``bad_frames`` = (dataset, first, last) and the whole of ``bad_dataset``
     hold unrelated intensities.
     """
-    import gemmi
-
-    from mxflow.cluster.intensity import canonical_keys
-    from mxflow.merge.steps import Observations
-
     n_refl = 3000
-    hkl_u = rng.integers(-15, 16, size=(n_refl, 3))
-    cell = gemmi.UnitCell(40, 50, 60, 90, 90, 90)
-    s2u = 1.0 / np.asarray(cell.calculate_d_array(hkl_u)) ** 2
-    truth = rng.exponential(1.0, n_refl) * np.exp(-5 * s2u)
+    hkl_u, s2u, truth = _p1_crystal(rng, n_refl)
     rows = []
     for ds, n_img in enumerate((30, 30, 30, 30, 8, 8)):
         for img in range(1, n_img + 1):
@@ -111,12 +128,7 @@ def _tagged_observations(rng, bad_frames=(1, 11, 20), bad_dataset=5):
             if garbage:
                 value = rng.exponential(1.0, len(pick)) * np.exp(-5 * s2u[pick])
             rows += [(p, v, ds, img) for p, v in zip(pick, value, strict=True)]
-    p, v, ds, img = (np.array(x) for x in zip(*rows, strict=True))
-    hkl = hkl_u[p]
-    sg = gemmi.SpaceGroup("P 1")
-    return Observations(
-        hkl, canonical_keys(hkl, sg), v, np.full(len(v), 0.1), s2u[p], ds, img, cell, sg
-    )
+    return _as_observations(hkl_u, s2u, rows)
 
 
 def test_frame_rejection_leaves_single_group_wedges_to_dataset_rejection():
@@ -144,14 +156,8 @@ def test_merge_output_folders_are_skipped_only_below_the_searched_directory():
 def _wedge_observations(rng, noisy=None, garbage=None):
     """Six 10-image wedges, each seeing its own window of reflections (neighbours
     overlap by half); ``noisy`` has 3× the noise, ``garbage`` random intensities."""
-    from mxflow.cluster.intensity import canonical_keys
-    from mxflow.merge.steps import Observations
-
     n_refl = 4000
-    hkl_u = rng.integers(-15, 16, size=(n_refl, 3))
-    cell = gemmi.UnitCell(40, 50, 60, 90, 90, 90)
-    s2u = 1.0 / np.asarray(cell.calculate_d_array(hkl_u)) ** 2
-    truth = rng.exponential(1.0, n_refl) * np.exp(-5 * s2u)
+    hkl_u, s2u, truth = _p1_crystal(rng, n_refl)
     rows = []
     for ds in range(6):
         window = np.arange(ds * 600, ds * 600 + 1200) % n_refl
@@ -161,12 +167,7 @@ def _wedge_observations(rng, noisy=None, garbage=None):
             if ds == garbage:
                 value = rng.exponential(1.0, len(pick)) * np.exp(-5 * s2u[pick])
             rows += [(p, v, ds, img) for p, v in zip(pick, value, strict=True)]
-    p, v, ds, img = (np.array(x) for x in zip(*rows, strict=True))
-    sg = gemmi.SpaceGroup("P 1")
-    hkl = hkl_u[p]
-    return Observations(
-        hkl, canonical_keys(hkl, sg), v, np.full(len(v), 0.1), s2u[p], ds, img, cell, sg
-    )
+    return _as_observations(hkl_u, s2u, rows)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
