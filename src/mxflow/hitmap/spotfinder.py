@@ -121,24 +121,23 @@ def _add_rows(image, static_mask, hi, ra, rr, colm, colx, coly):
             colm[i] += np.int32(oka) - np.int32(okr)
             colx[i] += xa - xr
             coly[i] += np.int64(xa) * xa - np.int64(xr) * xr
-    elif ra >= 0:
-        ia, sa = image[ra], static_mask[ra]
-        for i in range(w):
-            va = ia[i]
-            oka = sa[i] and va > -1 and va < hi
-            xa = va if oka else 0
-            colm[i] += np.int32(oka)
-            colx[i] += xa
-            coly[i] += np.int64(xa) * xa
-    elif rr >= 0:
-        ir, sr = image[rr], static_mask[rr]
-        for i in range(w):
-            vr = ir[i]
-            okr = sr[i] and vr > -1 and vr < hi
-            xr = vr if okr else 0
-            colm[i] -= np.int32(okr)
-            colx[i] -= xr
-            coly[i] -= np.int64(xr) * xr
+    elif ra >= 0:  # the first rows of the image: nothing leaves the box yet
+        _shift_row(image[ra], static_mask[ra], hi, 1, colm, colx, coly)
+    elif rr >= 0:  # the last rows: nothing enters
+        _shift_row(image[rr], static_mask[rr], hi, -1, colm, colx, coly)
+
+
+@numba.njit(nogil=True, cache=True)
+def _shift_row(row, mask_row, hi, sign, colm, colx, coly):
+    """Add (``sign`` = 1) or take (−1) one image row to / from the column sums
+    (used for the k rows at the top and bottom of the image only)."""
+    for i in range(row.shape[0]):
+        v = row[i]
+        ok = mask_row[i] and v > -1 and v < hi
+        x = v if ok else 0
+        colm[i] += sign * np.int32(ok)
+        colx[i] += sign * x
+        coly[i] += sign * (np.int64(x) * x)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
