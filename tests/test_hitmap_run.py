@@ -159,3 +159,25 @@ def test_cli(tmp_path, capsys):
     doc = json.loads((tmp_path / "o" / "hitmap.json").read_text())
     assert doc["grid"] == {"cols": 2, "rows": 2, "snake": True, "source": "given"}
     assert (doc["frames"][2]["row"], doc["frames"][2]["col"]) == (1, 1)
+
+
+def test_auto_backend_uses_processes_for_long_hdf5_scans(tmp_path):
+    from mxflow.hitmap.frames import FrameRef
+    from mxflow.hitmap.run import choose_backend
+
+    h5 = [FrameRef("/d/scan_master.h5", i) for i in range(16)]
+    cbf = [FrameRef(f"/d/scan_{i:04d}.cbf") for i in range(100)]
+    assert choose_backend(h5, 2) == "processes"
+    assert choose_backend(h5[:15], 2) == "threads"  # too short to pay for starting processes
+    assert choose_backend(cbf, 2) == "threads"
+    # the CLI resolves "auto" and records what it used; results do not depend on it
+    master = eiger_master(tmp_path, n_frames=16, per_file=10, shape=(40, 36))
+    for flag, expect in (([], "processes"), (["--threads"], "threads")):
+        out = tmp_path / f"o{len(flag)}"
+        assert (
+            mxflow_main(["hitmap", str(master), "--workdir", str(out), "--workers", "2", *flag])
+            == 0
+        )
+        doc = json.loads((out / "hitmap.json").read_text())
+        assert doc["timing"]["backend"] == expect
+        assert [f["n_spots"] for f in doc["frames"]] == [0] * 16

@@ -306,3 +306,41 @@ def test_raw_files_untouched(tmp_path):
     read_frame(p)
     shutil.copy(p, tmp_path / "copy.cbf")
     assert p.read_bytes() == before
+
+
+def test_eiger_reader_many_frames_and_counts(tmp_path):
+    """EigerReader keeps the file open; saturated and over-range counts are handled as
+    read_frame does: the type's maximum → -2, counts beyond int32 clipped."""
+    import h5py
+
+    from mxflow.images.read import EigerReader
+
+    m = eiger_master(tmp_path, n_frames=6, per_file=4)
+    with h5py.File(tmp_path / "x_data_000001.h5", "r+") as d:
+        block = d["entry/data/data"]
+        frame = block[1]
+        frame[3, 1] = 2**32 - 1  # saturated / masked by the detector
+        frame[3, 2] = 2**31 + 5  # beyond int32
+        block[1] = frame
+    with EigerReader(m) as reader:
+        assert len(reader) == 6
+        frames = [reader.frame(i) for i in range(6)]
+    for i, f in enumerate(frames):
+        assert np.array_equal(f, read_frame(m, i))
+        assert f.dtype == np.int32 and f[4, 4] == i + 1 and np.all(f[0, :] == -1)
+    assert frames[1][3, 1] == -2 and frames[1][3, 2] == 2**31 - 1
+    with pytest.raises(BadInputError, match="out of range"), EigerReader(m) as reader:
+        reader.frame(-1)
+
+
+def test_eiger_uint16_saturation(tmp_path):
+    import h5py
+
+    m = eiger_master(tmp_path, n_frames=2, per_file=2)
+    with h5py.File(tmp_path / "x_data_000001.h5", "r+") as d:
+        block = d["entry/data/data"][()].astype(np.uint16)
+        block[0, 5, 5] = 65535
+        del d["entry/data/data"]
+        d["entry/data/data"] = block
+    f = read_frame(m, 0)
+    assert f.dtype == np.int32 and f[5, 5] == -2 and f[4, 4] == 1

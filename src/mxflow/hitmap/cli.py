@@ -59,9 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="parallel workers (default: CPUs available)"
     )
-    parser.add_argument(
-        "--processes", action="store_true", help="use worker processes instead of threads"
-    )
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
+        "--processes", action="store_const", const="processes", dest="backend",
+        help="worker processes (default for Eiger HDF5 scans: h5py reads one frame at a time "
+        "per process, so processes decompress in parallel)",
+    )  # fmt: skip
+    how.add_argument(
+        "--threads", action="store_const", const="threads", dest="backend",
+        help="worker threads (default for CBF: mxflow's decoder runs in parallel threads)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         params=params,
         spot_filter=spot_filter,
         workers=args.workers,
-        backend="processes" if args.processes else "threads",
+        backend=args.backend or "auto",
     )
     good = [f for f in doc["frames"] if f["n_spots"] is not None]
     t = doc["timing"]

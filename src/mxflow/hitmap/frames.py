@@ -3,13 +3,15 @@
 Headers (geometry, overload, detector name) and Eiger HDF5 frames come from
 the shared image layer :mod:`mxflow.images`; miniCBF pixels are decoded by
 the GIL-free decoder in :mod:`mxflow.hitmap.cbf`, so threads can decode
-frames in parallel.  Frames are (file, index) pairs with ``index`` 0-based
+frames in parallel; Eiger files are kept open per thread while their frames
+are read (:class:`mxflow.images.EigerReader`).  Frames are (file, index) pairs with ``index`` 0-based
 within the file (always 0 for CBF).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +91,29 @@ def read_pixels(frame: FrameRef) -> np.ndarray:
         if frame.index != 0:
             raise BadInputError(frame.file, f"frame index {frame.index} of a one-frame CBF file")
         return read_cbf_pixels(frame.file)
-    return images.read_frame(frame.file, frame.index)
+    return _eiger_reader(frame.file).frame(frame.index)
+
+
+_readers = threading.local()
+
+
+def _eiger_reader(path: str) -> images.EigerReader:
+    """This thread's open reader of ``path``: a raster scan's frames come from one
+    file, so each thread keeps the last file it read open (mask and data
+    blocks read once) and closes it when it moves to another."""
+    current = getattr(_readers, "reader", None)
+    if current is None or current.path != path:
+        release_readers()
+        current = _readers.reader = images.EigerReader(path)
+    return current
+
+
+def release_readers() -> None:
+    """Close the file this thread keeps open (threads that end release theirs anyway)."""
+    current = getattr(_readers, "reader", None)
+    if current is not None:
+        current.close()
+        _readers.reader = None
 
 
 def static_mask(header: images.FrameHeader) -> np.ndarray:

@@ -25,12 +25,24 @@ import numpy as np
 
 from mxflow import images
 from mxflow.errors import BadInputError, MxflowError
-from mxflow.hitmap.frames import FrameRef, list_frames, read_pixels, static_mask
+from mxflow.hitmap.frames import FrameRef, list_frames, read_pixels, release_readers, static_mask
 from mxflow.hitmap.resolution import estimate_d_min, in_ice_ring, spot_resolution
 from mxflow.hitmap.spotfinder import SpotFinderParams, UnusableFrame, Workspace, find_spots
 from mxflow.util.files import write_json
 
-Backend = Literal["threads", "processes"]
+Backend = Literal["threads", "processes", "auto"]
+#: with backend "auto", HDF5 scans of at least this many frames per worker use processes
+AUTO_PROCESS_FRAMES_PER_WORKER = 8
+
+
+def choose_backend(frames: Sequence[FrameRef], workers: int) -> str:
+    """ "processes" for Eiger / HDF5 scans long enough to pay for starting them (h5py
+    reads one frame at a time per process, whatever the threads), else "threads"
+    (mxflow's CBF decoder and the spot finder run in parallel threads)."""
+    hdf5 = any(not f.file.lower().endswith((".cbf", ".cbf.gz", ".cbf.bz2")) for f in frames)
+    if hdf5 and len(frames) >= AUTO_PROCESS_FRAMES_PER_WORKER * workers:
+        return "processes"
+    return "threads"
 
 
 @dataclass(frozen=True)
@@ -202,8 +214,13 @@ def summarise_frames(
     spot_filter = spot_filter or SpotFilter()
     mask = static_mask(header) if mask is None else mask
     workers = workers or default_workers()
+    if backend == "auto":
+        backend = choose_backend(frames, workers)
     if workers == 1 or len(frames) <= 1:
-        return [_safe_summary(f, header, mask, params, spot_filter) for f in frames]
+        try:
+            return [_safe_summary(f, header, mask, params, spot_filter) for f in frames]
+        finally:
+            release_readers()  # this thread lives on: do not keep the file open
     if backend == "processes":
         with ProcessPoolExecutor(
             workers, initializer=_proc_init, initargs=(header, mask, params, spot_filter)
@@ -248,7 +265,10 @@ def hitmap(
     ``workdir/hitmap.json`` (``{"frames": [...], "errors": [...], "grid": ...}``),
     and with ``render`` also ``hitmap.png`` and ``hitmap.html``.  Returns the
     JSON document.  Frames that fail appear in ``frames`` with ``n_spots``
-    None and an ``error``, and again in ``errors``.
+    None and an ``error``, and again in ``errors``.  ``backend``: "threads"
+    (the default, safe in a process that runs other threads, as ``mxflow
+    run`` does), "processes" (forked workers), or "auto"
+    (:func:`choose_backend`, what ``mxflow hitmap`` uses).
     """
     params = params or SpotFinderParams()
     spot_filter = spot_filter or SpotFilter()
@@ -264,6 +284,8 @@ def hitmap(
         ]
         rows = [next((e for e in header_errors if e["file"] == r["file"]), r) for r in rows]
     else:
+        if backend == "auto":
+            backend = choose_backend(frames, workers or default_workers())
         rows = summarise_frames(frames, header, params, spot_filter, workers, backend)
     wall = time.perf_counter() - t0
     layout = choose_grid(len(rows), grid, snake)

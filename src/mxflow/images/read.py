@@ -565,42 +565,107 @@ def _eiger_header_from(h5, path: str | Path) -> FrameHeader:
     )
 
 
-def read_eiger_frame(path: str | Path, index: int = 0) -> np.ndarray:
-    """Frame ``index`` (0-based) of an Eiger master / NeXus file as int32.
+class EigerReader:
+    """The frames of one Eiger master / NeXus file, with the file held open.
 
-    Pixels flagged in ``detectorSpecific/pixel_mask`` become -1 (gap bit 0)
-    or -2 (any other flag); pixels at the data type's maximum (the value
-    the Eiger writes for masked pixels) become -2.
+    The data blocks are found and the pixel mask is read once, so reading
+    many frames (a raster scan) costs little more than decompressing them.
+    Use as a context manager; :meth:`frame` gives what
+    :func:`read_eiger_frame` gives.  Raises BadInputError naming the file
+    for files that are not Eiger data or miss their external data files.
     """
-    with _open_h5(path) as h5:
+
+    _MASK = "entry/instrument/detector/detectorSpecific/pixel_mask"
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._h5 = _open_h5(path)
         try:
-            blocks = _eiger_blocks(h5, path)
-            total = sum(n for _, n in blocks)
-            if not 0 <= index < total:
-                raise BadInputError(
-                    path, f"frame index {index} out of range (file holds {total} frames)"
-                )
-            for name, n in blocks:
-                if index < n:
-                    raw = h5[name][index]
-                    break
-                index -= n
-            mask = None
-            mpath = "entry/instrument/detector/detectorSpecific/pixel_mask"
-            if mpath in h5:
-                mask = np.asarray(h5[mpath][()])
+            self._blocks = _eiger_blocks(self._h5, path)
+            self._gap = self._bad = None
+            if self._MASK in self._h5:
+                mask = np.asarray(self._h5[self._MASK][()])
+                self._mask_shape = mask.shape
+                self._bad = np.flatnonzero(mask != 0)  # any flag: bad ...
+                self._gap = np.flatnonzero((mask & 1) != 0)  # ... bit 0: gap
         except BadInputError:
+            self.close()
             raise
         except (OSError, KeyError, ValueError) as exc:
+            self.close()
             raise BadInputError(path, f"image data cannot be read ({exc})") from exc
-    frame = np.asarray(raw).astype(np.int64)
+        self._datasets = [(self._h5[name], n) for name, n in self._blocks]
+        self.n_frames = sum(n for _, n in self._blocks)
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __enter__(self) -> EigerReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` (0-based) as int32 (slow, fast).
+
+        Pixels at the data type's maximum (what the Eiger writes for masked
+        pixels) and pixels flagged in ``detectorSpecific/pixel_mask`` become
+        -2 (BAD); mask bit 0 (module gap) becomes -1 (GAP); counts above the
+        int32 range are clipped.
+        """
+        if not 0 <= index < self.n_frames:
+            raise BadInputError(
+                self.path, f"frame index {index} out of range (file holds {self.n_frames} frames)"
+            )
+        i = index
+        try:
+            for data, n in self._datasets:
+                if i < n:
+                    raw = data[i]
+                    break
+                i -= n
+        except (OSError, KeyError, ValueError) as exc:
+            raise BadInputError(self.path, f"frame {index} cannot be read ({exc})") from exc
+        frame = _eiger_counts_to_int32(np.asarray(raw))
+        if self._bad is not None and self._mask_shape == frame.shape:
+            flat = frame.reshape(-1)
+            flat[self._bad] = BAD
+            flat[self._gap] = GAP
+        return frame
+
+
+def _eiger_counts_to_int32(raw: np.ndarray) -> np.ndarray:
+    """Counts as int32: the type's maximum → BAD, the rest clipped to [BAD, 2³¹−1].
+
+    Unsigned data (what the Eiger writes) are converted in place where
+    possible; ``raw`` must not be used afterwards.
+    """
+    top = np.iinfo(np.int32).max
+    if raw.dtype in (np.uint8, np.uint16, np.uint32):
+        saturated = raw == np.iinfo(raw.dtype).max
+        if raw.dtype == np.uint32:
+            np.minimum(raw, top, out=raw)
+            frame = raw.view(np.int32)
+        else:
+            frame = raw.astype(np.int32)
+        frame[saturated] = BAD
+        return frame
+    frame = raw.astype(np.int64)
     if np.issubdtype(raw.dtype, np.integer):
         frame[raw == np.iinfo(raw.dtype).max] = BAD
-    if mask is not None and mask.shape == frame.shape:
-        frame[mask != 0] = BAD
-        frame[(mask & 1) != 0] = GAP
-    np.clip(frame, BAD, np.iinfo(np.int32).max, out=frame)
+    np.clip(frame, BAD, top, out=frame)
     return frame.astype(np.int32)
+
+
+def read_eiger_frame(path: str | Path, index: int = 0) -> np.ndarray:
+    """Frame ``index`` (0-based) of an Eiger master / NeXus file as int32
+    (see :meth:`EigerReader.frame`; open an :class:`EigerReader` to read many)."""
+    with EigerReader(path) as reader:
+        return reader.frame(index)
 
 
 # --------------------------------------------------------------------------
