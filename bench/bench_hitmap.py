@@ -9,6 +9,8 @@ decompressed once into a temporary directory (beamlines write plain CBF; the
   first-call time; then steady state (frames per second) for spot finding
   alone, and read + decode + spot finding with 1 worker, 2 threads and
   2 processes;
+* the same frames written as an Eiger master + bitshuffle/LZ4 data file:
+  read rate and read + spot finding with 1 worker, 2 threads, 2 processes;
 * dials.find_spots (default settings, nproc = 1 and 2) on 1 frame and on all
   6: the difference gives DIALS's per-frame rate without its process
   start-up, which is reported too (dials.import is timed separately).
@@ -66,6 +68,40 @@ def cold_compile_seconds(frame: Path) -> float:
             [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
         )
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def eiger_rates(tmp: Path, images: list, header, mask, spot_filter) -> dict:
+    """Frames/s of mxflow on the frames written as an Eiger master + data file.
+
+    Gaps (−1) become 2³²−1 and bit 0 of detectorSpecific/pixel_mask, as a
+    DECTRIS writer does; reading goes through mxflow.images.EigerReader.
+    """
+    import h5py
+
+    from mxflow.hitmap.frames import FrameRef, read_pixels, release_readers
+    from mxflow.hitmap.run import summarise_frames
+    from mxflow.images.write_nexus import to_eiger_counts, write_data_file
+
+    stack = np.stack([to_eiger_counts(im) for im in images])
+    write_data_file(tmp / "eiger_data_000001.h5", stack, 1)
+    with h5py.File(tmp / "eiger_master.h5", "w") as fh:
+        fh["entry/data/data_000001"] = h5py.ExternalLink("eiger_data_000001.h5", "/entry/data/data")
+        gaps = np.stack(images)[0] == -1
+        fh["entry/instrument/detector/detectorSpecific/pixel_mask"] = gaps.astype(np.uint32)
+    frames = [FrameRef(str(tmp / "eiger_master.h5"), i) for i in range(len(images))]
+    n = len(frames)
+    read_pixels(frames[0])
+    out = {"read_fps_1core": n / best_of(3, lambda: [read_pixels(f) for f in frames])}
+    release_readers()
+    for workers, backend in ((1, "threads"), (2, "threads"), (2, "processes")):
+        t = best_of(
+            2, summarise_frames, frames, header, spot_filter=spot_filter, workers=workers,
+            backend=backend, mask=mask,
+        )  # fmt: skip
+        out[f"read_find_fps_{workers}_{backend}"] = n / t
+    rows = summarise_frames(frames, header, spot_filter=spot_filter, workers=2, mask=mask)
+    out["counts"] = [r["n_spots"] for r in rows]
+    return out
 
 
 def children_cpu() -> float:
@@ -227,6 +263,12 @@ def main() -> int:
             "read_decode_find_fps": rates,
         }
 
+        # ---- the same frames as Eiger HDF5 (bitshuffle/LZ4, one chunk per frame)
+        result["eiger_hdf5"] = eiger_rates(tmp, images * args.repeat, header, mask, nofilter)
+        result["eiger_hdf5"]["counts_equal_cbf"] = (
+            result["eiger_hdf5"].pop("counts")[: len(counts)] == counts
+        )
+
         # ---- DIALS
         if not args.no_dials and shutil.which("dials.find_spots"):
             d = {}
@@ -297,6 +339,15 @@ def print_table(r: dict) -> None:
                 )
             )
             rows.append((f"dials.find_spots {key}, 6 frames incl. start-up", d["fps_with_startup"]))
+    if "eiger_hdf5" in r:
+        e = r["eiger_hdf5"]
+        rows.append(("Eiger HDF5 (bitshuffle/LZ4): read, 1 core", e["read_fps_1core"]))
+        for key, label in (
+            ("read_find_fps_1_threads", "1 worker"),
+            ("read_find_fps_2_threads", "2 threads"),
+            ("read_find_fps_2_processes", "2 processes"),
+        ):
+            rows.append((f"Eiger HDF5: read+spots, {label}", e[key]))
     print(f"{'what':56s} {'frames/s':>10s}")
     for name, v in rows:
         print(f"{name:56s} {v:10.1f}")
@@ -315,6 +366,8 @@ def print_table(r: dict) -> None:
         f"mxflow numba compile (cold cache) {mx['numba_compile_cold_s']:.1f} s; first call with cache {mx['first_call_warm_cache_s']:.2f} s"
     )
     print(f"mxflow counts {mx['counts']}")
+    if "eiger_hdf5" in r:
+        print(f"Eiger HDF5 counts equal the CBF counts: {r['eiger_hdf5']['counts_equal_cbf']}")
     if "dials" in r:
         d2 = r["dials"]["nproc2"]
         print(f"dials counts  {r['dials']['counts']}")
