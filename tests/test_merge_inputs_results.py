@@ -25,3 +25,32 @@ def test_results_keep_names_and_failures_are_rejected(tmp_path, shared_data):
     assert rejected == [
         {"name": "CPS0001-01/data00/multi_02", "reason": "processing: blank", "stage": "input"}
     ]
+
+
+def test_wavelength_groups():
+    import math
+
+    from mxflow.merge.inputs import wavelength_groups
+
+    assert wavelength_groups([0.9790, 0.97905, 1.0000, math.nan, 0.9791]) == [[0, 1, 3, 4], [2]]
+    assert wavelength_groups([1.0, 1.0, 1.0]) == [[0, 1, 2]]
+    assert wavelength_groups([math.nan, None]) == [[0, 1]]
+    assert wavelength_groups([]) == []
+
+
+def test_run_merges_each_wavelength_of_a_sample_separately():
+    """SAD peak and remote of one sample: two merges, labelled by wavelength."""
+    from mxflow.model import DatasetResult
+    from mxflow.schedule.post import split_by_wavelength
+
+    def res(name, lam):
+        return (name, DatasetResult(name=name, path=name, wavelength=lam))
+
+    one = [res("a", 0.9790), res("b", 0.97902)]
+    assert split_by_wavelength(one) == [("", one)]
+    two = [res("a", 0.9790), res("b", 1.0332), res("c", 0.97902), res("d", None)]
+    split = split_by_wavelength(two)
+    assert [(label, [k for k, _ in m]) for label, m in split] == [
+        ("0.9790A", ["a", "c", "d"]),
+        ("1.0332A", ["b"]),
+    ]

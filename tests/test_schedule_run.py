@@ -267,3 +267,36 @@ def test_merge_routes_per_sample(tmp_path):
     assert expt.endswith("proc/CPS0001-02/data01/multi_1/i.expt") and expt.startswith("/")
     assert refl.endswith("multi_1/i.refl")
     assert results[0].integrated_expt.startswith("proc/")  # the catalog's results are not changed
+
+
+def test_each_wavelength_of_a_sample_is_merged_apart(tmp_path, monkeypatch):
+    """merge_samples: a sample measured at two wavelengths gives two merges, one per λ,
+    in their own directories, labelled, and recorded as two catalog products."""
+    import mxflow.merge.pipeline
+    from mxflow.model import DatasetResult
+    from mxflow.schedule import post
+
+    def res(name, lam):
+        r = DatasetResult(name=name, path=name, status="ok", wavelength=lam, workdir=f"proc/{name}")
+        r.integrated_expt, r.integrated_refl = f"proc/{name}/i.expt", f"proc/{name}/i.refl"
+        return (f"proc/{name}", r)
+
+    members = [res("pk1", 0.97900), res("rm1", 1.03320), res("pk2", 0.97903), res("rm2", 1.0332)]
+    monkeypatch.setattr(post, "merge_groups", lambda catalog: {("se", "proc"): members})
+    calls = []
+
+    def fake_merge(inputs, workdir, options):
+        calls.append((sorted(i.name for i in inputs), Path(workdir), options.label))
+        return {"clusters": [{"id": 1}]}
+
+    monkeypatch.setattr(mxflow.merge.pipeline, "merge_sample", fake_merge)
+    out = tmp_path / "out"
+    with Catalog(out) as cat:
+        assert post.merge_samples(out, cat, config(), log=lambda m: None) == 2
+        products = {p["name"]: p for p in cat.products("merge")}
+    assert calls == [
+        (["pk1", "pk2"], out / "merge" / "se" / "0.9790A", "λ 0.9790 Å"),
+        (["rm1", "rm2"], out / "merge" / "se" / "1.0332A", "λ 1.0332 Å"),
+    ]
+    assert set(products) == {"proc/se/0.9790A", "proc/se/1.0332A"}
+    assert products["proc/se/0.9790A"]["result"]["inputs"] == ["proc/pk1", "proc/pk2"]

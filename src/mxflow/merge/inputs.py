@@ -49,6 +49,38 @@ class MergeInput:
         return self.osc_width * self.n_images
 
 
+#: wavelengths (Å) closer than this belong to one group (a monochromator's reproducibility)
+WAVELENGTH_TOLERANCE = 0.0005
+
+
+def wavelength_groups(
+    wavelengths: list[float], tol: float = WAVELENGTH_TOLERANCE
+) -> list[list[int]]:
+    """Indices of ``wavelengths`` (Å) grouped into runs no wider than gaps of ``tol``, by λ.
+
+    Unknown (NaN / None) wavelengths join the largest group.  One group
+    means one wavelength; data of several wavelengths (MAD, or peak and
+    remote of a SAD experiment) are merged separately.
+    """
+    known = sorted(
+        (float(w), i) for i, w in enumerate(wavelengths) if w is not None and math.isfinite(w)
+    )
+    groups: list[list[int]] = []
+    last = None
+    for w, i in known:
+        if last is None or w - last > tol:
+            groups.append([])
+        groups[-1].append(i)
+        last = w
+    unknown = [i for i, w in enumerate(wavelengths) if w is None or not math.isfinite(w)]
+    if unknown:
+        if groups:
+            max(groups, key=len).extend(unknown)
+        else:
+            groups.append(unknown)
+    return [sorted(g) for g in groups]
+
+
 def half_corner_d(exp: Experiment) -> float | None:
     """ZOO's half-corner resolution (Å) from an experiment's detector geometry."""
     if not (exp.image_size and exp.pixel_size and exp.distance and exp.wavelength):

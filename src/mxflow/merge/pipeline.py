@@ -30,7 +30,7 @@ from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
 from mxflow.errors import MxflowError
 from mxflow.merge import analysis
-from mxflow.merge.inputs import MergeInput, collect_inputs
+from mxflow.merge.inputs import MergeInput, collect_inputs, wavelength_groups
 from mxflow.merge.steps import (
     Observations,
     StepFailed,
@@ -49,6 +49,7 @@ class MergeOptions:
     """User choices for merging one sample (d in Å, thresholds in select.Thresholds)."""
 
     sample: str | None = None
+    label: str = ""  # what tells this merge apart from others of the sample, e.g. "λ 0.9790 Å"
     space_group: str | None = None
     reference: str | None = None
     method: str = "cc"  # "cc" | "blend" | "both"
@@ -594,12 +595,22 @@ def merge_sample(
     methods = ["blend", "cc"] if opts.method == "both" else [opts.method]
     summary: dict[str, Any] = {
         "sample": sample,
+        "label": opts.label,
         "method": opts.method,
         "clusters": [],
         "rejected": rejected,
         "not_merged": [],
         "notes": [],
     }
+    lam = [it.wavelength for it in items]
+    if any(math.isfinite(x) for x in lam):
+        summary["wavelength_range"] = [float(np.nanmin(lam)), float(np.nanmax(lam))]
+    if len(wavelength_groups(lam)) > 1:
+        summary["notes"].append(
+            f"the inputs span {len(wavelength_groups(lam))} wavelengths "
+            f"({np.nanmin(lam):.4f}–{np.nanmax(lam):.4f} Å) and are merged together; "
+            "mxflow run merges each wavelength of a sample separately"
+        )
     if not items:
         summary["notes"].append("no usable datasets")
         write_json(wd / f"merge_summary_{sample}.json", summary)

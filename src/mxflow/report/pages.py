@@ -15,6 +15,7 @@ from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mxflow.merge.inputs import WAVELENGTH_TOLERANCE
 from mxflow.report.load import (
     MergeRun,
     find_hitmaps,
@@ -284,6 +285,7 @@ def collection_context(out_dir: Path, page_dir: Path, merge_runs: list[MergeRun]
         link = {
             "label": f"{mr.method}"
             + (f" from {mr.dstart:.2f} Å" if mr.dstart else "")
+            + (f", {mr.summary['label']}" if mr.summary.get("label") else "")
             + (f", {route}" if (route := merge_route(mr.path)) else ""),
             "href": rel_link(str(mr.path / "report.html"), page_dir, out_dir),
             "method": mr.method,
@@ -413,6 +415,11 @@ def merge_context(mr: MergeRun, out_dir: Path, out_display: str) -> dict[str, An
     page_dir = mr.path
     all_ds = load_summary(out_dir)
     sample_ds = [d for d in all_ds if (d.get("sample") or "") == mr.sample]
+    if mr.summary.get("label") and mr.summary.get("wavelength_range"):
+        # one of several wavelengths of the sample: its datasets only
+        lo, hi = mr.summary["wavelength_range"]
+        tol = WAVELENGTH_TOLERANCE
+        sample_ds = [d for d in sample_ds if lo - tol <= (d.get("wavelength") or -1) <= hi + tol]
     entries = dataset_entries(sample_ds, out_dir, page_dir, with_spots=False)
     by_name = {e["name"]: e for e in entries}
     member_files = {str(d.get("name")): dataset_inputs(d, out_dir) for d in sample_ds}

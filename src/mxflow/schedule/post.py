@@ -20,6 +20,7 @@ import dataclasses
 import importlib
 import inspect
 import json
+import math
 import os
 import re
 from collections import defaultdict
@@ -65,6 +66,27 @@ def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, Data
     return groups
 
 
+def split_by_wavelength(
+    members: list[tuple[str, DatasetResult]],
+) -> list[tuple[str, list[tuple[str, DatasetResult]]]]:
+    """A sample's datasets per wavelength: [(label, members)], label "" for a single wavelength.
+
+    Data of different wavelengths (MAD; SAD peak and remote) are merged
+    separately, each labelled by its mean wavelength, e.g. "0.9790A".
+    """
+    from mxflow.merge.inputs import wavelength_groups
+
+    lam = [r.wavelength if r.wavelength is not None else math.nan for _, r in members]
+    groups = wavelength_groups(lam)
+    if len(groups) <= 1:
+        return [("", members)]
+    out = []
+    for g in groups:
+        known = [lam[i] for i in g if math.isfinite(lam[i])]
+        out.append((f"{sum(known) / len(known):.4f}A", [members[i] for i in g]))
+    return out
+
+
 def merge_inputs(results: list[DatasetResult], out: Path) -> list[DatasetResult]:
     """``merge_sample``'s inputs: the processed datasets with absolute integrated file paths.
 
@@ -84,7 +106,7 @@ def merge_inputs(results: list[DatasetResult], out: Path) -> list[DatasetResult]
     return inputs
 
 
-def _merge_options(module: Any, sample: str, config: Any) -> Any:
+def _merge_options(module: Any, sample: str, config: Any, label: str = "") -> Any:
     """The merge module's options for one sample (None when it has no options class)."""
     cls = getattr(module, "MergeOptions", None)
     if cls is None:
@@ -94,6 +116,7 @@ def _merge_options(module: Any, sample: str, config: Any) -> Any:
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     wanted = {
         "sample": sample,
+        "label": f"λ {label.removesuffix('A')} Å" if label else None,
         "nproc": available_cores(),
         "space_group": getattr(getattr(config, "options", None), "space_group", None),
     }
@@ -123,8 +146,13 @@ def merge_samples(out: Path, catalog: Catalog, config: Any, log: Callable[[str],
         log("mxflow: merging skipped (mxflow.merge.merge_sample is not available)")
         return 0
     n_run = 0
-    for (sample, route), members in sorted(merge_groups(catalog).items()):
-        name = f"{route}/{sample}"
+    jobs = [
+        (sample, route, label, group)
+        for (sample, route), members in sorted(merge_groups(catalog).items())
+        for label, group in split_by_wavelength(members)
+    ]
+    for sample, route, label, members in jobs:
+        name = f"{route}/{sample}" + (f"/{label}" if label else "")
         keys = sorted(k for k, _ in members)
         previous = {p["name"]: p for p in catalog.products("merge")}.get(name)
         if (
@@ -143,11 +171,16 @@ def merge_samples(out: Path, catalog: Catalog, config: Any, log: Callable[[str],
             )
             continue
         workdir = out / ("merge" if route == "proc" else f"merge_{route}") / _safe(sample)
+        if label:  # one merge per wavelength
+            workdir = workdir / label
         workdir.mkdir(parents=True, exist_ok=True)
         inputs = merge_inputs([r for _, r in members], out)
-        log(f"mxflow: merging {len(members)} dataset(s) of sample {sample} ({route})")
+        at = f", λ {label.removesuffix('A')} Å" if label else ""
+        log(f"mxflow: merging {len(members)} dataset(s) of sample {sample} ({route}{at})")
         try:
-            result = merge_sample(inputs, workdir, _merge_options(merge_module, sample, config))
+            result = merge_sample(
+                inputs, workdir, _merge_options(merge_module, sample, config, label)
+            )
             payload = dict(result) if isinstance(result, dict) else {"result": result}
             status, reason = _merge_status(payload)
         except Exception as exc:  # one sample's failure never stops the others
