@@ -103,3 +103,27 @@ def test_names_and_table(tmp_path):
     )
     text = summary_table([entry, failed])
     assert "P 21 21 21" in text and "90.0" in text and "reason: indexing failed" in text
+
+
+def test_sample_sheet_settings_complete_the_command_line():
+    """A dataset's sheet values (space group, cell, anomalous) are used unless the command line gives its own."""
+    from mxflow.model import ProcessingOptions
+    from mxflow.process.pipeline import dataset_options
+    from mxflow.schedule.fake import fake_sweep
+
+    sweep = fake_sweep("/d/x_#####.cbf")
+    ds = Dataset(
+        "x", sweep, "selmet", "multi", anomalous=True, space_group="P 21 21 21",
+        unit_cell=(54, 62, 71, 90, 90, 90),
+    )  # fmt: skip
+    o = dataset_options(ds, ProcessingOptions())
+    assert (o.space_group, o.unit_cell, o.anomalous) == (
+        "P 21 21 21",
+        (54, 62, 71, 90, 90, 90),
+        True,
+    )
+    o = dataset_options(ds, ProcessingOptions(space_group="P 2 2 2", nproc=3))
+    assert o.space_group == "P 2 2 2" and o.nproc == 3 and o.anomalous
+    plain = Dataset("y", sweep, "s", "single")
+    o = dataset_options(plain, ProcessingOptions())
+    assert (o.space_group, o.unit_cell, o.anomalous) == (None, None, False)

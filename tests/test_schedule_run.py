@@ -300,3 +300,51 @@ def test_each_wavelength_of_a_sample_is_merged_apart(tmp_path, monkeypatch):
     ]
     assert set(products) == {"proc/se/0.9790A", "proc/se/1.0332A"}
     assert products["proc/se/0.9790A"]["result"]["inputs"] == ["proc/pk1", "proc/pk2"]
+
+
+def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
+    """The sheet's space group, reference MTZ and anomalous flag of a sample are the
+    merge's options (the command line's space group wins); conflicting values are dropped."""
+    import mxflow.merge.pipeline
+    from mxflow.model import DatasetResult
+    from mxflow.schedule import post
+
+    sweep = fake.fake_sweep("/d/x_#####.cbf")
+    datasets = [
+        Dataset("a", sweep, "se", "multi", anomalous=True, space_group="P 41 21 2", reference_mtz="/r/se.mtz"),
+        Dataset("b", sweep, "se", "multi", space_group="P 41 21 2"),
+        Dataset("c", sweep, "mix", "multi", space_group="P 2 2 2"),
+        Dataset("d", sweep, "mix", "multi", space_group="P 4"),
+    ]  # fmt: skip
+    settings = post.sample_settings(datasets)
+    assert settings == {
+        "se": {"space_group": "P 41 21 2", "reference": "/r/se.mtz", "anomalous": True},
+        "mix": {},
+    }
+
+    def res(name):
+        r = DatasetResult(name=name, path=name, status="ok", wavelength=1.0, workdir=name)
+        r.integrated_expt, r.integrated_refl = f"{name}/i.expt", f"{name}/i.refl"
+        return (name, r)
+
+    monkeypatch.setattr(
+        post, "merge_groups",
+        lambda catalog: {("se", "proc"): [res("a"), res("b")], ("mix", "proc"): [res("c"), res("d")]},
+    )  # fmt: skip
+    seen = {}
+
+    def fake_merge(inputs, workdir, options):
+        seen[options.sample] = options
+        return {"clusters": []}
+
+    monkeypatch.setattr(mxflow.merge.pipeline, "merge_sample", fake_merge)
+    with Catalog(tmp_path / "out") as cat:
+        post.merge_samples(tmp_path / "out", cat, config(), lambda m: None, settings)
+    se, mix = seen["se"], seen["mix"]
+    assert (se.space_group, se.reference, se.anomalous) == ("P 41 21 2", "/r/se.mtz", True)
+    assert (mix.space_group, mix.reference, mix.anomalous) == (None, None, False)
+    cli = config()
+    cli.options.space_group = "P 43 21 2"  # the command line wins over the sheet
+    with Catalog(tmp_path / "out2") as cat:
+        post.merge_samples(tmp_path / "out2", cat, cli, lambda m: None, settings)
+    assert seen["se"].space_group == "P 43 21 2" and seen["se"].reference == "/r/se.mtz"

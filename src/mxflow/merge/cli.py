@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", help="sample name (also selects that sample from an mxflow summary)")
     p.add_argument("--space-group", help="force this space group (e.g. 'P 21 21 21')")
     p.add_argument("--reference", help="reference MTZ: indexing setting and cell group")
+    p.add_argument(
+        "--anomalous", action="store_true", help="anomalous data: scale I+ and I- separately"
+    )
     p.add_argument("--method", choices=["blend", "cc", "both"], default="cc")
     p.add_argument("--d-min", type=float, help="starting resolution in Å (default: half-corner)")
     p.add_argument(
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         sample=args.sample,
         space_group=args.space_group,
         reference=args.reference,
+        anomalous=args.anomalous,
         method=args.method,
         d_min=args.d_min,
         cc_half_target=args.cc_half,

@@ -50,6 +50,7 @@ class MergeOptions:
 
     sample: str | None = None
     label: str = ""  # what tells this merge apart from others of the sample, e.g. "λ 0.9790 Å"
+    anomalous: bool = False  # scale I+ and I- apart (dials.scale anomalous=True)
     space_group: str | None = None
     reference: str | None = None
     method: str = "cc"  # "cc" | "blend" | "both"
@@ -389,6 +390,8 @@ def scale_run(
     ]
     if d_min:
         args.append(f"d_min={d_min:.3f}")
+    if opts.anomalous:
+        args.append("anomalous=True")
     run_step("dials.scale", args, run, opts.timeout)
     return read_observations(run / "scaled_unmerged.mtz", run / "scaled.expt")
 

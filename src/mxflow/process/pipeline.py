@@ -15,6 +15,7 @@ whose inputs did not change are skipped on a rerun
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import traceback
 from pathlib import Path
@@ -137,12 +138,23 @@ def _indexed_fraction(workdir: Path) -> float | None:
     return float(t.has_flag("indexed").sum()) / n_strong if n_strong else None
 
 
+def dataset_options(dataset: Dataset, options: ProcessingOptions) -> ProcessingOptions:
+    """The options for one dataset: the command line's, completed by what the sample
+    sheet says of its sample (space group, unit cell, anomalous); the command line wins."""
+    return dataclasses.replace(
+        options,
+        space_group=options.space_group or dataset.space_group,
+        unit_cell=options.unit_cell or dataset.unit_cell,
+        anomalous=options.anomalous or dataset.anomalous,
+    )
+
+
 def _pipeline(
     dataset: Dataset, workdir: Path, options: ProcessingOptions, result: DatasetResult
 ) -> None:
     run = _Run(workdir, result)
-    sg = options.space_group or dataset.space_group
-    cell = options.unit_cell or dataset.unit_cell
+    options = dataset_options(dataset, options)
+    sg, cell = options.space_group, options.unit_cell
 
     paths = check_frames(dataset)
     run.step(D.import_step(dataset, options, paths if dataset.sweep.format != "eiger" else None))

@@ -333,9 +333,10 @@ def run_collection(
         executor.maybe_write_summary(force=True)
         if finished:
             if config.merge:
-                from mxflow.schedule.post import merge_samples
+                from mxflow.schedule.post import merge_samples, sample_settings
 
-                merge_samples(out, catalog, config, log)
+                datasets = getattr(collection, "datasets", []) or []
+                merge_samples(out, catalog, config, log, sample_settings(datasets))
             if config.hitmap:
                 from mxflow.schedule.post import hitmaps
 

@@ -106,7 +106,33 @@ def merge_inputs(results: list[DatasetResult], out: Path) -> list[DatasetResult]
     return inputs
 
 
-def _merge_options(module: Any, sample: str, config: Any, label: str = "") -> Any:
+def sample_settings(datasets: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per sample, what the sample sheet says that merging uses: space group, reference
+    MTZ, anomalous.
+
+    ``datasets``: discovered :class:`~mxflow.model.Dataset` objects.  A space group
+    or reference is taken when every dataset of the sample that has one agrees
+    (a sheet giving two space groups for one sample name is ambiguous: neither
+    is used); the sample is anomalous when any of its datasets is.
+    """
+    seen: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for d in datasets:
+        for key, value in (
+            ("space_group", d.space_group),
+            ("reference", d.reference_mtz),
+            ("anomalous", d.anomalous or None),
+        ):
+            if value:
+                seen[d.sample or "sample"][key].add(value)
+    return {
+        sample: {k: next(iter(v)) for k, v in values.items() if len(v) == 1}
+        for sample, values in seen.items()
+    }
+
+
+def _merge_options(
+    module: Any, sample: str, config: Any, label: str = "", sheet: dict | None = None
+) -> Any:
     """The merge module's options for one sample (None when it has no options class)."""
     cls = getattr(module, "MergeOptions", None)
     if cls is None:
@@ -114,11 +140,17 @@ def _merge_options(module: Any, sample: str, config: Any, label: str = "") -> An
     from mxflow.schedule.cluster import available_cores
 
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    sheet = sheet or {}
     wanted = {
         "sample": sample,
         "label": f"λ {label.removesuffix('A')} Å" if label else None,
         "nproc": available_cores(),
-        "space_group": getattr(getattr(config, "options", None), "space_group", None),
+        # the command line wins over the sample sheet
+        "space_group": getattr(getattr(config, "options", None), "space_group", None)
+        or sheet.get("space_group"),
+        "reference": sheet.get("reference"),
+        "anomalous": bool(getattr(getattr(config, "options", None), "anomalous", False))
+        or bool(sheet.get("anomalous")),
     }
     return cls(**{k: v for k, v in wanted.items() if k in fields and v is not None})
 
@@ -135,8 +167,19 @@ def _merge_status(payload: dict) -> tuple[str, str]:
     return "failed", "; ".join(errors + notes) or "no cluster could be merged"
 
 
-def merge_samples(out: Path, catalog: Catalog, config: Any, log: Callable[[str], None]) -> int:
-    """Merge every sample (both routes); returns the number of merges run."""
+def merge_samples(
+    out: Path,
+    catalog: Catalog,
+    config: Any,
+    log: Callable[[str], None],
+    settings: dict[str, dict[str, Any]] | None = None,
+) -> int:
+    """Merge every sample (both routes); returns the number of merges run.
+
+    ``settings``: per sample, the sample sheet's space group and reference
+    MTZ (:func:`sample_settings`).
+    """
+    settings = settings or {}
     try:
         merge_module = importlib.import_module("mxflow.merge")
         if not hasattr(merge_module, "merge_sample"):
@@ -179,7 +222,9 @@ def merge_samples(out: Path, catalog: Catalog, config: Any, log: Callable[[str],
         log(f"mxflow: merging {len(members)} dataset(s) of sample {sample} ({route}{at})")
         try:
             result = merge_sample(
-                inputs, workdir, _merge_options(merge_module, sample, config, label)
+                inputs,
+                workdir,
+                _merge_options(merge_module, sample, config, label, settings.get(sample)),
             )
             payload = dict(result) if isinstance(result, dict) else {"result": result}
             status, reason = _merge_status(payload)
