@@ -153,3 +153,21 @@ def test_known_space_group_skips_lattice_search(processed, tmp_path):
     assert e["space_group"] == "P 21 21 21"
     cc = score(out / e["merged_mtz"], processed["sim"].truth_dir)["cc_overall"]
     assert cc >= 0.9
+
+
+def test_wrong_space_group_is_caught(processed, tmp_path):
+    """A space group the crystal does not have (tetragonal for this orthorhombic
+    cell) explains too few spots; indexing without it wins, the dataset says why."""
+    out = tmp_path / "wrong"
+    rc = main(
+        ["process", str(processed["root"] / "good"), "--workdir", str(out), "--nproc", "2",
+         "--space-group", "P 41 21 2", "--no-progress"]
+    )  # fmt: skip
+    e = entry(json.loads((out / "summary.json").read_text()), "sim_01")
+    assert rc == 0 and e["status"] == "ok", e["reason"]
+    assert "the given space group P 41 21 2 explains" in e["space_group_note"]
+    assert "index_free" in [x["name"] for x in e["steps"]]
+    assert gemmi.SpaceGroup(e["space_group"]).laue_str() == "mmm"
+    truth = processed["sim"].crystals[0]["unit_cell"]
+    for got, want in zip(e["unit_cell"], truth, strict=True):
+        assert got == pytest.approx(want, rel=0.005)

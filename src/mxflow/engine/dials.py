@@ -159,25 +159,33 @@ def index_attempts(
     return attempts
 
 
-def index_step(options: ProcessingOptions, label: str, extra: list[str]) -> Step:
-    """dials.index imported.expt strong.refl with one attempt's arguments."""
-    step = Step(
-        "index",
+def index_step(
+    options: ProcessingOptions, label: str, extra: list[str], stem: str = "indexed"
+) -> Step:
+    """dials.index imported.expt strong.refl with one attempt's arguments, writing
+    ``<stem>.expt`` / ``<stem>.refl`` (the step is "index"; for ``indexed_free`` "index_free")."""
+    out = (
+        []
+        if stem == "indexed"
+        else [f"output.experiments={stem}.expt", f"output.reflections={stem}.refl"]
+    )
+    return Step(
+        "index" if stem == "indexed" else f"index_{stem.removeprefix('indexed_')}",
         "dials.index",
-        ["imported.expt", "strong.refl", f"indexing.nproc={options.nproc}", *extra],
+        ["imported.expt", "strong.refl", f"indexing.nproc={options.nproc}", *extra, *out],
         inputs=["imported.expt", "strong.refl"],
-        outputs=["indexed.expt", "indexed.refl"],
+        outputs=[f"{stem}.expt", f"{stem}.refl"],
         label=label,
     )
-    return step
 
 
-def refine_bravais_step() -> Step:
+def refine_bravais_step(stem: str = "indexed") -> Step:
+    files = [f"{stem}.expt", f"{stem}.refl"]
     return Step(
         "refine_bravais_settings",
         "dials.refine_bravais_settings",
-        ["indexed.expt", "indexed.refl"],
-        inputs=["indexed.expt", "indexed.refl"],
+        files,
+        inputs=files,
         outputs=["bravais_summary.json"],
     )
 
@@ -211,12 +219,12 @@ def choose_bravais_solution(
     return min(recommended, key=key)
 
 
-def reindex_step(cb_op: str) -> Step:
+def reindex_step(cb_op: str, refl: str = "indexed.refl") -> Step:
     return Step(
         "reindex",
         "dials.reindex",
-        ["indexed.refl", f"change_of_basis_op={cb_op}", "output.reflections=reindexed.refl"],
-        inputs=["indexed.refl"],
+        [refl, f"change_of_basis_op={cb_op}", "output.reflections=reindexed.refl"],
+        inputs=[refl],
         outputs=["reindexed.refl"],
     )
 

@@ -48,6 +48,10 @@ MIN_SPOTS = 20
 CC_HALF_CUT = 0.5
 #: an indexing solution must explain at least this fraction of the strong spots
 MIN_INDEXED_FRACTION = 0.25
+#: with a given space group explaining fewer spots than this, indexing without it is tried too ...
+CHECK_GIVEN_SG_BELOW = 0.9
+#: ... and wins when it explains at least this much more (fraction of the strong spots)
+GIVEN_SG_MARGIN = 0.15
 
 STEP_WORDS = {
     "import": "importing the images (dials.import)",
@@ -90,15 +94,23 @@ class _Run:
         return f"{words} failed: {detail} (log: {rec.log})"
 
 
-def _index(run: _Run, options: ProcessingOptions, sg: str | None, cell) -> None:
+def _index(
+    run: _Run,
+    options: ProcessingOptions,
+    sg: str | None,
+    cell,
+    stem: str = "indexed",
+    max_attempts: int | None = None,
+) -> None:
     """dials.index with the retries of :func:`mxflow.engine.dials.index_attempts`.
 
     A solution that explains fewer than MIN_INDEXED_FRACTION of the strong
     spots is rejected (random spots can be "indexed" by a nonsense cell) and
-    the next method is tried.
+    the next method is tried.  Writes ``<stem>.expt`` / ``<stem>.refl``.
     """
     attempts = [
-        D.index_step(options, label, extra) for label, extra in D.index_attempts(options, sg, cell)
+        D.index_step(options, label, extra, stem)
+        for label, extra in D.index_attempts(options, sg, cell)[:max_attempts]
     ]
     for st in attempts:  # an earlier run's successful attempt is reused, whichever it was
         if (old := is_done(st, run.workdir)) is not None:
@@ -109,7 +121,7 @@ def _index(run: _Run, options: ProcessingOptions, sg: str | None, cell) -> None:
         rec = run_step(st, run.workdir)
         run.result.steps.append(rec)
         if step_ok(rec):
-            fraction = _indexed_fraction(run.workdir)
+            fraction = _indexed_fraction(run.workdir, stem)
             if fraction is not None and fraction >= MIN_INDEXED_FRACTION:
                 return
             rec.note = f"rejected: only {100 * (fraction or 0):.0f}% of the strong spots indexed"
@@ -129,9 +141,10 @@ def _count_spots(workdir: Path) -> int:
     return read_reflections(workdir / "strong.refl", columns=[]).nrows
 
 
-def _indexed_fraction(workdir: Path) -> float | None:
+def _indexed_fraction(workdir: Path, stem: str = "indexed") -> float | None:
+    """Fraction of the strong spots that ``<stem>.refl`` marks as indexed."""
     try:
-        t = read_reflections(workdir / "indexed.refl", columns=["flags"])
+        t = read_reflections(workdir / f"{stem}.refl", columns=["flags"])
         n_strong = _count_spots(workdir)
     except BadInputError:
         return None
@@ -168,11 +181,21 @@ def _pipeline(
         )
     _index(run, options, sg, cell)
     result.indexed_fraction = _indexed_fraction(workdir)
+    stem, given_sg_note = "indexed", None
+    if sg and (result.indexed_fraction or 0) < CHECK_GIVEN_SG_BELOW:
+        free = _index_without_symmetry(run, options)
+        if free is not None and free >= (result.indexed_fraction or 0) + GIVEN_SG_MARGIN:
+            given_sg_note = (
+                f"the given space group {sg} explains {100 * (result.indexed_fraction or 0):.0f}% "
+                f"of the strong spots, indexing without it {100 * free:.0f}%: not used for this "
+                "dataset (check the sample sheet / --space-group)"
+            )
+            sg, stem, result.indexed_fraction = None, "indexed_free", free
 
     if sg:  # indexed in the given space group already: no lattice search needed
         run.step(D.refine_step("indexed.expt", "indexed.refl"))
     else:
-        _choose_lattice_and_refine(run)
+        _choose_lattice_and_refine(run, stem)
     run.step(D.integrate_step(options))
     run.step(D.symmetry_step(sg))
     run.step(D.scale_step(options))
@@ -185,7 +208,8 @@ def _pipeline(
     result.integrated_refl = "integrated.refl"
     (exp, *_) = read_experiments(workdir / "scaled.expt")
     result.space_group = exp.space_group
-    result.space_group_note = _space_group_note(workdir / "merged_fullres.mtz")
+    notes = [given_sg_note, _space_group_note(workdir / "merged_fullres.mtz")]
+    result.space_group_note = "; ".join(n for n in notes if n) or None
     result.unit_cell = [round(x, 4) for x in exp.unit_cell] if exp.unit_cell else None
     full = stats_from_mtz(workdir / "scaled.mtz")
     stats = stats_from_mtz(workdir / "scaled.mtz", d_min=d_min) if d_min else full
@@ -197,12 +221,23 @@ def _pipeline(
     atomic_write_text(workdir / "stats_fullres.txt", format_table(full) + "\n")
 
 
-def _choose_lattice_and_refine(run: _Run) -> None:
+def _index_without_symmetry(run: _Run, options: ProcessingOptions) -> float | None:
+    """Fraction of the strong spots a fast indexing without the given space group
+    and cell explains (into ``indexed_free.*``), or None when it fails."""
+    try:
+        _index(run, options, None, None, stem="indexed_free", max_attempts=1)
+    except DatasetFailed:
+        return None
+    return _indexed_fraction(run.workdir, "indexed_free")
+
+
+def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
     """No space group given: dials.refine_bravais_settings, take the best
     recommended lattice (:func:`mxflow.engine.dials.choose_bravais_solution`),
-    reindex to it and refine; P 1 when nothing higher is recommended."""
+    reindex to it and refine; P 1 when nothing higher is recommended.
+    ``stem``: the indexing result to start from (``<stem>.expt`` / ``.refl``)."""
     workdir = run.workdir
-    rbs_rec = run_step(D.refine_bravais_step(), workdir)
+    rbs_rec = run_step(D.refine_bravais_step(stem), workdir)
     run.result.steps.append(rbs_rec)
     solution = None
     if step_ok(rbs_rec):
@@ -211,13 +246,13 @@ def _choose_lattice_and_refine(run: _Run) -> None:
         except (ValueError, OSError):
             solution = None
     if solution is not None:
-        run.step(D.reindex_step(entry["cb_op"]))
+        run.step(D.reindex_step(entry["cb_op"], f"{stem}.refl"))
         run.step(D.refine_step(f"bravais_setting_{solution}.expt", "reindexed.refl"))
     else:  # no acceptable higher symmetry: refine the triclinic solution
         rbs_rec.note = (
             rbs_rec.note + "; " if rbs_rec.note else ""
         ) + "no Bravais solution used: P 1"
-        run.step(D.refine_step("indexed.expt", "indexed.refl"))
+        run.step(D.refine_step(f"{stem}.expt", f"{stem}.refl"))
 
 
 def write_merged_mtz(src: Path, dst: Path, d_min: float | None) -> None:
