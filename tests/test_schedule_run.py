@@ -348,3 +348,12 @@ def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
     with Catalog(tmp_path / "out2") as cat:
         post.merge_samples(tmp_path / "out2", cat, cli, lambda m: None, settings)
     assert seen["se"].space_group == "P 43 21 2" and seen["se"].reference == "/r/se.mtz"
+    # processing found the given space group wrong for one dataset: merging decides it itself
+    refuted = res("b")
+    refuted[1].space_group_note = "the given space group P 41 21 2 explains 40% of the strong spots"
+    monkeypatch.setattr(post, "merge_groups", lambda catalog: {("se", "proc"): [res("a"), refuted]})
+    messages = []
+    with Catalog(tmp_path / "out3") as cat:
+        post.merge_samples(tmp_path / "out3", cat, cli, messages.append, settings)
+    assert seen["se"].space_group is None and seen["se"].reference == "/r/se.mtz"
+    assert any("did not fit 1 dataset(s) (e.g. b)" in m for m in messages)

@@ -52,6 +52,8 @@ MIN_INDEXED_FRACTION = 0.25
 CHECK_GIVEN_SG_BELOW = 0.9
 #: ... and wins when it explains at least this much more (fraction of the strong spots)
 GIVEN_SG_MARGIN = 0.15
+#: how the space-group note of such a dataset starts (merging looks for it)
+GIVEN_SG_REJECTED = "the given space group"
 
 STEP_WORDS = {
     "import": "importing the images (dials.import)",
@@ -186,7 +188,7 @@ def _pipeline(
         free = _index_without_symmetry(run, options)
         if free is not None and free >= (result.indexed_fraction or 0) + GIVEN_SG_MARGIN:
             given_sg_note = (
-                f"the given space group {sg} explains {100 * (result.indexed_fraction or 0):.0f}% "
+                f"{GIVEN_SG_REJECTED} {sg} explains {100 * (result.indexed_fraction or 0):.0f}% "
                 f"of the strong spots, indexing without it {100 * free:.0f}%: not used for this "
                 "dataset (check the sample sheet / --space-group)"
             )

@@ -130,10 +130,26 @@ def sample_settings(datasets: list[Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def given_sg_refuted(result: DatasetResult) -> bool:
+    """Processing found that the space group given for this dataset does not fit it."""
+    from mxflow.process.pipeline import GIVEN_SG_REJECTED
+
+    return (result.space_group_note or "").startswith(GIVEN_SG_REJECTED)
+
+
 def _merge_options(
-    module: Any, sample: str, config: Any, label: str = "", sheet: dict | None = None
+    module: Any,
+    sample: str,
+    config: Any,
+    label: str = "",
+    sheet: dict | None = None,
+    use_given_sg: bool = True,
 ) -> Any:
-    """The merge module's options for one sample (None when it has no options class)."""
+    """The merge module's options for one sample (None when it has no options class).
+
+    ``use_given_sg`` False: processing found the given space group wrong for
+    some of the sample's datasets, so merging is not told it.
+    """
     cls = getattr(module, "MergeOptions", None)
     if cls is None:
         return None
@@ -146,8 +162,12 @@ def _merge_options(
         "label": f"λ {label.removesuffix('A')} Å" if label else None,
         "nproc": available_cores(),
         # the command line wins over the sample sheet
-        "space_group": getattr(getattr(config, "options", None), "space_group", None)
-        or sheet.get("space_group"),
+        "space_group": (
+            getattr(getattr(config, "options", None), "space_group", None)
+            or sheet.get("space_group")
+        )
+        if use_given_sg
+        else None,
         "reference": sheet.get("reference"),
         "anomalous": bool(getattr(getattr(config, "options", None), "anomalous", False))
         or bool(sheet.get("anomalous")),
@@ -218,13 +238,21 @@ def merge_samples(
             workdir = workdir / label
         workdir.mkdir(parents=True, exist_ok=True)
         inputs = merge_inputs([r for _, r in members], out)
+        refuted = [r.name for _, r in members if given_sg_refuted(r)]
+        if refuted:
+            log(
+                f"mxflow: sample {sample}: the given space group did not fit {len(refuted)} "
+                f"dataset(s) (e.g. {refuted[0]}); merging decides it from the data"
+            )
         at = f", λ {label.removesuffix('A')} Å" if label else ""
         log(f"mxflow: merging {len(members)} dataset(s) of sample {sample} ({route}{at})")
         try:
             result = merge_sample(
                 inputs,
                 workdir,
-                _merge_options(merge_module, sample, config, label, settings.get(sample)),
+                _merge_options(
+                    merge_module, sample, config, label, settings.get(sample), not refuted
+                ),
             )
             payload = dict(result) if isinstance(result, dict) else {"result": result}
             status, reason = _merge_status(payload)
