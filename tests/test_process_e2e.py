@@ -139,15 +139,20 @@ def test_rerun_skips_finished_steps(processed):
     assert e["unit_cell"] == first["unit_cell"] and e["stats"] == first["stats"]
 
 
-def test_known_space_group_skips_lattice_search(processed, tmp_path):
-    """With the space group given, indexing uses it and the Bravais search is not run."""
-    out = tmp_path / "known"
+def process_good_with_space_group(processed, out, space_group):
+    """`mxflow process` of the good sweep with --space-group; (out, its summary entry), checked ok."""
     rc = main(
         ["process", str(processed["root"] / "good"), "--workdir", str(out), "--nproc", "2",
-         "--space-group", "P 21 21 21", "--no-progress"]
+         "--space-group", space_group, "--no-progress"]
     )  # fmt: skip
     e = entry(json.loads((out / "summary.json").read_text()), "sim_01")
     assert rc == 0 and e["status"] == "ok", e["reason"]
+    return out, e
+
+
+def test_known_space_group_skips_lattice_search(processed, tmp_path):
+    """With the space group given, indexing uses it and the Bravais search is not run."""
+    out, e = process_good_with_space_group(processed, tmp_path / "known", "P 21 21 21")
     names = [x["name"] for x in e["steps"]]
     assert names == ["import", "find_spots", "index", "refine", "integrate", "symmetry", "scale"]
     assert e["space_group"] == "P 21 21 21"
@@ -158,13 +163,7 @@ def test_known_space_group_skips_lattice_search(processed, tmp_path):
 def test_wrong_space_group_is_caught(processed, tmp_path):
     """A space group the crystal does not have (tetragonal for this orthorhombic
     cell) explains too few spots; indexing without it wins, the dataset says why."""
-    out = tmp_path / "wrong"
-    rc = main(
-        ["process", str(processed["root"] / "good"), "--workdir", str(out), "--nproc", "2",
-         "--space-group", "P 41 21 2", "--no-progress"]
-    )  # fmt: skip
-    e = entry(json.loads((out / "summary.json").read_text()), "sim_01")
-    assert rc == 0 and e["status"] == "ok", e["reason"]
+    _, e = process_good_with_space_group(processed, tmp_path / "wrong", "P 41 21 2")
     assert "the given space group P 41 21 2 explains" in e["space_group_note"]
     assert "index_free" in [x["name"] for x in e["steps"]]
     assert gemmi.SpaceGroup(e["space_group"]).laue_str() == "mmm"
