@@ -181,11 +181,19 @@ def _pipeline(
             f"blank sweep: only {n_spots} spots found on frames {first}-{last} of "
             f"{dataset.sweep.template} (no diffraction?)"
         )
-    _index(run, options, sg, cell)
-    result.indexed_fraction = _indexed_fraction(workdir)
+    failed_with_sg = None
+    try:
+        _index(run, options, sg, cell)
+        result.indexed_fraction = _indexed_fraction(workdir)
+    except DatasetFailed as exc:
+        if not sg:
+            raise
+        failed_with_sg, result.indexed_fraction = exc, 0.0  # perhaps the space group is wrong
     stem, given_sg_note = "indexed", None
     if sg and (result.indexed_fraction or 0) < CHECK_GIVEN_SG_BELOW:
         free = _index_without_symmetry(run, options)
+        if failed_with_sg and free is None:
+            raise failed_with_sg
         if free is not None and free >= (result.indexed_fraction or 0) + GIVEN_SG_MARGIN:
             given_sg_note = (
                 f"{GIVEN_SG_REJECTED} {sg} explains {100 * (result.indexed_fraction or 0):.0f}% "
