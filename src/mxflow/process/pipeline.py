@@ -102,22 +102,21 @@ def _index(
     sg: str | None,
     cell,
     stem: str = "indexed",
-    max_attempts: int | None = None,
+    attempts_slice: slice = slice(None),
 ) -> None:
     """dials.index with the retries of :func:`mxflow.engine.dials.index_attempts`.
 
     A solution that explains fewer than MIN_INDEXED_FRACTION of the strong
     spots is rejected (random spots can be "indexed" by a nonsense cell) and
     the next method is tried.  Writes ``<stem>.expt`` / ``<stem>.refl``.
+    ``attempts_slice`` selects which of the attempts to try.
     """
+    if _reuse_index(run, options, sg, cell, stem):
+        return
     attempts = [
         D.index_step(options, label, extra, stem)
-        for label, extra in D.index_attempts(options, sg, cell)[:max_attempts]
+        for label, extra in D.index_attempts(options, sg, cell)[attempts_slice]
     ]
-    for st in attempts:  # an earlier run's successful attempt is reused, whichever it was
-        if (old := is_done(st, run.workdir)) is not None:
-            run.result.steps.append(old)
-            return
     errors = []
     for st in attempts:
         rec = run_step(st, run.workdir)
@@ -137,6 +136,16 @@ def _index(
     raise DatasetFailed(
         f"indexing failed with every method tried ({tried}): {'; '.join(errors)} (logs: index_*.out)"
     )
+
+
+def _reuse_index(run: _Run, options: ProcessingOptions, sg: str | None, cell, stem: str) -> bool:
+    """True (and its record kept) when an earlier run's successful indexing attempt,
+    whichever it was, still holds: its outputs are reused."""
+    for label, extra in D.index_attempts(options, sg, cell):
+        if (old := is_done(D.index_step(options, label, extra, stem), run.workdir)) is not None:
+            run.result.steps.append(old)
+            return True
+    return False
 
 
 def _count_spots(workdir: Path) -> int:
@@ -181,24 +190,35 @@ def _pipeline(
             f"blank sweep: only {n_spots} spots found on frames {first}-{last} of "
             f"{dataset.sweep.template} (no diffraction?)"
         )
-    failed_with_sg = None
-    try:
-        _index(run, options, sg, cell)
-        result.indexed_fraction = _indexed_fraction(workdir)
-    except DatasetFailed as exc:
-        if not sg:
-            raise
-        failed_with_sg, result.indexed_fraction = exc, 0.0  # perhaps the space group is wrong
     stem, given_sg_note = "indexed", None
-    if sg and (result.indexed_fraction or 0) < CHECK_GIVEN_SG_BELOW:
-        free = _index_without_symmetry(run, options)
-        if failed_with_sg and free is None:
-            raise failed_with_sg
+    if not sg:
+        _index(run, options, None, cell)
+        result.indexed_fraction = _indexed_fraction(workdir)
+    else:
+        # the fast attempt in the given space group first; when it explains too few
+        # spots, compare with a fast indexing without it before trying harder
+        failed_with_sg = None
+        try:
+            _index(run, options, sg, cell, attempts_slice=slice(1))
+            result.indexed_fraction = _indexed_fraction(workdir)
+        except DatasetFailed as exc:
+            failed_with_sg, result.indexed_fraction = exc, 0.0
+        free = None
+        if (result.indexed_fraction or 0) < CHECK_GIVEN_SG_BELOW:
+            free = _index_without_symmetry(run, options)
+        if failed_with_sg and (free is None or free < GIVEN_SG_MARGIN):
+            # neither way worked at once: the remaining attempts in the given space group
+            _index(run, options, sg, cell, attempts_slice=slice(1, None))
+            result.indexed_fraction, free = _indexed_fraction(workdir), None
         if free is not None and free >= (result.indexed_fraction or 0) + GIVEN_SG_MARGIN:
+            with_sg = (
+                "gave no indexing solution"
+                if failed_with_sg
+                else f"explains {100 * (result.indexed_fraction or 0):.0f}% of the strong spots"
+            )
             given_sg_note = (
-                f"{GIVEN_SG_REJECTED} {sg} explains {100 * (result.indexed_fraction or 0):.0f}% "
-                f"of the strong spots, indexing without it {100 * free:.0f}%: not used for this "
-                "dataset (check the sample sheet / --space-group)"
+                f"{GIVEN_SG_REJECTED} {sg} {with_sg}, indexing without it {100 * free:.0f}%: "
+                "not used for this dataset (check the sample sheet / --space-group)"
             )
             sg, stem, result.indexed_fraction = None, "indexed_free", free
 
@@ -235,7 +255,7 @@ def _index_without_symmetry(run: _Run, options: ProcessingOptions) -> float | No
     """Fraction of the strong spots a fast indexing without the given space group
     and cell explains (into ``indexed_free.*``), or None when it fails."""
     try:
-        _index(run, options, None, None, stem="indexed_free", max_attempts=1)
+        _index(run, options, None, None, stem="indexed_free", attempts_slice=slice(1))
     except DatasetFailed:
         return None
     return _indexed_fraction(run.workdir, "indexed_free")
