@@ -10,6 +10,13 @@ as a DIALS tutorial run would leave it (``imported.expt``, ``strong.refl``
 (mxflow's merging-statistics table).  Steps whose outputs are complete and
 whose inputs did not change are skipped on a rerun
 (:mod:`mxflow.engine.steps`).
+
+Space group: without one, the lattice comes from
+dials.refine_bravais_settings and the space group from dials.symmetry.  A
+given one (command line or sample sheet) is used for indexing and skips
+both, unless it explains too few spots compared with indexing without it
+(CHECK_GIVEN_SG_BELOW, GIVEN_SG_MARGIN): then the dataset is processed as
+if none were given and ``space_group_note`` says why.
 """
 
 from __future__ import annotations
