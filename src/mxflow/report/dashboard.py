@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mxflow.report.load import find_merge_dirs, load_summary, num
-from mxflow.report.pages import anchor, explain_failure, pin_key
+from mxflow.report.pages import dataset_identity
 from mxflow.report.render import render, script_json, static_text
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -78,17 +78,9 @@ def collect_status(out: str | Path) -> dict[str, Any]:
             if isinstance(d.get("stats"), dict)
             else {}
         )
-        name = str(d.get("name") or "?")
         rows.append(
             {
-                "name": name,
-                "anchor": anchor(name),
-                "sample": d.get("sample") or "",
-                "pin": pin_key(d),
-                "mode": d.get("mode") or "",
-                "wedge": d.get("wedge") or "full",
-                "status": status,
-                "problem": explain_failure(d) if status == "failed" else "",
+                **dataset_identity(d),
                 "space_group": d.get("space_group") or "",
                 "d_min": num(d.get("d_min")),
                 "completeness": num(ov.get("completeness")),

@@ -104,6 +104,23 @@ def dataset_label(d: dict[str, Any]) -> str:
     return str(d.get("name")) if w == "full" else f"{d.get('name')}"
 
 
+def dataset_identity(d: dict[str, Any]) -> dict[str, Any]:
+    """What names a dataset in every table: name, page anchor, sample, pin, mode, wedge,
+    status and the plain-words reason of a failure (``d``: a summary.json entry)."""
+    name = str(d.get("name") or "?")
+    status = str(d.get("status") or "pending")
+    return {
+        "name": name,
+        "anchor": anchor(name),
+        "sample": d.get("sample") or "",
+        "pin": pin_key(d),
+        "mode": d.get("mode") or "",
+        "wedge": d.get("wedge") or "full",
+        "status": status,
+        "problem": explain_failure(d) if status == "failed" else "",
+    }
+
+
 def anchor(name: str) -> str:
     """An HTML id derived from a dataset name."""
     return "ds-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
@@ -118,7 +135,6 @@ def dataset_entries(
     """One entry per dataset for the dataset report (table row + detail section)."""
     entries = []
     for d in datasets:
-        name = str(d.get("name") or "?")
         stats = d.get("stats") if isinstance(d.get("stats"), dict) else None
         ov, inner, outer = overall(stats), overall(stats, "inner"), overall(stats, "outer")
         cell = d.get("unit_cell") or (stats or {}).get("unit_cell")
@@ -144,14 +160,7 @@ def dataset_entries(
             )
         entries.append(
             {
-                "name": name,
-                "anchor": anchor(name),
-                "sample": d.get("sample") or "",
-                "pin": pin_key(d),
-                "mode": d.get("mode") or "",
-                "wedge": d.get("wedge") or "full",
-                "status": d.get("status") or "pending",
-                "problem": explain_failure(d) if d.get("status") == "failed" else "",
+                **dataset_identity(d),
                 "path": d.get("path") or "",
                 "space_group": d.get("space_group") or (stats or {}).get("space_group") or "",
                 "space_group_note": d.get("space_group_note") or "",
