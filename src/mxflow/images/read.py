@@ -16,7 +16,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -581,7 +581,8 @@ class EigerReader:
         self.path = str(path)
         self._h5 = _open_h5(path)
         try:
-            self._blocks = _eiger_blocks(self._h5, path)
+            blocks = _eiger_blocks(self._h5, path)
+            self._datasets = [(self._h5[name], n) for name, n in blocks]
             self._gap = self._bad = None
             if self._MASK in self._h5:
                 mask = np.asarray(self._h5[self._MASK][()])
@@ -594,8 +595,7 @@ class EigerReader:
         except (OSError, KeyError, ValueError) as exc:
             self.close()
             raise BadInputError(path, f"image data cannot be read ({exc})") from exc
-        self._datasets = [(self._h5[name], n) for name, n in self._blocks]
-        self.n_frames = sum(n for _, n in self._blocks)
+        self.n_frames = sum(n for _, n in blocks)
 
     def __len__(self) -> int:
         return self.n_frames
@@ -721,19 +721,28 @@ def iter_frames(
         lo = source.first if first is None else max(first, source.first)
         hi = source.last if last is None else min(last, source.last)
         missing = set(source.missing)
-        for number in range(lo, hi + 1):
-            if number in missing:
-                continue
-            if source.format == "eiger":
-                yield number, read_frame(source.template, number - 1)
-            else:
+        numbers = [n for n in range(lo, hi + 1) if n not in missing]
+        if source.format == "eiger":
+            yield from _iter_eiger(source.template, numbers)
+        else:
+            for number in numbers:
                 yield number, read_frame(source.frame_path(number))
         return
     header = read_header(source)
     lo = 1 if first is None else max(first, 1)
     hi = header.n_frames if last is None else min(last, header.n_frames)
-    for number in range(lo, hi + 1):
-        yield number, read_frame(source, number - 1)
+    if header.format == "eiger":
+        yield from _iter_eiger(source, range(lo, hi + 1))
+    else:
+        for number in range(lo, hi + 1):
+            yield number, read_frame(source, number - 1)
+
+
+def _iter_eiger(path: str | Path, numbers: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(number, pixels) of frames ``numbers`` (1-based) of one Eiger file, opened once."""
+    with EigerReader(path) as reader:
+        for number in numbers:
+            yield number, reader.frame(number - 1)
 
 
 # module layouts: (module pixels, gap pixels) along fast and slow
