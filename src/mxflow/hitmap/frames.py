@@ -32,6 +32,11 @@ class FrameRef:
     file: str
     index: int = 0
 
+    @property
+    def is_cbf(self) -> bool:
+        """A miniCBF file (.cbf, .cbf.gz, .cbf.bz2), read by mxflow's own decoder."""
+        return bool(_CBF.search(self.file))
+
 
 def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
@@ -87,7 +92,7 @@ def read_pixels(frame: FrameRef) -> np.ndarray:
     Raises BadInputError naming the file for missing, truncated or corrupt
     frames.
     """
-    if _CBF.search(frame.file):
+    if frame.is_cbf:
         if frame.index != 0:
             raise BadInputError(frame.file, f"frame index {frame.index} of a one-frame CBF file")
         return read_cbf_pixels(frame.file)

@@ -39,7 +39,7 @@ def choose_backend(frames: Sequence[FrameRef], workers: int) -> str:
     """ "processes" for Eiger / HDF5 scans long enough to pay for starting them (h5py
     reads one frame at a time per process, whatever the threads), else "threads"
     (mxflow's CBF decoder and the spot finder run in parallel threads)."""
-    hdf5 = any(not f.file.lower().endswith((".cbf", ".cbf.gz", ".cbf.bz2")) for f in frames)
+    hdf5 = any(not f.is_cbf for f in frames)
     if hdf5 and len(frames) >= AUTO_PROCESS_FRAMES_PER_WORKER * workers:
         return "processes"
     return "threads"
