@@ -166,6 +166,7 @@ def test_wrong_space_group_is_caught(processed, tmp_path):
     _, e = process_good_with_space_group(processed, tmp_path / "wrong", "P 41 21 2")
     note = e["space_group_note"]
     assert note.startswith("the given space group P 41 21 2 ") and "indexing without it" in note
+    assert e["given_space_group_rejected"] == "P 41 21 2"
     assert "index_free" in [x["name"] for x in e["steps"]]
     assert gemmi.SpaceGroup(e["space_group"]).laue_str() == "mmm"
     truth = processed["sim"].crystals[0]["unit_cell"]

@@ -350,7 +350,7 @@ def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
     assert seen["se"].space_group == "P 43 21 2" and seen["se"].reference == "/r/se.mtz"
     # processing found the given space group wrong for one dataset: merging decides it itself
     refuted = res("b")
-    refuted[1].space_group_note = "the given space group P 41 21 2 explains 40% of the strong spots"
+    refuted[1].given_space_group_rejected = "P 41 21 2"
     monkeypatch.setattr(post, "merge_groups", lambda catalog: {("se", "proc"): [res("a"), refuted]})
     messages = []
     with Catalog(tmp_path / "out3") as cat:

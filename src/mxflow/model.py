@@ -199,8 +199,11 @@ class DatasetResult:
     mode: str = ""
     wedge: str = "full"
     space_group: str | None = None
-    # what the axial reflections cannot decide about the space group (mxflow.stats.absences)
+    # what the axial reflections cannot decide about the space group (mxflow.stats.absences),
+    # and why a given space group was not used
     space_group_note: str | None = None
+    # the space group given for this dataset, when processing found it did not fit
+    given_space_group_rejected: str | None = None
     unit_cell: list[float] | None = None
     d_min: float | None = None
     stats: dict[str, Any] | None = None

@@ -15,7 +15,6 @@ says why.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from mxflow.merge.steps import (
 )
 from mxflow.stats import absences
 from mxflow.util.files import atomic_write_text, write_json
+from mxflow.util.mtz import write_resolution_cut
 
 
 @dataclass
@@ -362,11 +362,8 @@ def finish_run(run: Path, expt: Path, refl: Path, opts: MergeOptions, d_cut: flo
     )
     export_unmerged(expt, refl, run, "unmerged.mtz", opts.timeout)
     if d_cut:
-        mtz = gemmi.read_mtz_file(str(run / "unmerged.mtz"))
         shutil.copy(run / "unmerged.mtz", run / "unmerged_fullres.mtz")
-        keep = np.asarray(mtz.make_d_array()) >= d_cut
-        mtz.set_data(np.asarray(mtz)[keep])
-        mtz.write_to_file(str(run / "unmerged.mtz"))
+        write_resolution_cut(run / "unmerged_fullres.mtz", run / "unmerged.mtz", d_cut)
     stats = stats_from_mtz(run / "unmerged.mtz")
     atomic_write_text(run / "merging_stats.txt", format_table(stats) + "\n")
     write_json(run / "merging_stats.json", stats_to_json(stats))
@@ -517,19 +514,7 @@ def merge_cluster(
         "wilson_b": wilson_b(run / "merged.mtz"),
         "space_group": read_experiments(fin["expt"])[0].space_group,
         "unit_cell": read_experiments(fin["expt"])[0].unit_cell,
-        **axial_summary(run / "merged.mtz"),
-    }
-
-
-def axial_summary(merged_mtz: Path) -> dict:
-    """{"space_group_note": caveat or None, "axial": per-axis evidence} of a merged MTZ."""
-    try:
-        sg, evidence = absences.axial_evidence_from_mtz(merged_mtz)
-    except (OSError, RuntimeError, ValueError) as exc:
-        return {"space_group_note": None, "axial": [], "axial_error": str(exc)}
-    return {
-        "space_group_note": absences.space_group_note(sg, evidence),
-        "axial": [dataclasses.asdict(e) for e in evidence],
+        **absences.axial_summary(run / "merged.mtz"),
     }
 
 
@@ -608,9 +593,10 @@ def merge_sample(
     lam = [it.wavelength for it in items]
     if any(math.isfinite(x) for x in lam):
         summary["wavelength_range"] = [float(np.nanmin(lam)), float(np.nanmax(lam))]
-    if len(wavelength_groups(lam)) > 1:
+    n_wavelengths = len(wavelength_groups(lam))
+    if n_wavelengths > 1:
         summary["notes"].append(
-            f"the inputs span {len(wavelength_groups(lam))} wavelengths "
+            f"the inputs span {n_wavelengths} wavelengths "
             f"({np.nanmin(lam):.4f}–{np.nanmax(lam):.4f} Å) and are merged together; "
             "mxflow run merges each wavelength of a sample separately"
         )

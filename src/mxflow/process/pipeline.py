@@ -27,9 +27,6 @@ import time
 import traceback
 from pathlib import Path
 
-import gemmi
-import numpy as np
-
 from mxflow.engine import dials as D
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
@@ -44,10 +41,11 @@ from mxflow.engine.steps import (
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord
 from mxflow.process.preflight import check_frames
-from mxflow.stats.absences import axial_evidence_from_mtz, space_group_note
+from mxflow.stats.absences import axial_summary
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.resolution import cc_half_d_min
 from mxflow.util.files import atomic_write_bytes, atomic_write_text, write_json
+from mxflow.util.mtz import write_resolution_cut
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
 MIN_SPOTS = 20
@@ -59,8 +57,6 @@ MIN_INDEXED_FRACTION = 0.25
 CHECK_GIVEN_SG_BELOW = 0.9
 #: ... and wins when it explains at least this much more (fraction of the strong spots)
 GIVEN_SG_MARGIN = 0.15
-#: how the space-group note of such a dataset starts (merging looks for it)
-GIVEN_SG_REJECTED = "the given space group"
 
 STEP_WORDS = {
     "import": "importing the images (dials.import)",
@@ -198,36 +194,14 @@ def _pipeline(
             f"{dataset.sweep.template} (no diffraction?)"
         )
     stem, given_sg_note = "indexed", None
-    if not sg:
-        _index(run, options, None, cell)
-        result.indexed_fraction = _indexed_fraction(workdir)
+    if sg:
+        stem, given_sg_note = _index_in_given_space_group(run, options, sg, cell)
+        if given_sg_note:
+            result.given_space_group_rejected = sg
+            sg = None  # processed as if no space group had been given
     else:
-        # the fast attempt in the given space group first; when it explains too few
-        # spots, compare with a fast indexing without it before trying harder
-        failed_with_sg = None
-        try:
-            _index(run, options, sg, cell, attempts_slice=slice(1))
-            result.indexed_fraction = _indexed_fraction(workdir)
-        except DatasetFailed as exc:
-            failed_with_sg, result.indexed_fraction = exc, 0.0
-        free = None
-        if (result.indexed_fraction or 0) < CHECK_GIVEN_SG_BELOW:
-            free = _index_without_symmetry(run, options)
-        if failed_with_sg and (free is None or free < GIVEN_SG_MARGIN):
-            # neither way worked at once: the remaining attempts in the given space group
-            _index(run, options, sg, cell, attempts_slice=slice(1, None))
-            result.indexed_fraction, free = _indexed_fraction(workdir), None
-        if free is not None and free >= (result.indexed_fraction or 0) + GIVEN_SG_MARGIN:
-            with_sg = (
-                "gave no indexing solution"
-                if failed_with_sg
-                else f"explains {100 * (result.indexed_fraction or 0):.0f}% of the strong spots"
-            )
-            given_sg_note = (
-                f"{GIVEN_SG_REJECTED} {sg} {with_sg}, indexing without it {100 * free:.0f}%: "
-                "not used for this dataset (check the sample sheet / --space-group)"
-            )
-            sg, stem, result.indexed_fraction = None, "indexed_free", free
+        _index(run, options, None, cell)
+    result.indexed_fraction = _indexed_fraction(workdir, stem)
 
     if sg:  # indexed in the given space group already: no lattice search needed
         run.step(D.refine_step("indexed.expt", "indexed.refl"))
@@ -237,7 +211,7 @@ def _pipeline(
     run.step(D.symmetry_step(sg))
     run.step(D.scale_step(options))
     d_min = _decide_d_min(workdir, options, result)
-    write_merged_mtz(workdir / "merged_fullres.mtz", workdir / "merged.mtz", d_min)
+    _write_merged_mtz(workdir, d_min)
 
     result.unmerged_mtz = "scaled.mtz"
     result.merged_mtz = "merged.mtz"
@@ -245,7 +219,7 @@ def _pipeline(
     result.integrated_refl = "integrated.refl"
     (exp, *_) = read_experiments(workdir / "scaled.expt")
     result.space_group = exp.space_group
-    notes = [given_sg_note, _space_group_note(workdir / "merged_fullres.mtz")]
+    notes = [given_sg_note, axial_summary(workdir / "merged_fullres.mtz")["space_group_note"]]
     result.space_group_note = "; ".join(n for n in notes if n) or None
     result.unit_cell = [round(x, 4) for x in exp.unit_cell] if exp.unit_cell else None
     full = stats_from_mtz(workdir / "scaled.mtz")
@@ -256,6 +230,40 @@ def _pipeline(
     write_json(workdir / "stats_fullres.json", stats_to_json(full))
     atomic_write_text(workdir / "stats.txt", format_table(stats) + "\n")
     atomic_write_text(workdir / "stats_fullres.txt", format_table(full) + "\n")
+
+
+def _index_in_given_space_group(
+    run: _Run, options: ProcessingOptions, sg: str, cell
+) -> tuple[str, str | None]:
+    """Index in the given space group ``sg``, unless indexing without it explains clearly more.
+
+    The fast attempt in ``sg`` runs first.  When it explains fewer than
+    CHECK_GIVEN_SG_BELOW of the strong spots (or nothing), a fast indexing
+    without ``sg`` is compared before any slower attempt in ``sg``; if it
+    explains at least GIVEN_SG_MARGIN more, ``sg`` is not used.  Returns
+    (stem of the indexing result to go on with, note saying why ``sg`` was
+    not used or None).
+    """
+    failed_with_sg = False
+    try:
+        _index(run, options, sg, cell, attempts_slice=slice(1))
+        with_sg = _indexed_fraction(run.workdir) or 0.0
+    except DatasetFailed:
+        failed_with_sg, with_sg = True, 0.0
+    free = _index_without_symmetry(run, options) if with_sg < CHECK_GIVEN_SG_BELOW else None
+    if free is not None and free >= with_sg + GIVEN_SG_MARGIN:
+        how = (
+            "gave no indexing solution"
+            if failed_with_sg
+            else f"explains {100 * with_sg:.0f}% of the strong spots"
+        )
+        return "indexed_free", (
+            f"the given space group {sg} {how}, indexing without it {100 * free:.0f}%: "
+            "not used for this dataset (check the sample sheet / --space-group)"
+        )
+    if failed_with_sg:  # neither way worked at once: the slower attempts in the given space group
+        _index(run, options, sg, cell, attempts_slice=slice(1, None))
+    return "indexed", None
 
 
 def _index_without_symmetry(run: _Run, options: ProcessingOptions) -> float | None:
@@ -292,29 +300,19 @@ def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
         run.step(D.refine_step(f"{stem}.expt", f"{stem}.refl"))
 
 
-def write_merged_mtz(src: Path, dst: Path, d_min: float | None) -> None:
-    """Copy the merged MTZ ``src`` to ``dst`` keeping reflections with d ≥ ``d_min`` (Å).
+def _write_merged_mtz(workdir: Path, d_min: float | None) -> None:
+    """merged.mtz: dials.scale's merged_fullres.mtz with the reflections of d ≥ ``d_min`` (Å).
 
-    The French–Wilson amplitudes of ``src`` were computed on all
-    resolution shells; the cut only drops the outer reflections.  ``None``
-    copies everything.  Written then renamed.
+    The French–Wilson amplitudes were computed on all resolution shells; the
+    cut only drops the outer reflections (d_min × (1 − 10⁻⁶), so a reflection
+    exactly at the limit stays).  ``None`` copies everything.
     """
-    mtz = gemmi.read_mtz_file(str(src))
+    src, dst = workdir / "merged_fullres.mtz", workdir / "merged.mtz"
     if d_min:
-        data = np.array(mtz, copy=False)
-        keep = mtz.make_d_array() >= d_min * (1 - 1e-6)
-        mtz.set_data(data[keep])
-        mtz.history = [*mtz.history, f"mxflow: resolution cut at {d_min:.3f} A"]
-    atomic_write_bytes(dst, mtz.write_to_bytes())
-
-
-def _space_group_note(merged_mtz: Path) -> str | None:
-    """The report's caveat on the space group from the axial reflections (None: supported)."""
-    try:
-        sg, evidence = axial_evidence_from_mtz(merged_mtz)
-    except (OSError, RuntimeError, ValueError):
-        return None
-    return space_group_note(sg, evidence)
+        note = f"mxflow: resolution cut at {d_min:.3f} A"
+        write_resolution_cut(src, dst, d_min * (1 - 1e-6), note)
+    else:
+        atomic_write_bytes(dst, src.read_bytes())
 
 
 def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResult) -> float | None:

@@ -87,6 +87,11 @@ def split_by_wavelength(
     return out
 
 
+def wavelength_words(label: str) -> str:
+    """A :func:`split_by_wavelength` label in words: "0.9790A" → "λ 0.9790 Å"."""
+    return f"λ {label.removesuffix('A')} Å"
+
+
 def merge_inputs(results: list[DatasetResult], out: Path) -> list[DatasetResult]:
     """``merge_sample``'s inputs: the processed datasets with absolute integrated file paths.
 
@@ -130,13 +135,6 @@ def sample_settings(datasets: list[Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def given_sg_refuted(result: DatasetResult) -> bool:
-    """Processing found that the space group given for this dataset does not fit it."""
-    from mxflow.process.pipeline import GIVEN_SG_REJECTED
-
-    return (result.space_group_note or "").startswith(GIVEN_SG_REJECTED)
-
-
 def _merge_options(
     module: Any,
     sample: str,
@@ -157,20 +155,15 @@ def _merge_options(
 
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     sheet = sheet or {}
+    cli = getattr(config, "options", None)  # the command line wins over the sample sheet
+    given_sg = getattr(cli, "space_group", None) or sheet.get("space_group")
     wanted = {
         "sample": sample,
-        "label": f"λ {label.removesuffix('A')} Å" if label else None,
+        "label": wavelength_words(label) if label else None,
         "nproc": available_cores(),
-        # the command line wins over the sample sheet
-        "space_group": (
-            getattr(getattr(config, "options", None), "space_group", None)
-            or sheet.get("space_group")
-        )
-        if use_given_sg
-        else None,
+        "space_group": given_sg if use_given_sg else None,
         "reference": sheet.get("reference"),
-        "anomalous": bool(getattr(getattr(config, "options", None), "anomalous", False))
-        or bool(sheet.get("anomalous")),
+        "anomalous": bool(getattr(cli, "anomalous", False)) or bool(sheet.get("anomalous")),
     }
     return cls(**{k: v for k, v in wanted.items() if k in fields and v is not None})
 
@@ -238,13 +231,13 @@ def merge_samples(
             workdir = workdir / label
         workdir.mkdir(parents=True, exist_ok=True)
         inputs = merge_inputs([r for _, r in members], out)
-        refuted = [r.name for _, r in members if given_sg_refuted(r)]
+        refuted = [r.name for _, r in members if r.given_space_group_rejected]
         if refuted:
             log(
                 f"mxflow: sample {sample}: the given space group did not fit {len(refuted)} "
                 f"dataset(s) (e.g. {refuted[0]}); merging decides it from the data"
             )
-        at = f", λ {label.removesuffix('A')} Å" if label else ""
+        at = f", {wavelength_words(label)}" if label else ""
         log(f"mxflow: merging {len(members)} dataset(s) of sample {sample} ({route}{at})")
         try:
             result = merge_sample(

@@ -18,7 +18,8 @@ hexagonal c, cubic a, b, c).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import gemmi
 import numpy as np
@@ -212,3 +213,16 @@ def space_group_note(space_group: str, evidence: list[AxisEvidence]) -> str | No
                 f"{names[e.axis]} reflections that {space_group} extinguishes are observed"
             )
     return "; ".join(parts) or None
+
+
+def axial_summary(merged_mtz: str | Path) -> dict:
+    """{"space_group_note": caveat or None, "axial": per-axis evidence as dicts} of a
+    merged MTZ; an unreadable file gives no note, no evidence and an "axial_error"."""
+    try:
+        sg, evidence = axial_evidence_from_mtz(merged_mtz)
+    except (OSError, RuntimeError, ValueError) as exc:
+        return {"space_group_note": None, "axial": [], "axial_error": str(exc)}
+    return {
+        "space_group_note": space_group_note(sg, evidence),
+        "axial": [asdict(e) for e in evidence],
+    }

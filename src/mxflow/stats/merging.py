@@ -34,6 +34,7 @@ import numpy as np
 
 from mxflow.errors import BadInputError
 from mxflow.model import MergingStats, ShellStats, to_dict
+from mxflow.util.mtz import keep_resolution
 
 
 @dataclass
@@ -68,14 +69,7 @@ def read_unmerged_mtz(
         raise BadInputError(path, f"cannot read MTZ ({exc})") from exc
     if mtz.column_with_label("M/ISYM") is None:
         raise BadInputError(path, "not an unmerged MTZ (no M/ISYM column)")
-    if d_min is not None or d_max is not None:
-        d = mtz.make_d_array()
-        keep = np.ones(len(d), dtype=bool)
-        if d_min is not None:
-            keep &= d >= d_min
-        if d_max is not None:
-            keep &= d <= d_max
-        mtz.set_data(np.asarray(mtz)[keep])
+    keep_resolution(mtz, d_min, d_max)
     ints = gemmi.Intensities()
     try:
         ints.import_mtz(mtz, gemmi.DataType.Unmerged)

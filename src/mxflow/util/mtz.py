@@ -1,0 +1,36 @@
+"""MTZ files through gemmi: a resolution cut, written then renamed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from mxflow.util.files import atomic_write_bytes
+
+
+def keep_resolution(mtz: gemmi.Mtz, d_min: float | None = None, d_max: float | None = None) -> None:
+    """Drop the reflections of ``mtz`` outside d_min ≤ d ≤ d_max (Å), in place."""
+    if d_min is None and d_max is None:
+        return
+    d = mtz.make_d_array()
+    keep = np.ones(len(d), dtype=bool)
+    if d_min is not None:
+        keep &= d >= d_min
+    if d_max is not None:
+        keep &= d <= d_max
+    mtz.set_data(np.asarray(mtz)[keep])
+
+
+def write_resolution_cut(src: str | Path, dst: str | Path, d_min: float, note: str = "") -> None:
+    """Copy the MTZ ``src`` to ``dst`` with only the reflections of d ≥ ``d_min`` (Å).
+
+    ``note`` (if any) is added to the file's history.  ``dst`` is written then
+    renamed, so readers never see a partial file.
+    """
+    mtz = gemmi.read_mtz_file(str(src))
+    keep_resolution(mtz, d_min=d_min)
+    if note:
+        mtz.history = [*mtz.history, note]
+    atomic_write_bytes(dst, mtz.write_to_bytes())
