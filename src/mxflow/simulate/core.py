@@ -17,8 +17,8 @@ from mxflow.simulate import crystal as xtal
 from mxflow.simulate import geometry as geo
 from mxflow.simulate import physics
 from mxflow.simulate.config import SimulationConfig, SimulationResult
-
-DETECTOR_NAME = "PILATUS 1M, S/N 10-0000 (mxflow simulation)"
+from mxflow.simulate.header import DETECTOR_NAME, image_header
+from mxflow.simulate.raster import simulate_raster
 
 
 @dataclass
@@ -189,23 +189,6 @@ def frame_expected(
     return background + spot_img
 
 
-def image_header(cfg: SimulationConfig, det: geo.Detector, angle: float, width: float) -> dict:
-    """Header values of one frame (see mxflow.images.write_cbf.pilatus_header_lines)."""
-    return {
-        "detector": DETECTOR_NAME,
-        "pixel_size_mm": det.pixel_mm,
-        "thickness_mm": det.thickness_mm,
-        "exposure_s": cfg.exposure,
-        "period_s": cfg.exposure,
-        "wavelength_A": cfg.wavelength,
-        "distance_mm": det.distance_mm,
-        "beam_xy_px": (det.beam_fast_px, det.beam_slow_px),
-        "start_angle_deg": angle,
-        "angle_increment_deg": width,
-        "polarization": 0.999,
-    }
-
-
 def _sweep_record(
     cfg: SimulationConfig, det: geo.Detector, template: str, osc_start: float, width: float, n: int
 ) -> ImageSweep:
@@ -273,8 +256,6 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
         records.append(truth_io.crystal_record(spec, A, sweep, out, len(spots)))
     raster_dir = None
     if cfg.raster_grid:
-        from mxflow.simulate.raster import simulate_raster
-
         raster_dir, raster_record = simulate_raster(
             out, cfg, det, pops, background, gaps, np.random.default_rng(raster_seed)
         )

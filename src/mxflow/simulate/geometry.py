@@ -56,13 +56,6 @@ class Detector:
         )
 
 
-def rotation_matrix(axis: np.ndarray, angle_rad: float) -> np.ndarray:
-    """Right-handed rotation by ``angle_rad`` about the unit vector ``axis`` (Rodrigues)."""
-    a = np.asarray(axis, float) / np.linalg.norm(axis)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + np.sin(angle_rad) * k + (1 - np.cos(angle_rad)) * (k @ k)
-
-
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A uniformly distributed random rotation matrix (from a random unit quaternion)."""
     q = rng.normal(size=4)

@@ -16,6 +16,7 @@ import numpy as np
 from mxflow.simulate import crystal as xtal
 from mxflow.simulate import geometry as geo
 from mxflow.simulate import physics
+from mxflow.simulate.header import image_header
 
 STILL_GAIN = 4.0  # stills are exposed for the whole rocking curve: scale to a few hundred spots
 
@@ -42,7 +43,6 @@ def still_spots(pop, U, scale, cfg, det, min_counts: float = 0.02):
 
 def simulate_raster(out: Path, cfg, det, pops, background, gaps, rng: np.random.Generator):
     """Write the raster scan frames; return (directory, truth record)."""
-    from mxflow.simulate.core import image_header
     from mxflow.simulate.writers import make_writer
 
     rows, cols = cfg.raster_grid
