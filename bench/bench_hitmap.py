@@ -164,10 +164,10 @@ def main() -> int:
     parser.add_argument("--no-dials", action="store_true")
     args = parser.parse_args()
 
-    from mxflow.hitmap.cbf import decode_cbf, read_cbf_pixels, read_file_bytes
     from mxflow.hitmap.frames import FrameRef, read_pixels, static_mask
     from mxflow.hitmap.run import SpotFilter, scan_header, summarise_frames
     from mxflow.hitmap.spotfinder import Workspace, find_spots
+    from mxflow.images.cbf import decode_cbf, read_cbf_pixels, read_file_bytes
 
     sources = sorted(DATA.glob("thau_3_2_*.cbf.bz2"))
     if len(sources) != 6:

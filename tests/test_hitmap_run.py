@@ -13,8 +13,8 @@ from images_fixtures import eiger_master
 from mxflow.cli import main as mxflow_main
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.hitmap import SpotFilter, hitmap
-from mxflow.hitmap.cbf import decode_byte_offset, read_cbf_pixels
 from mxflow.hitmap.run import choose_grid, parse_grid
+from mxflow.images.cbf import decode_byte_offset, read_cbf_pixels
 from mxflow.images.write_cbf import byte_offset_encode, write_minicbf
 from test_hitmap_spotfinder import synthetic_frame
 
@@ -114,7 +114,7 @@ def test_bad_frames_are_errors_and_the_map_still_renders(tmp_path):
         assert "truncated" in errors["scan_0002.cbf"]
         assert "blank" in errors["scan_0004.cbf"]
         assert "wrong image size" in errors["scan_0005.cbf"]
-        assert "binary" in errors["scan_0006.cbf"]
+        assert "not a CBF image" in errors["scan_0006.cbf"]
         assert all(frames[k]["n_spots"] is None for k in (1, 3, 4, 5))
         assert (tmp_path / backend / "hitmap.png").stat().st_size > 1000
         assert "scan_0006.cbf" in (tmp_path / backend / "hitmap.html").read_text()

@@ -8,7 +8,8 @@ import gemmi
 import numpy as np
 import pytest
 
-from mxflow.images.write_cbf import byte_offset_decode, byte_offset_encode, byte_offset_encode_numpy
+from mxflow.images.cbf import decode_byte_offset
+from mxflow.images.write_cbf import byte_offset_encode, byte_offset_encode_numpy
 from mxflow.simulate import SimulationConfig, score, simulate
 from mxflow.simulate import crystal as xtal
 from mxflow.simulate import geometry as geo
@@ -36,7 +37,7 @@ def test_byte_offset_round_trip_with_16_and_32_bit_escapes(tmp_path):
     data[9, 9] = 32767 + 40
     enc = byte_offset_encode(data)
     assert enc == byte_offset_encode_numpy(data)
-    assert np.array_equal(byte_offset_decode(enc, data.size).reshape(data.shape), data)
+    assert np.array_equal(decode_byte_offset(enc, data.size).reshape(data.shape), data)
     path = tmp_path / "x_000001.cbf"
     write_minicbf(path, data, {"beam_xy_px": (30.0, 25.0), "start_angle_deg": 12.5})
     img = fabio.open(str(path))

@@ -2,7 +2,7 @@
 
 Headers (geometry, overload, detector name) and Eiger HDF5 frames come from
 the shared image layer :mod:`mxflow.images`; miniCBF pixels are decoded by
-the GIL-free decoder in :mod:`mxflow.hitmap.cbf`, so threads can decode
+the GIL-free decoder in :mod:`mxflow.images.cbf`, so threads can decode
 frames in parallel; Eiger files are kept open per thread while their frames
 are read (:class:`mxflow.images.EigerReader`).  Frames are (file, index) pairs with ``index`` 0-based
 within the file (always 0 for CBF).
@@ -19,7 +19,7 @@ import numpy as np
 
 from mxflow import images
 from mxflow.errors import BadInputError
-from mxflow.hitmap.cbf import read_cbf_pixels
+from mxflow.images.cbf import read_cbf_pixels
 
 _CBF = re.compile(r"\.cbf(\.bz2|\.gz)?$", re.IGNORECASE)
 _HDF5 = re.compile(r"\.(h5|nxs|hdf5|nx5)$", re.IGNORECASE)

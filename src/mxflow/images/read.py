@@ -13,8 +13,6 @@ raises :class:`mxflow.errors.BadInputError` naming the file and the problem.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,14 @@ from typing import Literal
 import numpy as np
 
 from mxflow.errors import BadInputError
+from mxflow.images.cbf import (
+    COMPRESSED,
+    check_binary_size,
+    mime_int,
+    open_raw,
+    read_cbf_head,
+    read_cbf_pixels,
+)
 from mxflow.model import ImageSweep
 
 Format = Literal["cbf", "eiger", "smv"]
@@ -31,12 +37,10 @@ Format = Literal["cbf", "eiger", "smv"]
 GAP = -1  # pixel value of a module gap (PILATUS convention)
 BAD = -2  # pixel value of a bad / masked pixel (PILATUS convention)
 
-CBF_BINARY_MARKER = b"\x0c\x1a\x04\xd5"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 H_C_KEV_A = 12.398419843320026  # h·c in keV·Å: λ(Å) = 12.3984 / E(keV)
 
 _EIGER_DATA_FILE = re.compile(r"_data_\d{6}\.h5$")
-_COMPRESSED = (".bz2", ".gz")
 
 
 @dataclass
@@ -85,7 +89,7 @@ def detect_format(path: str | Path) -> Format:
     Eiger ``*_data_00000N.h5`` files (only the master file describes a sweep).
     """
     name = Path(path).name.lower()
-    for ext in _COMPRESSED:
+    for ext in COMPRESSED:
         if name.endswith(ext):
             name = name[: -len(ext)]
     if name.endswith(".cbf"):
@@ -99,23 +103,10 @@ def detect_format(path: str | Path) -> Format:
     raise BadInputError(path, "not a recognised image file name (.cbf, .img, .h5, .nxs)")
 
 
-def _open_raw(path: str | Path):
-    """Open ``path`` for reading bytes, decompressing .bz2 / .gz on the fly."""
-    p = str(path)
-    try:
-        if p.endswith(".bz2"):
-            return bz2.open(p, "rb")
-        if p.endswith(".gz"):
-            return gzip.open(p, "rb")
-        return open(p, "rb")
-    except OSError as exc:
-        raise BadInputError(path, f"cannot be opened ({exc.strerror or exc})") from exc
-
-
 def _read_bytes(path: str | Path, limit: int | None = None) -> bytes:
     """The (decompressed) bytes of ``path``, at most ``limit`` of them."""
     try:
-        with _open_raw(path) as fh:
+        with open_raw(path) as fh:
             return fh.read() if limit is None else fh.read(limit)
     except (OSError, EOFError, ValueError) as exc:
         raise BadInputError(path, f"cannot be read or decompressed ({exc})") from exc
@@ -123,30 +114,6 @@ def _read_bytes(path: str | Path, limit: int | None = None) -> bytes:
 
 # --------------------------------------------------------------------------
 # miniCBF (PILATUS_1.2 header)
-
-
-def _cbf_head(path: str | Path, chunk: int = 16384, limit: int = 1 << 20) -> tuple[str, int, bytes]:
-    """Header text of a CBF file, the offset of its binary data and the bytes read.
-
-    Reads only as far as the binary-section marker (usually a few kB), so it
-    is cheap even for bzip2-compressed frames.
-    """
-    data = b""
-    with _open_raw(path) as fh:
-        try:
-            while CBF_BINARY_MARKER not in data and len(data) < limit:
-                block = fh.read(chunk)
-                if not block:
-                    break
-                data += block
-        except (OSError, EOFError, ValueError) as exc:
-            raise BadInputError(path, f"cannot be read or decompressed ({exc})") from exc
-    if not data.startswith(b"###CBF") and b"_array_data" not in data[:4096]:
-        raise BadInputError(path, "is not a CBF image (no '###CBF' signature at the start)")
-    pos = data.find(CBF_BINARY_MARKER)
-    if pos < 0:
-        raise BadInputError(path, "is not a complete CBF image (no binary data section found)")
-    return data[:pos].decode("latin-1"), pos + len(CBF_BINARY_MARKER), data
 
 
 def _num(pattern: str, text: str) -> float | None:
@@ -191,14 +158,6 @@ def _parse_pilatus_header(text: str, path: str | Path) -> dict:
     )
 
 
-def mime_int(text: str, key: str, path: str | Path) -> int:
-    """Integer field ``key`` of a CBF binary section's MIME header (BadInputError naming ``path``)."""
-    m = re.search(rf"^{re.escape(key)}:\s*(\d+)", text, re.MULTILINE)
-    if not m:
-        raise BadInputError(path, f"CBF binary section has no {key}")
-    return int(m.group(1))
-
-
 def read_cbf_header(path: str | Path) -> FrameHeader:
     """Header of a miniCBF file (PILATUS_1.2 convention; plain, .bz2 or .gz).
 
@@ -206,60 +165,21 @@ def read_cbf_header(path: str | Path) -> FrameHeader:
     so a truncated frame (still being written) is reported here already;
     compressed files are checked when the frame is read.
     """
-    text, data_start, _ = _cbf_head(path)
+    text, data_start, _ = read_cbf_head(path)
     if "PILATUS" not in text and "# Wavelength" not in text:
         raise BadInputError(path, "CBF header is not in the PILATUS_1.2 (miniCBF) convention")
     values = _parse_pilatus_header(text, path)
     fast = mime_int(text, "X-Binary-Size-Fastest-Dimension", path)
     slow = mime_int(text, "X-Binary-Size-Second-Dimension", path)
-    if not str(path).endswith(_COMPRESSED):
+    if not str(path).endswith(COMPRESSED):
         size = mime_int(text, "X-Binary-Size", path)
-        have = Path(path).stat().st_size - data_start
-        if have < size:
-            raise BadInputError(
-                path, f"truncated CBF: binary section has {have} of {size} bytes (X-Binary-Size)"
-            )
+        check_binary_size(size, Path(path).stat().st_size - data_start, path)
     return FrameHeader(path=str(path), format="cbf", image_size=(fast, slow), n_frames=1, **values)
 
 
 def read_cbf_frame(path: str | Path) -> np.ndarray:
-    """The pixel values of a miniCBF frame, int32, shape (slow, fast)."""
-    import fabio.compression
-
-    data = _read_bytes(path)
-    pos = data.find(CBF_BINARY_MARKER)
-    if not data.startswith(b"###CBF") and b"_array_data" not in data[:4096]:
-        raise BadInputError(path, "is not a CBF image (no '###CBF' signature at the start)")
-    if pos < 0:
-        raise BadInputError(path, "is not a complete CBF image (no binary data section found)")
-    text = data[:pos].decode("latin-1")
-    start = pos + len(CBF_BINARY_MARKER)
-    size = mime_int(text, "X-Binary-Size", path)
-    fast = mime_int(text, "X-Binary-Size-Fastest-Dimension", path)
-    slow = mime_int(text, "X-Binary-Size-Second-Dimension", path)
-    if "x-CBF_BYTE_OFFSET" not in text:
-        raise BadInputError(path, "CBF compression is not byte-offset (only miniCBF is supported)")
-    if len(data) - start < size:
-        raise BadInputError(
-            path,
-            f"truncated CBF: binary section has {len(data) - start} of {size} bytes (X-Binary-Size)",
-        )
-    m = re.search(r"^X-Binary-Number-of-Elements:\s*(\d+)", text, re.MULTILINE)
-    if m and int(m.group(1)) != fast * slow:
-        raise BadInputError(
-            path,
-            f"wrong image size: header says {fast} x {slow} pixels "
-            f"but the binary section holds {m.group(1)} elements",
-        )
-    values = np.asarray(
-        fabio.compression.decByteOffset(data[start : start + size], size=fast * slow)
-    )
-    if values.size != fast * slow:
-        raise BadInputError(
-            path,
-            f"wrong image size: {values.size} pixels decoded, header says {fast} x {slow}",
-        )
-    return values.astype(np.int32, copy=False).reshape(slow, fast)
+    """The pixel values of a miniCBF frame, int32, shape (slow, fast) (see :mod:`mxflow.images.cbf`)."""
+    return read_cbf_pixels(path)
 
 
 # --------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from mxflow.errors import BadInputError
+from mxflow.images.cbf import CBF_BINARY_MARKER
 from mxflow.util.files import atomic_write_bytes
 
-_BINARY_START = b"\x0c\x1a\x04\xd5"
 _PADDING = 4095
 
 
@@ -68,38 +68,6 @@ def byte_offset_encode_numpy(data: np.ndarray) -> bytes:
         for k in range(4):
             out[s + 3 + k] = v[:, k]
     return out.tobytes()
-
-
-def byte_offset_decode(buf: bytes, n: int) -> np.ndarray:
-    """Decode ``n`` int32 values of CBF byte-offset data (reference decoder for tests).
-
-    Handles the 8-, 16- and 32-bit escapes; vectorised where the stream has
-    only single-byte steps, otherwise walks the escapes.
-    """
-    raw = np.frombuffer(buf, dtype=np.uint8)
-    out = np.empty(n, dtype=np.int64)
-    i = 0
-    k = 0
-    signed = raw.view(np.int8)
-    while k < n:
-        # a run of single-byte differences up to the next escape byte
-        nxt = np.flatnonzero(raw[i:] == 0x80)
-        stop = i + (int(nxt[0]) if nxt.size else raw.size - i)
-        run = min(stop - i, n - k)
-        out[k : k + run] = signed[i : i + run]
-        k += run
-        i += run
-        if k >= n:
-            break
-        v16 = int(np.frombuffer(buf, dtype="<i2", count=1, offset=i + 1)[0])
-        if v16 != -32768:
-            out[k] = v16
-            i += 3
-        else:
-            out[k] = int(np.frombuffer(buf, dtype="<i4", count=1, offset=i + 3)[0])
-            i += 7
-        k += 1
-    return np.cumsum(out).astype(np.int32)
 
 
 def pilatus_header_lines(header: Mapping[str, object]) -> list[str]:
@@ -197,7 +165,7 @@ def minicbf_bytes(data: np.ndarray, header: Mapping[str, object], name: str = "i
     tail = crlf + "--CIF-BINARY-FORMAT-SECTION----" + crlf + ";" + crlf + crlf
     return (
         head.encode("ascii")
-        + _BINARY_START
+        + CBF_BINARY_MARKER
         + compressed
         + b"\x00" * _PADDING
         + tail.encode("ascii")

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from mxflow.errors import BadInputError
-from mxflow.images.read import CBF_BINARY_MARKER, read_header
+from mxflow.images.cbf import CBF_BINARY_MARKER
+from mxflow.images.read import read_header
 from mxflow.model import Dataset
 
 _BINARY_SIZE = re.compile(rb"X-Binary-Size:\s*(\d+)")
