@@ -285,3 +285,18 @@ def test_server_protocol_unknown_program(tmp_path):
     finally:
         server.close()
     assert server.proc.returncode == 0
+
+
+@requires_dials
+def test_no_engine_module_shadows_a_module_of_dials_python(tmp_path):
+    """The server runs with mxflow/engine/ as sys.path[0]: no module there may hide one of DIALS's."""
+    python = sc.launcher_python(find_program("dials.import"))
+    engine_dir = sc.server_script().parent
+    names = sorted(p.stem for p in engine_dir.glob("*.py") if p.stem != "__init__")
+    names += sorted(p.name for p in engine_dir.iterdir() if (p / "__init__.py").is_file())
+    assert "dials_server" in names
+    code = "import importlib.util, sys; print(*[n for n in sys.argv[1:] if importlib.util.find_spec(n)])"
+    found = subprocess.run(
+        [python, "-I", "-c", code, *names], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert found == [], f"modules in {engine_dir} shadow DIALS's Python: {found}"

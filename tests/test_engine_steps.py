@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mxflow.engine import dials as D
+from mxflow.engine import sweep_steps as D
 from mxflow.engine.steps import Step, dials_error_line, run_step, step_ok
 from mxflow.model import Dataset, ImageSweep, ProcessingOptions
 

@@ -29,25 +29,23 @@ generators (Python, numpy, scitbx flex) are reseeded from the OS in every
 child, as in a fresh process.  A child that outlives ``timeout`` is killed
 with its process group (DIALS's own ``nproc`` workers included): status 124.
 
+Run as a script, this file's directory (mxflow/engine/) is ``sys.path[0]``, so
+no module beside it may share a top-level name with DIALS's Python
+(``dials``, ``dxtbx``, ``cctbx``, ...).
+
 Lifetime: the server exits when its stdin closes (the mxflow process ended,
 even by ``kill -9``), killing a child still running; children get
 ``PR_SET_PDEATHSIG`` (SIGKILL) so that none outlives a killed server.
 """
 
+import contextlib
+import ctypes
+import json
 import os
+import select
+import signal
 import sys
-
-# sys.path[0] is this file's directory, mxflow/engine/, whose dials.py would
-# shadow the real DIALS package: drop it before anything else is imported.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import contextlib  # noqa: E402
-import ctypes  # noqa: E402
-import json  # noqa: E402
-import select  # noqa: E402
-import signal  # noqa: E402
-import time  # noqa: E402
+import time
 
 #: programs whose modules are imported ahead of time while the server is idle
 PRELOAD = (

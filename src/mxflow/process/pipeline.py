@@ -27,7 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
-from mxflow.engine import dials as D
+from mxflow.engine import sweep_steps as D
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
 from mxflow.engine.steps import (
@@ -107,7 +107,7 @@ def _index(
     stem: str = "indexed",
     attempts_slice: slice = slice(None),
 ) -> None:
-    """dials.index with the retries of :func:`mxflow.engine.dials.index_attempts`.
+    """dials.index with the retries of :func:`mxflow.engine.sweep_steps.index_attempts`.
 
     A solution that explains fewer than MIN_INDEXED_FRACTION of the strong
     spots is rejected (random spots can be "indexed" by a nonsense cell) and
@@ -278,7 +278,7 @@ def _index_without_symmetry(run: _Run, options: ProcessingOptions) -> float | No
 
 def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
     """No space group given: dials.refine_bravais_settings, take the best
-    recommended lattice (:func:`mxflow.engine.dials.choose_bravais_solution`),
+    recommended lattice (:func:`mxflow.engine.sweep_steps.choose_bravais_solution`),
     reindex to it and refine; P 1 when nothing higher is recommended.
     ``stem``: the indexing result to start from (``<stem>.expt`` / ``.refl``)."""
     workdir = run.workdir
