@@ -26,29 +26,15 @@ import jinja2
 
 from mxflow import __version__
 from mxflow.errors import MxflowError
-from mxflow.util.files import atomic_write_bytes, atomic_write_text
+from mxflow.util.files import atomic_write_bytes, atomic_write_text, json_ready
 
 STATIC_FILES = ("mxflow.css", "mxflow.js")
 PLOTLY_JS = "plotly.min.js"
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if hasattr(v, "item") and callable(v.item):
-        return _clean(v.item())
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
 def script_json(obj: Any) -> str:
     """JSON safe to embed in ``<script type="application/json">`` (no ``</script>`` break-out)."""
-    text = json.dumps(_clean(obj), separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(json_ready(obj), separators=(",", ":"), ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

@@ -39,23 +39,28 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def _json_clean(v: Any) -> Any:
+def json_ready(v: Any) -> Any:
+    """``v`` as plain JSON values: NaN / ±inf → None, dict keys → str, tuples → lists,
+    numpy scalars → Python numbers, ``Path`` → str; dicts and lists recursively."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):
-        return {str(k): _json_clean(x) for k, x in v.items()}
+        return {str(k): json_ready(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_json_clean(x) for x in v]
+        return [json_ready(x) for x in v]
     if hasattr(v, "item") and callable(v.item):  # numpy scalar
-        return _json_clean(v.item())
+        return json_ready(v.item())
     if isinstance(v, Path):
         return str(v)
     return v
 
 
+_json_clean = json_ready  # the old private name, until model.to_dict uses json_ready
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write ``obj`` as JSON (NaN/inf become null, numpy scalars plain)."""
-    atomic_write_text(path, json.dumps(_json_clean(obj), indent=1) + "\n")
+    atomic_write_text(path, json.dumps(json_ready(obj), indent=1) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
