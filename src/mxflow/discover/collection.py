@@ -35,6 +35,7 @@ from mxflow.discover.sweeps import find_sweeps
 from mxflow.errors import BadInputError
 from mxflow.images.read import FrameHeader
 from mxflow.model import Dataset, ImageSweep, UnitCell
+from mxflow.util.args import canonical_space_group, parse_unit_cell
 
 MODES = ("single", "helical", "multi", "other")
 DEFAULT_SETTLE_S = 60.0
@@ -98,19 +99,6 @@ def pin_key_of_dir(name: str) -> str | None:
     return pin_key(m["puck"], m["pin"]) if m else None
 
 
-def _parse_cell(text: str, path: Path, line: int) -> UnitCell:
-    parts = [p for p in re.split(r"[\s,;]+", text.strip().strip("()[]")) if p]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise BadInputError(path, f"line {line}: unit cell {text!r} is not six numbers") from None
-    if len(values) != 6 or min(values) <= 0 or any(not 0 < a < 180 for a in values[3:]):
-        raise BadInputError(
-            path, f"line {line}: unit cell {text!r} must be a b c (Å) alpha beta gamma (degrees)"
-        )
-    return values  # type: ignore[return-value]
-
-
 def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
     """Read a sample-sheet CSV (header row, then one row per pin or directory).
 
@@ -128,8 +116,6 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
     Blank lines and lines starting with ``#`` are skipped.  Errors name the
     file and the line.
     """
-    import gemmi
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -202,14 +188,12 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
             raise BadInputError(path, f"line {line}: anomalous flag {anom!r} is not true/false")
         entry.anomalous = anom in _TRUE
         sg = cell("space_group")
-        if sg:
-            found = gemmi.find_spacegroup_by_name(sg)
-            if found is None:
-                raise BadInputError(path, f"line {line}: unknown space group {sg!r}")
-            entry.space_group = found.hm
         uc = cell("unit_cell")
-        if uc:
-            entry.unit_cell = _parse_cell(uc, path, line)
+        try:
+            entry.space_group = canonical_space_group(sg) if sg else None
+            entry.unit_cell = parse_unit_cell(uc) if uc else None
+        except ValueError as exc:
+            raise BadInputError(path, f"line {line}: {exc}") from None
         ref = cell("reference_mtz")
         if ref:
             ref_path = Path(ref) if Path(ref).is_absolute() else path.parent / ref

@@ -26,9 +26,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from mxflow.errors import MxflowError
 from mxflow.model import Dataset, DatasetResult, ImageSweep, ProcessingOptions, to_dict
 from mxflow.process.pipeline import process_dataset
+from mxflow.util.args import space_group_arg, unit_cell_arg
 from mxflow.util.files import write_json
 
 SUMMARY_NAME = "summary.json"
@@ -57,11 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="datasets processed at once (default: min(datasets, nproc)); "
         "the cores are shared out among them",
     )
-    parser.add_argument("--space-group", metavar="SG", help="known space group, e.g. P212121")
+    parser.add_argument(
+        "--space-group",
+        metavar="SG",
+        type=space_group_arg,
+        help="known space group, e.g. P212121 or 19",
+    )
     parser.add_argument(
         "--unit-cell",
         metavar="a,b,c,al,be,ga",
-        type=lambda s: _floats(s, 6, "--unit-cell"),
+        type=unit_cell_arg,
         help="known unit cell (Å, degrees)",
     )
     parser.add_argument("--d-min", type=float, metavar="D", help="high-resolution limit (Å)")
@@ -233,11 +238,6 @@ def options_from_args(args: argparse.Namespace) -> ProcessingOptions:
 
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    if options.space_group:
-        import gemmi
-
-        if gemmi.find_spacegroup_by_name(options.space_group) is None:
-            raise MxflowError(f"unknown space group {options.space_group!r}")
     summary = run_process(
         args.paths, args.workdir, options, jobs=args.jobs, progress=not args.no_progress
     )

@@ -8,16 +8,7 @@ from mxflow.model import ProcessingOptions
 from mxflow.schedule.cluster import CLUSTER_KINDS
 from mxflow.schedule.collection import DEFAULT_DISCOVER_FN, DEFAULT_SETTLE_S, RunConfig
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN
-
-
-def _unit_cell(text: str) -> tuple[float, float, float, float, float, float]:
-    parts = text.replace(",", " ").split()
-    if len(parts) != 6:
-        raise argparse.ArgumentTypeError("a unit cell is six numbers: a b c alpha beta gamma")
-    try:
-        return tuple(float(p) for p in parts)  # type: ignore[return-value]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a unit cell: {text!r}") from None
+from mxflow.util.args import space_group_arg, unit_cell_arg
 
 
 def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +44,14 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_SETTLE_S:g}; 0 for data known to be complete)",
     )
     g = parser.add_argument_group("processing")
-    g.add_argument("--space-group", help="space group for every dataset (else determined)")
     g.add_argument(
-        "--unit-cell", type=_unit_cell, metavar="'a b c al be ga'", help="unit cell (Å, degrees)"
+        "--space-group",
+        type=space_group_arg,
+        metavar="SG",
+        help="space group for every dataset (else determined)",
+    )
+    g.add_argument(
+        "--unit-cell", type=unit_cell_arg, metavar="'a b c al be ga'", help="unit cell (Å, degrees)"
     )
     g.add_argument("--d-min", type=float, metavar="Å", help="high-resolution limit")
     g.add_argument("--anomalous", action="store_true", help="keep Friedel mates separate")

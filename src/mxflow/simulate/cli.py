@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from mxflow.errors import MxflowError
+from mxflow.util.args import space_group_arg, unit_cell_arg
 
 
 def _floats(text: str, n: int) -> tuple[float, ...]:
@@ -52,10 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="start angle (deg); default random per crystal",
     )
-    parser.add_argument("--space-group", default=d.space_group)
+    parser.add_argument("--space-group", type=space_group_arg, default=d.space_group)
     parser.add_argument(
         "--unit-cell",
-        type=lambda s: _floats(s, 6),
+        type=unit_cell_arg,
         default=d.unit_cell,
         help="a,b,c,alpha,beta,gamma (Å, degrees)",
     )

@@ -1,0 +1,90 @@
+"""Parsing the values users type: unit cells and space groups (command lines, sample sheets).
+
+:func:`parse_unit_cell` and :func:`canonical_space_group` raise ValueError with a
+message naming the value and the problem; :func:`unit_cell_arg` and
+:func:`space_group_arg` are the same checks as argparse ``type=`` functions, so a
+typo is one clear usage error before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mxflow.model import UnitCell
+
+
+def parse_unit_cell(text: str) -> UnitCell:
+    """``a b c alpha beta gamma`` (Å, degrees) from text such as ``"54,62,71,90,90,90"``.
+
+    Numbers may be separated by commas, semicolons or spaces, and the whole
+    may be in brackets.  Raises ValueError unless there are six numbers with
+    a, b, c > 0 and every angle strictly between 0 and 180 degrees.
+    """
+    parts = [p for p in re.split(r"[\s,;]+", text.strip().strip("()[]")) if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"unit cell {text!r} is not six numbers") from None
+    if len(values) != 6:
+        raise ValueError(
+            f"unit cell {text!r} must be six numbers, a b c (Å) alpha beta gamma (degrees); "
+            f"got {len(values)}"
+        )
+    if not all(math.isfinite(v) and v > 0 for v in values[:3]) or not all(
+        0 < a < 180 for a in values[3:]
+    ):
+        raise ValueError(
+            f"unit cell {text!r} must be a b c (Å, above 0) alpha beta gamma "
+            "(degrees, between 0 and 180)"
+        )
+    return values  # type: ignore[return-value]
+
+
+def canonical_space_group(text: str) -> str:
+    """The Hermann–Mauguin name (gemmi's ``.hm``, e.g. ``P 21 21 21``) of a space group.
+
+    Accepts what gemmi knows: H-M symbols with or without spaces (``P212121``,
+    ``P 1 21 1``, ``P21``, ``H3``), space-group numbers 1–230 and Hall symbols
+    (``P 2ac 2ab``).  A non-default setting that ``.hm`` alone would lose
+    (``R 3:R``) keeps gemmi's extended name.  Raises ValueError
+    ``unknown space group '...'`` otherwise.
+    """
+    import gemmi
+
+    name = text.strip()
+    sg = None
+    if name.isdigit():
+        if 1 <= int(name) <= 230:
+            sg = gemmi.find_spacegroup_by_number(int(name))
+    elif name:
+        sg = gemmi.find_spacegroup_by_name(name)
+        if sg is None:
+            try:
+                sg = gemmi.find_spacegroup_by_ops(gemmi.symops_from_hall(name))
+            except (RuntimeError, ValueError):
+                sg = None
+    if sg is None:
+        raise ValueError(f"unknown space group {text!r}")
+    if gemmi.find_spacegroup_by_name(sg.hm).hall != sg.hall:
+        return sg.xhm()
+    return sg.hm
+
+
+def unit_cell_arg(text: str) -> UnitCell:
+    """argparse ``type=`` for a unit cell (see :func:`parse_unit_cell`)."""
+    try:
+        return parse_unit_cell(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def space_group_arg(text: str) -> str:
+    """argparse ``type=`` for a space group: its H-M name (see :func:`canonical_space_group`)."""
+    try:
+        return canonical_space_group(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
