@@ -14,7 +14,7 @@ from mxflow.catalog.lock import OutputDirBusy, RunLock, lock_holder
 from mxflow.catalog.summary import write_summary
 from mxflow.cli import main
 from mxflow.errors import BadInputError
-from mxflow.model import Dataset, DatasetResult, StepRecord
+from mxflow.model import Dataset, DatasetResult, MergingStats, ShellStats, StepRecord
 from mxflow.schedule.fake import fake_sweep
 
 
@@ -61,7 +61,7 @@ def test_catalog_records_results_and_resets_interrupted(tmp_path):
         cat.mark_running("proc_30deg/a_1-60", run)
         result = DatasetResult(
             "a", "/data/x", status="ok", space_group="P 1", unit_cell=[10, 11, 12, 90, 90, 90],
-            d_min=2.0, stats={"overall": {"completeness": 0.93}}, indexed_fraction=0.8,
+            d_min=2.0, stats=MergingStats.one_shell(ShellStats(50.0, 2.0, completeness=0.93)), indexed_fraction=0.8,
             steps=[StepRecord("dials.import", ["dials.import"], "import.log", 0, 1.5)],
         )  # fmt: skip
         cat.record_result("proc/a", result, run)
@@ -107,7 +107,7 @@ def test_status_command_prints_table(tmp_path, capsys):
             "proc/a",
             DatasetResult("a", "/x", "ok", space_group="P 43 21 2", d_min=1.85,
                           unit_cell=[78.1, 78.1, 37.2, 90, 90, 90],
-                          stats={"overall": {"completeness": 0.951}}, indexed_fraction=0.87),
+                          stats=MergingStats.one_shell(ShellStats(50.0, 2.0, completeness=0.951)), indexed_fraction=0.87),
         )  # fmt: skip
         cat.record_result("proc/b", DatasetResult("b", "/x", "failed", reason="no lattice found"))
     assert main(["status", str(tmp_path)]) == 0

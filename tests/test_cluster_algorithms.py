@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mxflow.cluster import ambiguity, cells, intensity, select
+from mxflow.model import DendrogramNode, NodeStats
 
 
 # ---------------------------------------------------------------- cells
@@ -157,29 +158,29 @@ def test_pick_clusters_thresholds_and_reasons():
     z = intensity.ward_from_distance(intensity.cc_distance(intensity.cc_matrix(sets)[0]))
     nodes = select.dendrogram_nodes(z, [s.name for s in sets], sets, cs, len(keys))
     root = nodes[-1]
-    assert root["id"] == 6 and len(root["members"]) == 4
-    assert root["stats"]["completeness"] > 75
-    assert root["stats"]["LCV"] > 0
+    assert root.id == 6 and len(root.members) == 4
+    assert root.stats.completeness > 75
+    assert root.stats.lcv > 0
     chosen, rest = select.pick_clusters(
         nodes, select.Thresholds(min_completeness=99, min_multiplicity=1)
     )
-    assert chosen == [] and all("completeness" in r["why_not"] for r in rest)
+    assert chosen == [] and all("completeness" in r.why_not for r in rest)
     chosen, _ = select.pick_clusters(
         nodes, select.Thresholds(min_completeness=50, min_multiplicity=1, max_clusters=1)
     )
-    assert [c["id"] for c in chosen] == [6]
+    assert [c.id for c in chosen] == [6]
     chosen, rest = select.pick_clusters(
         nodes, select.Thresholds(min_completeness=10, min_multiplicity=1, max_lcv=0.5)
     )
-    assert all("d3" not in c["members"] for c in chosen)
-    assert any("LCV" in r["why_not"] for r in rest)
+    assert all("d3" not in c.members for c in chosen)
+    assert any("LCV" in r.why_not for r in rest)
 
 
 def test_pick_clusters_skips_near_identical_subsets():
-    stats = {"completeness": 100.0, "multiplicity": 5.0, "LCV": 0.0, "aLCV": 0.0}
+    stats = NodeStats(completeness=100.0, multiplicity=5.0, lcv=0.0, alcv=0.0)
 
     def node(nid, members, height):
-        return {"id": nid, "members": members, "height": height, "stats": stats}
+        return DendrogramNode(nid, [], height, members, [], stats)
 
     pop_a = [f"a{j}" for j in range(10)]
     pop_b = [f"b{j}" for j in range(10)]
@@ -192,8 +193,8 @@ def test_pick_clusters_skips_near_identical_subsets():
         node(35, pop_a[:8], 0.4),  # minus two of ten: different enough
     ]
     chosen, rest = select.pick_clusters(nodes, select.Thresholds())
-    assert [c["id"] for c in chosen] == [40, 37, 38, 35]  # largest, then lowest height, id
-    why = {r["id"]: r["why_not"] for r in rest}
+    assert [c.id for c in chosen] == [40, 37, 38, 35]  # largest, then lowest height, id
+    why = {r.id: r.why_not for r in rest}
     assert why[39] == "near-identical to merged cluster 40 (1 dataset fewer)"
     assert why[36].startswith("near-identical to merged cluster 38")
     # KAMO's behaviour (merge every node that passes) when switched off

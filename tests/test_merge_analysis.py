@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mxflow.merge import analysis
+from mxflow.stats import resolution
 
 
 def test_tukey_outliers():
@@ -31,7 +32,7 @@ def _observations(rng, n_refl=2000, mult=4, noise=0.3, n_groups=8):
 def test_cc_half_sigma_tau_matches_random_half_split():
     rng = np.random.default_rng(0)
     idx, obs, _, _, _ = _observations(rng, mult=6)
-    st = analysis.cc_half_sigma_tau(idx, obs)
+    st = resolution.cc_half_sigma_tau(idx, obs)
     # classical random half-split estimate
     order = rng.permutation(len(idx))
     half = np.zeros(len(idx), dtype=bool)
@@ -42,7 +43,7 @@ def test_cc_half_sigma_tau_matches_random_half_split():
     split = np.corrcoef(m1[both], m2[both])[0, 1]
     assert 0.3 < st < 0.999
     assert st == pytest.approx(split, abs=0.05)
-    assert math.isnan(analysis.cc_half_sigma_tau(np.array([1, 2]), np.array([1.0, 2.0])))
+    assert math.isnan(resolution.cc_half_sigma_tau(np.array([1, 2]), np.array([1.0, 2.0])))
 
 
 def test_delta_cc_half_flags_the_bad_group():
@@ -60,14 +61,14 @@ def test_delta_cc_half_flags_the_bad_group():
 
 def test_tanh_fit_recovers_resolution():
     s2 = np.linspace(0.02, 0.4, 15)
-    cc = analysis.tanh_model(s2, 0.25, 0.05)
-    d0, r = analysis.fit_cc_half_tanh(s2, cc + np.random.default_rng(2).normal(0, 0.01, len(s2)))
+    cc = resolution.tanh_model(s2, 0.25, 0.05)
+    d0, r = resolution.fit_cc_half_tanh(s2, cc + np.random.default_rng(2).normal(0, 0.01, len(s2)))
     assert d0 == pytest.approx(0.25, abs=0.01)
-    d = analysis.d_min_from_fit(d0, r, 0.5)
+    d = resolution.d_min_from_fit(d0, r, 0.5)
     assert d == pytest.approx(1 / math.sqrt(0.25), abs=0.05)
     # CC½ 0.3 reaches further out than 0.5
-    assert analysis.d_min_from_fit(d0, r, 0.3) < d
-    assert analysis.fit_cc_half_tanh([0.1, 0.2], [0.9, 0.8]) is None
+    assert resolution.d_min_from_fit(d0, r, 0.3) < d
+    assert resolution.fit_cc_half_tanh([0.1, 0.2], [0.9, 0.8]) is None
 
 
 def test_estimate_d_min_on_observations():
@@ -77,11 +78,10 @@ def test_estimate_d_min_on_observations():
     signal = rng.exponential(1.0, n) * np.exp(-20 * s2u)
     idx = np.repeat(np.arange(n), 4)
     obs = signal[idx] + rng.normal(0, 0.02, len(idx))
-    d, info = analysis.estimate_d_min(idx, obs, s2u[idx], target=0.5)
+    fit = resolution.estimate_d_min(idx, obs, s2u[idx], target=0.5)
     # where ⟨I⟩ ~ exp(-20 s²) drops to the noise level
-    assert d is not None and 1.9 < d < 3.5, info
-    d3, _ = analysis.estimate_d_min(idx, obs, s2u[idx], target=0.3)
-    assert d3 <= d
+    assert fit.d_min is not None and 1.9 < fit.d_min < 3.5, fit
+    assert resolution.estimate_d_min(idx, obs, s2u[idx], target=0.3).d_min <= fit.d_min
 
 
 CELL_P1 = (40, 50, 60, 90, 90, 90)
@@ -98,14 +98,14 @@ def _p1_crystal(rng, n_refl):
 def _as_observations(hkl_u, s2u, rows):
     """Observations (P 1, σ = 0.1) from rows of (unique index, intensity, dataset, image)."""
     from mxflow.cluster.intensity import canonical_keys
-    from mxflow.merge.steps import Observations
+    from mxflow.stats.observations import Observations
 
     p, v, ds, img = (np.array(x) for x in zip(*rows, strict=True))
     sg = gemmi.SpaceGroup("P 1")
     hkl = hkl_u[p]
     return Observations(
-        hkl, canonical_keys(hkl, sg), v, np.full(len(v), 0.1), s2u[p], ds, img,
-        gemmi.UnitCell(*CELL_P1), sg,
+        hkl, v, np.full(len(v), 0.1), canonical_keys(hkl, sg), s2u[p],
+        gemmi.UnitCell(*CELL_P1), sg, dataset=ds, image=img,
     )  # fmt: skip
 
 
@@ -132,12 +132,12 @@ def _tagged_observations(rng, bad_frames=(1, 11, 20), bad_dataset=5):
 
 
 def test_frame_rejection_leaves_single_group_wedges_to_dataset_rejection():
-    from mxflow.merge.pipeline import dataset_rejection, frame_rejection
+    from mxflow.merge.analysis import dataset_rejection, frame_rejection
 
     obs = _tagged_observations(np.random.default_rng(4))
     bad = frame_rejection(obs, group_size=10)
     # the bad image group of dataset 1 goes; the bad 8-image wedge (one group) is not judged here
-    assert [(k, a, b) for k, a, b, _, _ in bad] == [(1, 11, 20)]
+    assert [(g.dataset, g.first, g.last) for g in bad] == [(1, 11, 20)]
     dropped = dataset_rejection(obs)
     assert list(dropped) == [5] and "bad_cc" in dropped[5]
 
@@ -175,8 +175,7 @@ def test_dataset_rejection_keeps_weak_wedge_with_unique_reflections(seed):
     """A noisier wedge is a ΔCC½ outlier, but dropping it loses more unique
     reflections than CC½ gains (KAMO's CC½ × N_unique rule): it stays; a wedge of
     random intensities goes."""
-    from mxflow.merge.analysis import delta_cc_half, tukey_fences
-    from mxflow.merge.pipeline import dataset_rejection
+    from mxflow.merge.analysis import dataset_rejection, delta_cc_half, tukey_fences
 
     rng = np.random.default_rng(seed)
     obs = _wedge_observations(rng, noisy=5)

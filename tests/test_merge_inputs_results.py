@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mxflow.merge.inputs import collect_inputs
-from mxflow.model import DatasetResult
+from mxflow.model import DatasetResult, Rejection
 
 
 def test_results_keep_names_and_failures_are_rejected(tmp_path, shared_data):
@@ -22,9 +22,7 @@ def test_results_keep_names_and_failures_are_rejected(tmp_path, shared_data):
     other = DatasetResult(name="elsewhere", path="z", status="ok", sample="other")
     inputs, rejected = collect_inputs([ok, bad, other], sample="cys")
     assert [i.name for i in inputs] == ["CPS0001-01/data00/multi_01"]
-    assert rejected == [
-        {"name": "CPS0001-01/data00/multi_02", "reason": "processing: blank", "stage": "input"}
-    ]
+    assert rejected == [Rejection("CPS0001-01/data00/multi_02", "input", "processing: blank")]
 
 
 def test_wavelength_groups():

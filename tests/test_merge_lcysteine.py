@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mxflow.cluster.select import Thresholds
-from mxflow.merge.pipeline import MergeOptions, merge_sample
+from mxflow.merge import merge_sample
+from mxflow.merge.outputs import read_cc_table, read_dendrogram, read_summary
+from mxflow.model import MergeOptions, Thresholds, to_dict
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "l_cysteine_integrated"
 
@@ -49,33 +50,32 @@ def test_lcysteine_merges_in_p212121(tmp_path):
         thresholds=Thresholds(min_completeness=80, max_clusters=1),
     )
     s = merge_sample(inputs, tmp_path / "out", opts)
-    assert [r["name"] for r in s["rejected"] if r["stage"] == "cell"] == ["99_integrated"]
-    assert len(s["clusters"]) == 1
-    c = s["clusters"][0]
-    assert "error" not in c, c
-    assert c["space_group"] == "P 21 21 21"
+    assert [r.name for r in s.rejected if r.stage == "cell"] == ["99_integrated"]
+    assert len(s.clusters) == 1
+    c = s.clusters[0]
+    assert c.ok, c
+    assert c.space_group == "P 21 21 21"
     # the axial reflections mxflow reads agree with the screw axes DIALS assigned
-    axial = {a["axis"]: a for a in c["axial"]}
-    assert set(axial) == {"a", "b", "c"} and all(a["assigned"] == 2 for a in axial.values())
+    axial = {a.axis: a for a in c.axial}
+    assert set(axial) == {"a", "b", "c"} and all(a.assigned == 2 for a in axial.values())
     # a full sweep of l-cysteine measures odd h00, 0k0 and 00l: all three 2₁ seen, nothing to caveat
-    assert [axial[x]["verdict"] for x in "abc"] == ["screw"] * 3
-    assert c["space_group_note"] is None
-    assert sorted(c["members"]) == ["20_integrated", "25_integrated", "30_integrated"]
-    assert c["cc_half"] > 0.99 and c["completeness"] > 0.9
+    assert [axial[x].verdict for x in "abc"] == ["screw"] * 3
+    assert c.space_group_note is None
+    assert sorted(c.members) == ["20_integrated", "25_integrated", "30_integrated"]
+    assert c.cc_half > 0.99 and c.completeness > 0.9
     mdir = tmp_path / "out" / "merge_cc_1.0S_lcys"
-    assert (tmp_path / "out" / c["merged_mtz"]).exists()
-    assert (tmp_path / "out" / c["unmerged_mtz"]).exists()
+    assert (tmp_path / "out" / c.merged_mtz).exists()
+    assert (tmp_path / "out" / c.unmerged_mtz).exists()
     dat = (mdir / "cluster_summary.dat").read_text().splitlines()
     assert dat[0].split()[:4] == ["cluster", "ClH", "LCV", "aLCV"] and len(dat) == 2
     assert len(dat[1].split()) == len(dat[0].split())
-    dendro = json.loads((mdir / "dendrogram_cc.json").read_text())
-    assert [leaf["id"] for leaf in dendro["leaves"]] == [0, 1, 2]
-    assert [n["id"] for n in dendro["nodes"]] == [3, 4]
-    assert dendro["nodes"][-1]["merged"] and len(dendro["nodes"][-1]["members"]) == 3
-    table = json.loads((mdir / "cc_table.json").read_text())
-    assert len(table) == 3 and all(r["cc"] > 0.9 and r["n_common"] > 100 for r in table)
-    saved = json.loads((mdir / "merge_summary.json").read_text())
-    assert saved["clusters"][0]["final_run"] == c["final_run"]
+    dendro = read_dendrogram(mdir / "dendrogram_cc.json")
+    assert len(dendro.leaves) == 3
+    assert [n.id for n in dendro.nodes] == [3, 4]
+    assert dendro.nodes[-1].merged and len(dendro.nodes[-1].members) == 3
+    table = read_cc_table(mdir / "cc_table.json")
+    assert len(table) == 3 and all(r.cc > 0.9 and r.n_common > 100 for r in table)
+    assert to_dict(read_summary(mdir / "merge_summary.json")) == to_dict(s.for_method("cc"))
 
 
 def test_single_dataset_below_completeness_is_recorded(tmp_path):
@@ -88,6 +88,6 @@ def test_single_dataset_below_completeness_is_recorded(tmp_path):
         space_group="P 21 21 21",
     )
     s = merge_sample([DATA / "35_integrated_experiments.json"], tmp_path, opts)
-    assert s["clusters"] == []
-    assert len(s["not_merged"]) == 1 and "completeness" in s["not_merged"][0]["why"]
+    assert s.clusters == []
+    assert len(s.not_merged) == 1 and "completeness" in s.not_merged[0].why
     assert (tmp_path / "merge_cc_1.0S_one" / "merge_summary.json").exists()

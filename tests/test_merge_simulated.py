@@ -39,12 +39,12 @@ from mxflow.cluster.intensity import (
     op_matrix,
     pair_cc,
 )
-from mxflow.cluster.select import Thresholds
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import COLUMN_TYPES, read_reflections
-from mxflow.merge.pipeline import MergeOptions, merge_sample
-from mxflow.merge.steps import read_observations, read_reference
-from mxflow.model import ProcessingOptions
+from mxflow.merge import merge_sample
+from mxflow.merge.observations import read_observations, read_reference
+from mxflow.merge.outputs import read_cc_table, read_dendrogram, read_summary
+from mxflow.model import MergeOptions, ProcessingOptions, Thresholds
 from mxflow.process.cli import dataset_name, run_process
 from mxflow.simulate import SimulationConfig, simulate
 from mxflow.simulate.score import score
@@ -215,33 +215,32 @@ def merged(wedges: Wedges):
 # ------------------------------------------------------------------- tests
 def test_two_populations_come_out_in_separate_pure_clusters(wedges, merged):
     wd, s, names = merged
-    dendro = json.loads((wd / "merge_cc_2.5S_sim" / "dendrogram_cc.json").read_text())
-    by_id = {n["id"]: n for n in dendro["nodes"]}
-    leaves = {leaf["id"]: leaf["name"] for leaf in dendro["leaves"]}
-    root = max(by_id.values(), key=lambda n: len(n["members"]))
-    assert sorted(root["members"]) == sorted(names)  # every clustered wedge; nocommon is not
+    dendro = read_dendrogram(wd / "merge_cc_2.5S_sim" / "dendrogram_cc.json")
+    by_id = {n.id: n for n in dendro.nodes}
+    root = max(by_id.values(), key=lambda n: len(n.members))
+    assert sorted(root.members) == sorted(names)  # every clustered wedge; nocommon is not
     halves = []
-    for child in root["children"]:
-        members = by_id[child]["members"] if child in by_id else [leaves[child]]
+    for child in root.children:
+        members = by_id[child].members if child in by_id else [dendro.leaves[child]]
         halves.append(purity(members, wedges.population))
     # the first split of the CC dendrogram is the population split, each side ≥ 95 % pure
     assert {pop for pop, _ in halves} == {"A", "B"}, halves
     assert all(frac >= 0.95 for _, frac in halves), halves
 
-    good = [c for c in s["clusters"] if "error" not in c]
-    assert len(good) == len(s["clusters"]), s["clusters"]
+    good = [c for c in s.clusters if c.ok]
+    assert len(good) == len(s.clusters), s.clusters
     for pop in ("A", "B"):
         pure = [
             c
             for c in good
-            if purity(c["members"], wedges.population)[0] == pop
-            and purity(c["members"], wedges.population)[1] >= 0.95
+            if purity(c.members, wedges.population)[0] == pop
+            and purity(c.members, wedges.population)[1] >= 0.95
         ]
-        assert pure, f"no merged cluster of population {pop}: {s['clusters']}"
-        c = max(pure, key=lambda c: len(c["members"]))
+        assert pure, f"no merged cluster of population {pop}: {s.clusters}"
+        c = max(pure, key=lambda c: len(c.members))
         n_pop = sum(wedges.population[n] == pop for n in names)
-        assert len(c["members"]) >= n_pop - 1, (pop, c["members"])
-        res = score(wd / c["merged_mtz"], wedges.truth_dir)
+        assert len(c.members) >= n_pop - 1, (pop, c.members)
+        res = score(wd / c.merged_mtz, wedges.truth_dir)
         assert res["population"] == pop
         assert res["cc_overall"] >= 0.9, res
         # and it is clearly better than the other population's truth
@@ -268,25 +267,25 @@ def test_ambiguous_p4_wedges_come_out_consistently_indexed(wedges, merged):
     for k, v in cc.items():
         if not k.endswith(f":{wedges.lone_source}"):  # the no-common copy has few reflections
             assert max(v) - min(v) > 0.2, (k, v)
-    assert s["ambiguity"]["operators"] == [o.triplet() for o in ops_p4()]
-    assert s["ambiguity"]["selective_breeding_agrees"] is True
+    assert s.ambiguity.operators == [o.triplet() for o in ops_p4()]
+    assert s.ambiguity.selective_breeding_agrees is True
     # the merged data of each cluster are one consistent set: CC to the truth ≥ 0.9
     # (score tries every re-indexing of the whole merged file)
-    for c in s["clusters"]:
-        if purity(c["members"], wedges.population)[1] == 1.0:
-            assert score(wd / c["merged_mtz"], wedges.truth_dir)["cc_overall"] >= 0.9, c
+    for c in s.clusters:
+        if purity(c.members, wedges.population)[1] == 1.0:
+            assert score(wd / c.merged_mtz, wedges.truth_dir)["cc_overall"] >= 0.9, c
 
 
 def test_wedge_without_common_reflections_is_recorded_not_fatal(wedges, merged):
     wd, s, _ = merged
-    rows = [r for r in s["rejected"] if r["name"] == "nocommon"]
-    assert len(rows) == 1 and rows[0]["stage"] == "cc", s["rejected"]
-    assert rows[0]["reason"].startswith("no_common_refls"), rows
-    assert all("nocommon" not in c["members"] for c in s["clusters"])
-    table = json.loads((wd / "merge_cc_2.5S_sim" / "cc_table.json").read_text())
-    pairs = [r for r in table if "nocommon" in (r["name_i"], r["name_j"])]
-    assert pairs and all(r["n_common"] < 3 for r in pairs)
-    assert s["clusters"] and all("error" not in c for c in s["clusters"])
+    rows = [r for r in s.rejected if r.name == "nocommon"]
+    assert len(rows) == 1 and rows[0].stage == "cc", s.rejected
+    assert rows[0].reason.startswith("no_common_refls"), rows
+    assert all("nocommon" not in c.members for c in s.clusters)
+    table = read_cc_table(wd / "merge_cc_2.5S_sim" / "cc_table.json")
+    pairs = [r for r in table if "nocommon" in (r.name_i, r.name_j)]
+    assert pairs and all(r.n_common < 3 for r in pairs)
+    assert s.clusters and all(c.ok for c in s.clusters)
 
 
 def test_reference_mtz_fixes_the_setting(wedges):
@@ -325,10 +324,10 @@ def test_reference_mtz_fixes_the_setting(wedges):
             argv += ["--min-completeness", "0", "--min-multiplicity", "0", "--max-clusters", "1"]
             argv += ["--no-frame-rejection", "--no-dataset-rejection"]
             assert cli.main(argv) == 0
-            s = json.loads((wd / "merge_summary_ref.json").read_text())
-        assert len(s["clusters"]) == 1 and "error" not in s["clusters"][0], s
-        chosen_ops.append(s["ambiguity"]["reference_op"])
-        merged = read_reference(wd / s["clusters"][0]["merged_mtz"])[0]
+            s = read_summary(wd / "merge_summary_ref.json")
+        assert len(s.clusters) == 1 and s.clusters[0].ok, s
+        chosen_ops.append(s.ambiguity.reference_op)
+        merged = read_reference(wd / s.clusters[0].merged_mtz)[0]
         reference = read_reference(ref)[0]
         cc_id, n = pair_cc(merged, reference)  # identity: no re-indexing allowed
         cc_twin, _ = pair_cc(reindexed(merged, twin), reference)

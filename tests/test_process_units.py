@@ -9,7 +9,7 @@ import pytest
 
 from mxflow.errors import BadInputError
 from mxflow.images.write_cbf import write_minicbf
-from mxflow.model import Dataset, DatasetResult, ImageSweep, StepRecord
+from mxflow.model import Dataset, DatasetResult, ImageSweep, MergingStats, ShellStats, StepRecord
 from mxflow.process.cli import dataset_name, datasets_from_sweeps, relative_to_out, summary_table
 from mxflow.process.pipeline import process_dataset
 from mxflow.process.preflight import check_cbf_complete, check_frames
@@ -85,9 +85,9 @@ def test_names_and_table(tmp_path):
         space_group="P 21 21 21",
         unit_cell=[54, 62, 71, 90, 90, 90],
         d_min=1.9,
-        stats={
-            "overall": {"completeness": 0.9, "multiplicity": 3.0, "cc_half": 0.99, "r_meas": 0.05}
-        },
+        stats=MergingStats.one_shell(
+            ShellStats(40.0, 1.9, completeness=0.9, multiplicity=3.0, cc_half=0.99, r_meas=0.05)
+        ),
         unmerged_mtz="scaled.mtz",
         workdir=".",
         steps=[StepRecord(name="import", command=["dials.import"], log="import.out")],

@@ -272,8 +272,7 @@ def test_merge_routes_per_sample(tmp_path):
 def test_each_wavelength_of_a_sample_is_merged_apart(tmp_path, monkeypatch):
     """merge_samples: a sample measured at two wavelengths gives two merges, one per λ,
     in their own directories, labelled, and recorded as two catalog products."""
-    import mxflow.merge.pipeline
-    from mxflow.model import DatasetResult
+    from mxflow.model import DatasetResult, MergeSummary
     from mxflow.schedule import post
 
     def res(name, lam):
@@ -287,26 +286,30 @@ def test_each_wavelength_of_a_sample_is_merged_apart(tmp_path, monkeypatch):
 
     def fake_merge(inputs, workdir, options):
         calls.append((sorted(i.name for i in inputs), Path(workdir), options.label))
-        return {"clusters": [{"id": 1}]}
+        return MergeSummary(options.sample, notes=["nothing merged in this fake"])
 
-    monkeypatch.setattr(mxflow.merge.pipeline, "merge_sample", fake_merge)
     out = tmp_path / "out"
     with Catalog(out) as cat:
-        assert post.merge_samples(out, cat, config(), log=lambda m: None) == 2
-        products = {p["name"]: p for p in cat.products("merge")}
+        assert (
+            post.merge_samples(out, cat, config().options, lambda m: None, merge_fn=fake_merge) == 2
+        )
+        merges = {m.name: m for m in cat.merges()}
     assert calls == [
         (["pk1", "pk2"], out / "merge" / "se" / "0.9790A", "λ 0.9790 Å"),
         (["rm1", "rm2"], out / "merge" / "se" / "1.0332A", "λ 1.0332 Å"),
     ]
-    assert set(products) == {"proc/se/0.9790A", "proc/se/1.0332A"}
-    assert products["proc/se/0.9790A"]["result"]["inputs"] == ["proc/pk1", "proc/pk2"]
+    assert set(merges) == {"proc/se/0.9790A", "proc/se/1.0332A"}
+    assert merges["proc/se/0.9790A"].inputs == ["proc/pk1", "proc/pk2"]
+    # a merge that merged nothing is recorded as failed, with why
+    assert merges["proc/se/0.9790A"].status == "failed"
+    assert merges["proc/se/0.9790A"].reason == "nothing merged in this fake"
+    assert merges["proc/se/0.9790A"].summary.sample == "se"
 
 
 def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
     """The sheet's space group, reference MTZ and anomalous flag of a sample are the
     merge's options (the command line's space group wins); conflicting values are dropped."""
-    import mxflow.merge.pipeline
-    from mxflow.model import DatasetResult
+    from mxflow.model import DatasetResult, MergeSummary
     from mxflow.schedule import post
 
     sweep = fake.fake_sweep("/d/x_#####.cbf")
@@ -318,8 +321,8 @@ def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
     ]  # fmt: skip
     settings = post.sample_settings(datasets)
     assert settings == {
-        "se": {"space_group": "P 41 21 2", "reference": "/r/se.mtz", "anomalous": True},
-        "mix": {},
+        "se": post.SampleSettings("P 41 21 2", "/r/se.mtz", anomalous=True),
+        "mix": post.SampleSettings(),
     }
 
     def res(name):
@@ -335,18 +338,21 @@ def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
 
     def fake_merge(inputs, workdir, options):
         seen[options.sample] = options
-        return {"clusters": []}
+        return MergeSummary(options.sample)
 
-    monkeypatch.setattr(mxflow.merge.pipeline, "merge_sample", fake_merge)
     with Catalog(tmp_path / "out") as cat:
-        post.merge_samples(tmp_path / "out", cat, config(), lambda m: None, settings)
+        post.merge_samples(
+            tmp_path / "out", cat, config().options, lambda m: None, settings, fake_merge
+        )
     se, mix = seen["se"], seen["mix"]
     assert (se.space_group, se.reference, se.anomalous) == ("P 41 21 2", "/r/se.mtz", True)
     assert (mix.space_group, mix.reference, mix.anomalous) == (None, None, False)
     cli = config()
     cli.options.space_group = "P 43 21 2"  # the command line wins over the sheet
     with Catalog(tmp_path / "out2") as cat:
-        post.merge_samples(tmp_path / "out2", cat, cli, lambda m: None, settings)
+        post.merge_samples(
+            tmp_path / "out2", cat, cli.options, lambda m: None, settings, fake_merge
+        )
     assert seen["se"].space_group == "P 43 21 2" and seen["se"].reference == "/r/se.mtz"
     # processing found the given space group wrong for one dataset: merging decides it itself
     refuted = res("b")
@@ -354,6 +360,8 @@ def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
     monkeypatch.setattr(post, "merge_groups", lambda catalog: {("se", "proc"): [res("a"), refuted]})
     messages = []
     with Catalog(tmp_path / "out3") as cat:
-        post.merge_samples(tmp_path / "out3", cat, cli, messages.append, settings)
+        post.merge_samples(
+            tmp_path / "out3", cat, cli.options, messages.append, settings, fake_merge
+        )
     assert seen["se"].space_group is None and seen["se"].reference == "/r/se.mtz"
     assert any("did not fit 1 dataset(s) (e.g. b)" in m for m in messages)

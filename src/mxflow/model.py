@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, Union
+
+from mxflow.util.files import json_ready
 
 UnitCell = tuple[float, float, float, float, float, float]
+T = TypeVar("T")
 Status = Literal["ok", "failed", "pending", "running", "skipped"]
 
 
@@ -74,20 +79,6 @@ class ImageSweep:
         if n == 0:
             return self.template
         return self.template.replace("#" * n, f"{number:0{n}d}")
-
-    def half_corner_resolution(self) -> float:
-        """d (Å) at half the distance from the beam centre to the detector corner.
-
-        The ZOO convention for the starting resolution of merging: radius
-        = (√5/2)·(min_dim/2) for the smaller detector dimension, 2θ =
-        atan(radius / distance), d = λ / (2 sin θ).
-        """
-        min_dim = min(
-            self.image_size[0] * self.pixel_size[0], self.image_size[1] * self.pixel_size[1]
-        )
-        radius = math.sqrt(5) / 2 * (min_dim / 2)
-        two_theta = math.atan2(radius, self.distance)
-        return self.wavelength / (2 * math.sin(two_theta / 2))
 
 
 @dataclass
@@ -178,6 +169,11 @@ class MergingStats:
     unit_cell: UnitCell | None = None
     anomalous: bool = False
 
+    @classmethod
+    def one_shell(cls, shell: ShellStats, **kw: Any) -> MergingStats:
+        """Statistics with a single shell (which is also the overall row)."""
+        return cls([shell], shell, **kw)
+
     @property
     def inner(self) -> ShellStats:
         return self.shells[0]
@@ -206,7 +202,7 @@ class DatasetResult:
     given_space_group_rejected: str | None = None
     unit_cell: list[float] | None = None
     d_min: float | None = None
-    stats: dict[str, Any] | None = None
+    stats: MergingStats | None = None
     unmerged_mtz: str | None = None
     merged_mtz: str | None = None
     integrated_expt: str | None = None
@@ -221,24 +217,379 @@ class DatasetResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetResult:
-        d = dict(d)
-        d["steps"] = [StepRecord(**s) for s in d.get("steps", [])]
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return from_dict(cls, d)
 
 
+# ---------------------------------------------------------------- merging
+#: version of the ``merge_summary.json`` layout (:class:`MergeSummary`); raised on every
+#: change that a reader of an older file would misread
+MERGE_SCHEMA = 1
+
+
+@dataclass
+class Thresholds:
+    """Which dendrogram nodes (clusters) to merge.  Defaults from KAMO / ZOO.
+
+    min_completeness in %, min_multiplicity as a ratio, max_lcv in %,
+    max_alcv in Å, max_height in linkage units; None disables a test.
+    """
+
+    min_completeness: float = 90.0
+    min_multiplicity: float = 2.0
+    max_lcv: float | None = None
+    max_alcv: float | None = None
+    max_height: float | None = None
+    max_clusters: int = 10
+    min_datasets: int = 1
+    # skip a node inside an already chosen one that lacks at most max(1, this × its size)
+    # of its datasets: near-identical data, and run_03 drops single bad datasets anyway
+    near_duplicate: float | None = 0.1
+
+
+@dataclass
+class MergeOptions:
+    """User choices for merging one sample (d in Å)."""
+
+    sample: str | None = None
+    label: str = ""  # what tells this merge apart from others of the sample, e.g. "λ 0.9790 Å"
+    anomalous: bool = False  # scale I+ and I- apart (dials.scale anomalous=True)
+    space_group: str | None = None
+    reference: str | None = None  # reference MTZ: indexing setting and cell group
+    method: Literal["cc", "blend", "both"] = "cc"
+    d_min: float | None = None  # starting resolution; default: detector half-corner
+    cc_half_target: float = 0.5  # 0.3 is the xia2 choice
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    cell_rel_length: float = 0.10  # cell grouping: relative edge tolerance
+    cell_angle: float = 5.0  # cell grouping: angle tolerance, degrees
+    min_common: int = 3  # common reflections a pair needs for a defined CC
+    cc_d_min: float | None = None  # resolution limit for CC clustering (default: d start)
+    reject_frames: bool = True  # run_02
+    reject_datasets: bool = True  # run_03
+    image_group: int = 10  # images per group for frame rejection
+    min_delta_cc_half: float = 0.001  # ΔCC½ must also be below −this to reject (noise floor)
+    fallback_largest: bool = True  # merge the largest cluster when none passes thresholds
+    nproc: int = 1
+    timeout: float | None = 3600.0  # s, per DIALS program
+
+
+@dataclass
+class Rejection:
+    """A dataset (or part of one) left out of a merge, by which stage and why.
+
+    ``stage``: "input", "cell", "symmetry", "cc", or for the rejections of a
+    cluster's runs "<method>/cluster_NNNN/run_02" (bad image groups) and
+    ".../run_03" (bad datasets).
+    """
+
+    name: str
+    stage: str
+    reason: str
+
+
+@dataclass
+class CCPair:
+    """Intensity correlation of two datasets over their common reflections."""
+
+    i: int
+    j: int
+    name_i: str
+    name_j: str
+    cc: float
+    n_common: int
+
+
+@dataclass
+class NodeStats:
+    """What a cluster would be, estimated before merging from its members' reflections.
+
+    completeness in %, multiplicity as a ratio, LCV in %, aLCV in Å
+    (linear cell variation, KAMO); cc_mean / cc_min over member pairs.
+    """
+
+    completeness: float
+    multiplicity: float
+    lcv: float
+    alcv: float
+    cc_mean: float = math.nan
+    cc_min: float = math.nan
+
+
+@dataclass
+class DendrogramNode:
+    """One merge node of a cluster dendrogram (scipy numbering: leaves 0..n−1, nodes n..2n−2).
+
+    ``member_index``: positions of the members among the dendrogram's leaves;
+    ``why_not``: the thresholds it missed, when it was not merged.
+    """
+
+    id: int
+    children: list[int]
+    height: float
+    members: list[str]
+    member_index: list[int]
+    stats: NodeStats
+    merged: bool = False
+    why_not: str = ""
+
+
+@dataclass
+class Dendrogram:
+    """A clustering of one sample's datasets (``dendrogram_<method>.json``)."""
+
+    method: str  # "cc" (intensity correlation, Ward) or "blend" (cell parameters)
+    leaves: list[str]
+    nodes: list[DendrogramNode]
+
+
+@dataclass
+class AxisEvidence:
+    """The axial reflections along one rotation axis of the point group.
+
+    ``fold``: order of the rotation along the axis (2, 3, 4 or 6);
+    ``n_axial``: axial reflections measured (index ≠ 0); ``tests``: per
+    extinction test m the number of reflections it looks at, their mean I/σ
+    and "absent" / "present" / "unknown" (none measured); ``verdict``:
+    "screw" (extinctions seen), "no screw" (the reflections a screw would
+    extinguish are present) or "undetermined" (some test has no reflections);
+    ``assigned``: the largest m such that the assigned space group
+    extinguishes axial reflections with index ≠ m·n (1: none).
+    """
+
+    axis: str
+    fold: int
+    n_axial: int
+    tests: list[dict[str, Any]]
+    verdict: str
+    assigned: int
+
+
+@dataclass
+class ResolutionFit:
+    """Where CC½ falls to ``target``: the tanh fit CC½(s²) = ½[1 − tanh((s² − d0)/r)].
+
+    ``s2`` (Å⁻², bin centres) and ``cc_half`` are the binned σ-τ CC½ the fit
+    used; ``d_min`` (Å) is where the fit crosses ``target`` (the data limit
+    when it never does; None without a fit); ``data_limit`` the highest
+    resolution observed; ``d0``, ``r`` the fit (Å⁻²).
+    """
+
+    target: float
+    d_min: float | None
+    data_limit: float | None
+    s2: list[float] = field(default_factory=list)
+    cc_half: list[float] = field(default_factory=list)
+    d0: float | None = None
+    r: float | None = None
+    note: str = ""
+
+
+@dataclass
+class MergeRun:
+    """One scaling run of a cluster: run_01 (all), run_02 (bad image groups out), run_03."""
+
+    name: str
+    datasets: list[str]
+    removed: list[Rejection] = field(default_factory=list)
+    stats: MergingStats | None = None
+
+
+@dataclass
+class ClusterResult:
+    """One merged cluster: its runs, the final statistics and files.
+
+    ``members``: datasets of the final run; ``node_members``: the dendrogram
+    node's datasets (before run_02 / run_03); MTZ paths relative to the
+    merge's working directory; d in Å; ``error`` non-empty when the cluster
+    could not be merged (then the later fields are empty).
+    """
+
+    id: int
+    method: str
+    node_members: list[str]
+    members: list[str] = field(default_factory=list)
+    height: float = 0.0
+    node_stats: NodeStats | None = None
+    error: str = ""
+    runs: list[MergeRun] = field(default_factory=list)
+    final_run: str = ""
+    space_group: str = ""
+    space_group_note: str | None = None
+    axial: list[AxisEvidence] = field(default_factory=list)
+    unit_cell: UnitCell | None = None
+    resolution: ResolutionFit | None = None
+    d_cut: float | None = None  # where merged.mtz / unmerged.mtz were cut (None: not cut)
+    aniso_best: float = math.nan  # Å, CC½ = 0.5 in the best of the a*, b*, c* cones
+    aniso_worst: float = math.nan
+    wilson_b: float = math.nan  # Å², overall fall-off (no form-factor normalisation)
+    stats: MergingStats | None = None  # of the final run, to its cut
+    merged_mtz: str = ""
+    unmerged_mtz: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.stats is not None
+
+    @property
+    def d_min(self) -> float | None:
+        """High-resolution limit (Å) of the merged data."""
+        return self.stats.overall.d_min if self.stats else None
+
+    @property
+    def d_min_estimate(self) -> float | None:
+        return self.resolution.d_min if self.resolution else None
+
+    @property
+    def cc_half(self) -> float:
+        return self.stats.overall.cc_half if self.stats else math.nan
+
+    @property
+    def cc_half_outer(self) -> float:
+        return self.stats.outer.cc_half if self.stats else math.nan
+
+    @property
+    def completeness(self) -> float:
+        """Fraction (0–1) of the possible reflections to d_min."""
+        return self.stats.overall.completeness if self.stats else math.nan
+
+    @property
+    def multiplicity(self) -> float:
+        return self.stats.overall.multiplicity if self.stats else math.nan
+
+
+@dataclass
+class NotMerged:
+    """A dendrogram node that was not merged, and why."""
+
+    method: str
+    id: int
+    n_members: int
+    why: str
+
+
+@dataclass
+class Ambiguity:
+    """How the indexing ambiguity was resolved.
+
+    ``operators``: the twin-law-like operators of the lattice (identity
+    first); ``reference_op`` / ``reference_cc``: the operator that best
+    matches the reference data; ``selective_breeding``: datasets whose best
+    operator (Brehm & Diederichs) is not the identity, after dials.cosym.
+    """
+
+    operators: list[str]
+    resolved_by: str = "dials.cosym"
+    reference: str | None = None
+    reference_op: str | None = None
+    reference_cc: float | None = None
+    selective_breeding_agrees: bool | None = None
+    selective_breeding: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MergeSummary:
+    """Everything a merge of one sample decided (``merge_summary.json``, schema MERGE_SCHEMA).
+
+    ``method`` is "cc", "blend" or "both"; a ``merge_<method>_...`` folder holds
+    the summary of its own method.  ``steps``: every DIALS program of the
+    merge, ``skipped`` when an earlier run's outputs were reused.  ``d_start``: starting resolution (Å);
+    ``wavelength_range``: (min, max) λ of the inputs in Å.
+    """
+
+    sample: str
+    method: str = "cc"
+    label: str = ""
+    schema: int = MERGE_SCHEMA
+    n_inputs: int = 0
+    d_start: float | None = None
+    wavelength_range: tuple[float, float] | None = None
+    space_group: str | None = None  # decided by dials.cosym / dials.symmetry on all datasets
+    ambiguity: Ambiguity | None = None
+    clusters: list[ClusterResult] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    not_merged: list[NotMerged] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)  # engine steps, logs relative to workdir
+
+    @property
+    def ok(self) -> bool:
+        """At least one cluster merged."""
+        return any(c.ok for c in self.clusters)
+
+    def failure_reason(self) -> str:
+        """Why nothing merged, in words ("" when something did)."""
+        if self.ok:
+            return ""
+        errors = [c.error for c in self.clusters if c.error]
+        return "; ".join(errors + self.notes) or "no cluster could be merged"
+
+    def for_method(self, method: str) -> MergeSummary:
+        """The same summary with only the clusters and nodes of ``method``."""
+        return dataclasses.replace(
+            self,
+            method=method,
+            clusters=[c for c in self.clusters if c.method == method],
+            not_merged=[n for n in self.not_merged if n.method == method],
+        )
+
+
+@dataclass
+class MergeRecord:
+    """A merge of ``mxflow run`` as the catalog keeps it.
+
+    ``name``: route/sample[/λ]; ``inputs``: catalog keys of the datasets
+    merged; ``workdir``: the merge's directory relative to OUT.
+    """
+
+    name: str
+    status: Status
+    reason: str = ""
+    inputs: list[str] = field(default_factory=list)
+    workdir: str = ""
+    summary: MergeSummary | None = None
+
+
+# ---------------------------------------------------------------- serialisation
 def to_dict(obj: Any) -> Any:
     """Plain JSON-ready dict of a dataclass (NaN becomes None)."""
+    return json_ready(dataclasses.asdict(obj))
 
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        if isinstance(v, Path):
-            return str(v)
+
+def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """The dataclass ``cls`` from what :func:`to_dict` wrote, nested types included.
+
+    Unknown keys are ignored (files written by newer versions still read),
+    missing keys take the field's default, and a null where the field is a
+    plain ``float`` becomes NaN.
+    """
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        f.name: _convert(hints[f.name], data[f.name])
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.init and f.name in data
+    }
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, v: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
         return v
-
-    return clean(dataclasses.asdict(obj))
+    if origin in (Union, types.UnionType):
+        if v is None:
+            return None
+        return _convert(next(a for a in args if a is not type(None)), v)
+    if v is None:
+        return math.nan if tp is float else None
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, v)  # type: ignore[arg-type]
+    if origin is list:
+        return [_convert(args[0], x) for x in v]
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], x) for x in v)
+        return tuple(_convert(a, x) for a, x in zip(args, v, strict=True))
+    if origin is dict:
+        return {k: _convert(args[1], x) for k, x in v.items()}
+    if tp is float:
+        return float(v)
+    return v

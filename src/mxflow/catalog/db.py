@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mxflow.model import Dataset, DatasetResult, to_dict
+from mxflow.model import Dataset, DatasetResult, MergeRecord, MergeSummary, from_dict, to_dict
 
 CATALOG_NAME = "mxflow.sqlite"
 SCHEMA_VERSION = 1
@@ -265,9 +265,7 @@ class Catalog:
 
     def record_result(self, key: str, result: DatasetResult, run_id: int | None = None) -> None:
         """Store a finished dataset's result and steps in one transaction."""
-        stats = result.stats or {}
-        overall = stats.get("overall", stats) if isinstance(stats, dict) else {}
-        completeness = overall.get("completeness") if isinstance(overall, dict) else None
+        completeness = result.stats.overall.completeness if result.stats else None
         now = time.time()
         with self.transaction() as c:
             c.execute(
@@ -283,7 +281,7 @@ class Catalog:
                     result.space_group,
                     json.dumps(result.unit_cell) if result.unit_cell else None,
                     result.d_min,
-                    completeness if isinstance(completeness, int | float) else None,
+                    completeness,
                     result.indexed_fraction,
                     json.dumps(to_dict(result)),
                     now,
@@ -332,6 +330,31 @@ class Catalog:
                 "INSERT OR REPLACE INTO products VALUES (?, ?, ?, ?, ?, ?)",
                 (kind, name, status, reason, json.dumps(result, default=str), time.time()),
             )
+
+    def record_merge(self, record: MergeRecord) -> None:
+        """Store (or replace) one merge of ``mxflow run``."""
+        payload = {"inputs": record.inputs, "workdir": record.workdir}
+        if record.summary is not None:
+            payload["summary"] = to_dict(record.summary)
+        self.record_product("merge", record.name, record.status, record.reason, payload)
+
+    def merges(self) -> list[MergeRecord]:
+        """Every merge recorded, by name."""
+        out = []
+        for p in self.products("merge"):
+            result = p["result"] or {}
+            summary = result.get("summary")
+            out.append(
+                MergeRecord(
+                    p["name"],
+                    p["status"],
+                    p["reason"] or "",
+                    list(result.get("inputs") or []),
+                    result.get("workdir") or "",
+                    from_dict(MergeSummary, summary) if summary else None,
+                )
+            )
+        return out
 
     def products(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM products", ()

@@ -9,34 +9,15 @@ multiplicity = Σ observations / |∪ keys|.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import gemmi
 import numpy as np
 
 from mxflow.cluster.cells import lcv_alcv
 from mxflow.cluster.intensity import IntensitySet, cc_summary, node_members
-
-
-@dataclass
-class Thresholds:
-    """Which clusters to merge.  Defaults from KAMO / ZOO (GUIDE §2.2–2.3).
-
-    min_completeness in %, min_multiplicity as a ratio, max_lcv in %,
-    max_alcv in Å, max_height in linkage units; None disables a test.
-    """
-
-    min_completeness: float = 90.0
-    min_multiplicity: float = 2.0
-    max_lcv: float | None = None
-    max_alcv: float | None = None
-    max_height: float | None = None
-    max_clusters: int = 10
-    min_datasets: int = 1
-    # skip a node inside an already chosen one that lacks at most max(1, this × its size)
-    # of its datasets: near-identical data, and run_03 drops single bad datasets anyway
-    near_duplicate: float | None = 0.1
+from mxflow.model import DendrogramNode, NodeStats, Thresholds
 
 
 def possible_reflections(cell: Sequence[float], space_group: str, d_min: float) -> int:
@@ -50,7 +31,7 @@ def group_stats(
     cells: Sequence[Sequence[float]],
     n_possible: int,
     cc: np.ndarray | None = None,
-) -> dict[str, float]:
+) -> NodeStats:
     """Completeness (%), multiplicity, LCV (%), aLCV (Å), CC mean / min of datasets ``idx``."""
     idx = list(idx)
     union = np.unique(np.concatenate([sets[i].keys for i in idx])) if idx else np.zeros(0)
@@ -58,14 +39,14 @@ def group_stats(
         int(sets[i].counts.sum()) if sets[i].counts is not None else len(sets[i]) for i in idx
     )
     lcv, alcv = lcv_alcv([cells[i] for i in idx])
-    stats = {
-        "completeness": 100.0 * len(union) / n_possible if n_possible else 0.0,
-        "multiplicity": n_obs / len(union) if len(union) else 0.0,
-        "LCV": lcv,
-        "aLCV": alcv,
-    }
+    stats = NodeStats(
+        completeness=100.0 * len(union) / n_possible if n_possible else 0.0,
+        multiplicity=n_obs / len(union) if len(union) else 0.0,
+        lcv=lcv,
+        alcv=alcv,
+    )
     if cc is not None:
-        stats["cc_mean"], stats["cc_min"] = cc_summary(cc, idx)
+        stats.cc_mean, stats.cc_min = cc_summary(cc, idx)
     return stats
 
 
@@ -76,50 +57,57 @@ def dendrogram_nodes(
     cells: Sequence[Sequence[float]],
     n_possible: int,
     cc: np.ndarray | None = None,
-) -> list[dict]:
-    """One dict per merge node: id, children, height, members (names), stats."""
+) -> list[DendrogramNode]:
+    """The merge nodes of a scipy ``linkage`` over datasets ``names``, with their statistics."""
     n = len(names)
     members = node_members(linkage, n)
-    nodes = []
-    for k, row in enumerate(linkage):
-        nid = n + k
-        nodes.append(
-            {
-                "id": nid,
-                "children": [int(row[0]), int(row[1])],
-                "height": float(row[2]),
-                "members": [names[i] for i in members[nid]],
-                "member_index": members[nid],
-                "stats": group_stats(members[nid], sets, cells, n_possible, cc),
-                "merged": False,
-            }
+    return [
+        DendrogramNode(
+            id=n + k,
+            children=[int(row[0]), int(row[1])],
+            height=float(row[2]),
+            members=[names[i] for i in members[n + k]],
+            member_index=list(members[n + k]),
+            stats=group_stats(members[n + k], sets, cells, n_possible, cc),
         )
-    return nodes
+        for k, row in enumerate(linkage)
+    ]
 
 
-def failed_tests(
-    stats: dict[str, float], height: float, n_members: int, t: Thresholds
-) -> list[str]:
+def single_node(
+    names: Sequence[str],
+    sets: Sequence[IntensitySet],
+    cells: Sequence[Sequence[float]],
+    n_possible: int,
+    cc: np.ndarray | None = None,
+) -> DendrogramNode:
+    """The one "cluster" of a single dataset (no dendrogram to draw)."""
+    return DendrogramNode(
+        0, [], 0.0, list(names), [0], group_stats([0], sets, cells, n_possible, cc)
+    )
+
+
+def failed_tests(stats: NodeStats, height: float, n_members: int, t: Thresholds) -> list[str]:
     """Plain-words list of the thresholds a node misses (empty when it passes)."""
     out = []
     if n_members < t.min_datasets:
         out.append(f"{n_members} datasets < {t.min_datasets}")
-    if stats["completeness"] < t.min_completeness:
-        out.append(f"completeness {stats['completeness']:.1f}% < {t.min_completeness:g}%")
-    if stats["multiplicity"] < t.min_multiplicity:
-        out.append(f"multiplicity {stats['multiplicity']:.2f} < {t.min_multiplicity:g}")
-    if t.max_lcv is not None and stats["LCV"] > t.max_lcv:
-        out.append(f"LCV {stats['LCV']:.2f}% > {t.max_lcv:g}%")
-    if t.max_alcv is not None and stats["aLCV"] > t.max_alcv:
-        out.append(f"aLCV {stats['aLCV']:.2f} Å > {t.max_alcv:g} Å")
+    if stats.completeness < t.min_completeness:
+        out.append(f"completeness {stats.completeness:.1f}% < {t.min_completeness:g}%")
+    if stats.multiplicity < t.min_multiplicity:
+        out.append(f"multiplicity {stats.multiplicity:.2f} < {t.min_multiplicity:g}")
+    if t.max_lcv is not None and stats.lcv > t.max_lcv:
+        out.append(f"LCV {stats.lcv:.2f}% > {t.max_lcv:g}%")
+    if t.max_alcv is not None and stats.alcv > t.max_alcv:
+        out.append(f"aLCV {stats.alcv:.2f} Å > {t.max_alcv:g} Å")
     if t.max_height is not None and height > t.max_height:
         out.append(f"height {height:.3f} > {t.max_height:g}")
     return out
 
 
 def near_duplicate_of(
-    members: Sequence[str], chosen: Sequence[dict], fraction: float
-) -> dict | None:
+    members: Sequence[str], chosen: Sequence[DendrogramNode], fraction: float
+) -> DendrogramNode | None:
     """The chosen node that ``members`` is a near-identical subset of, if any.
 
     Near-identical: every member is in the chosen node, which has at most
@@ -128,41 +116,40 @@ def near_duplicate_of(
     """
     mine = set(members)
     for c in chosen:
-        theirs = set(c["members"])
+        theirs = set(c.members)
         if mine <= theirs and len(theirs) - len(mine) <= max(1, int(fraction * len(theirs))):
             return c
     return None
 
 
-def pick_clusters(nodes: Sequence[dict], t: Thresholds) -> tuple[list[dict], list[dict]]:
+def pick_clusters(
+    nodes: Sequence[DendrogramNode], t: Thresholds
+) -> tuple[list[DendrogramNode], list[DendrogramNode]]:
     """Nodes to merge (largest first, then lowest height; at most ``max_clusters``) and the rest.
 
     A node that is a near-identical subset of one already chosen is skipped
-    (``Thresholds.near_duplicate``).  Every node not chosen gets a
-    ``why_not`` string.  Returns (chosen, not_chosen).
+    (``Thresholds.near_duplicate``).  Every node not chosen comes back as a
+    copy with its ``why_not`` filled in.  Returns (chosen, not_chosen).
     """
-    chosen, rest = [], []
-    order = sorted(nodes, key=lambda nd: (-len(nd["members"]), nd["height"], nd["id"]))
-    for nd in order:
-        fails = failed_tests(nd["stats"], nd["height"], len(nd["members"]), t)
+    chosen: list[DendrogramNode] = []
+    rest: list[DendrogramNode] = []
+    for nd in sorted(nodes, key=lambda nd: (-len(nd.members), nd.height, nd.id)):
+        fails = failed_tests(nd.stats, nd.height, len(nd.members), t)
         dup = (
-            near_duplicate_of(nd["members"], chosen, t.near_duplicate)
+            near_duplicate_of(nd.members, chosen, t.near_duplicate)
             if t.near_duplicate is not None and not fails
             else None
         )
         if fails:
-            rest.append({**nd, "why_not": "; ".join(fails)})
+            why = "; ".join(fails)
         elif dup is not None:
-            n_less = len(dup["members"]) - len(nd["members"])
-            rest.append(
-                {
-                    **nd,
-                    "why_not": f"near-identical to merged cluster {dup['id']} "
-                    f"({n_less} dataset{'s' if n_less != 1 else ''} fewer)",
-                }
-            )
+            n_less = len(dup.members) - len(nd.members)
+            plural = "s" if n_less != 1 else ""
+            why = f"near-identical to merged cluster {dup.id} ({n_less} dataset{plural} fewer)"
         elif len(chosen) >= t.max_clusters:
-            rest.append({**nd, "why_not": f"max_clusters={t.max_clusters} reached"})
+            why = f"max_clusters={t.max_clusters} reached"
         else:
             chosen.append(nd)
+            continue
+        rest.append(dataclasses.replace(nd, why_not=why))
     return chosen, rest

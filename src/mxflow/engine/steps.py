@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mxflow.engine.runner import run_program
+from mxflow.engine.runner import log_tail, run_program
+from mxflow.errors import MxflowError
 from mxflow.model import StepRecord
 from mxflow.util.files import read_json, write_json
 
@@ -155,6 +155,28 @@ def run_step(step: Step, workdir: str | Path, force: bool = False) -> StepRecord
     return record
 
 
+class StepFailed(MxflowError):
+    """An engine program failed; the message names it and carries its log tail."""
+
+    def __init__(self, message: str, record: StepRecord):
+        super().__init__(message)
+        self.record = record
+
+
+def run_or_raise(step: Step, workdir: str | Path) -> StepRecord:
+    """:func:`run_step`, raising :class:`StepFailed` (with the log's last lines) on failure.
+
+    For pipelines that treat a failed program as the end of one unit of work
+    (a cluster, a sample), not as one of several attempts.
+    """
+    record = run_step(step, workdir)
+    if not step_ok(record):
+        tail = log_tail(workdir, record, 6).replace("\n", " | ")
+        why = record.note or f"exit {record.returncode}"
+        raise StepFailed(f"{step.program} failed ({why}): {tail}", record)
+    return record
+
+
 def _nonempty(path: Path) -> bool:
     try:
         return path.stat().st_size > 0
@@ -197,11 +219,3 @@ def dials_error_line(workdir: str | Path, record: StepRecord) -> str:
     if not found and lines:
         found = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
     return found[:300]
-
-
-def clear_done(workdir: str | Path) -> None:
-    """Forget every done record (the next run redoes all steps)."""
-    d = Path(workdir) / DONE_DIR
-    if d.is_dir():
-        for p in d.glob("*.json"):
-            os.unlink(p)

@@ -1,13 +1,21 @@
 """mxflow.merge: multi-crystal merging of one sample (the KAMO multi_merge / xia2.multiplex stage).
 
-Entry point: :func:`mxflow.merge.pipeline.merge_sample` (inputs, workdir,
-:class:`~mxflow.merge.pipeline.MergeOptions`) → merge_summary dict; command
-line ``mxflow merge`` (:mod:`mxflow.merge.cli`).  Modules:
+Entry point: :func:`merge_sample` (inputs, workdir,
+:class:`~mxflow.model.MergeOptions`) → :class:`~mxflow.model.MergeSummary`,
+also written as ``merge_summary.json``; command line ``mxflow merge``
+(:mod:`mxflow.merge.cli`).  Modules, in pipeline order:
 
-* ``inputs``   — what can be merged (mxflow outputs, DIALS files, directories), wavelength groups;
-* ``pipeline`` — cell grouping → symmetry / indexing → clustering → run_01 … run_03 → resolution;
-* ``analysis`` — ΔCC½, Tukey fences, the tanh CC½ fit (pure functions);
-* ``steps``    — the DIALS programs of a merge and reading their outputs.
+* ``inputs``       — what can be merged (mxflow outputs, DIALS files, directories), wavelength groups;
+* ``observations`` — reading the multi-experiment MTZ files of the DIALS steps;
+* ``stages``       — cell grouping, symmetry / indexing ambiguity, CC matrix, clustering, cluster choice;
+* ``runs``         — one cluster: run_01 → run_02 → run_03, resolution cut, statistics;
+* ``analysis``     — ΔCC½, Tukey fences, bad image groups and datasets, Wilson B (pure functions);
+* ``outputs``      — merge_summary.json, dendrograms, CC table, KAMO's cluster_summary.dat;
+* ``pipeline``     — :func:`merge_sample`, the stages in order.
 
-Imported lazily by ``mxflow run`` (:mod:`mxflow.schedule.post`).
+The DIALS programs are the Steps of :mod:`mxflow.engine.merge_steps`.
 """
+
+from mxflow.merge.pipeline import merge_sample
+
+__all__ = ["merge_sample"]

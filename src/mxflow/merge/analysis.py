@@ -1,18 +1,27 @@
-"""Pure numerical pieces of merging: Tukey cuts, σ-τ CC½, ΔCC½, the tanh resolution fit.
+"""Pure numerical pieces of merging: Tukey cuts, ΔCC½, bad image groups and datasets, quality.
 
-Observations are given as arrays: ``keys`` (one integer per symmetry-unique
-reflection, e.g. from :func:`mxflow.cluster.intensity.canonical_keys`),
-``intensity`` (scaled), ``s2`` = 1/d² in Å⁻², and a group label per
-observation (dataset or image group) for ΔCC½.
+Observations are :class:`mxflow.stats.observations.Observations` (``keys``
+one integer per symmetry-unique reflection, ``i`` scaled intensities,
+``s2`` = 1/d² in Å⁻², ``dataset`` and ``image`` per observation) or the
+same as plain arrays with a group label per observation for ΔCC½.  CC½ is
+the σ-τ value averaged over resolution bins (DIALS' ΔCC½ convention).
+Nothing here runs a program or writes a file.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
+
+from mxflow.cluster import intensity
+from mxflow.stats.observations import Observations
+from mxflow.stats.resolution import cc_half_sigma_tau, estimate_d_min, resolution_bins
+
+#: groups of images are numbered dataset × GROUP_STRIDE + group within the dataset
+GROUP_STRIDE = 100000
 
 
 def tukey_fences(values: Sequence[float], k: float = 1.5) -> tuple[float, float]:
@@ -36,54 +45,6 @@ def tukey_outliers(values: Sequence[float], k: float = 1.5, side: str = "low") -
     lo, hi = tukey_fences(v, k)
     low, high = v < lo, v > hi
     return {"low": low, "high": high, "both": low | high}[side]
-
-
-def cc_half_sigma_tau(keys: np.ndarray, intensity: np.ndarray) -> float:
-    """CC½ by the σ-τ method (Assmann, Brehm & Diederichs 2016) of one shell.
-
-    Over reflections measured at least twice: σ²_y is the variance of the
-    reflection means and σ²_ε the mean of (within-reflection variance / n);
-    CC½ = (σ²_y − σ²_ε) / (σ²_y + σ²_ε).  NaN with fewer than 3 such reflections.
-    """
-    keys = np.asarray(keys)
-    if not len(keys):
-        return float("nan")
-    uk, inv, n = np.unique(keys, return_inverse=True, return_counts=True)
-    s1 = np.bincount(inv, weights=intensity, minlength=len(uk))
-    s2 = np.bincount(inv, weights=np.asarray(intensity, dtype=float) ** 2, minlength=len(uk))
-    m = n >= 2
-    if m.sum() < 3:
-        return float("nan")
-    mean = s1[m] / n[m]
-    var = (s2[m] - n[m] * mean**2) / (n[m] - 1)
-    sy2 = float(np.var(mean, ddof=1))
-    se2 = float(np.mean(np.maximum(var, 0) / n[m]))
-    if sy2 + se2 <= 0:
-        return float("nan")
-    return (sy2 - se2) / (sy2 + se2)
-
-
-def resolution_bins(s2: np.ndarray, keys: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bin index per observation: ``n_bins`` shells holding equal numbers of unique reflections."""
-    uk, first = np.unique(keys, return_index=True)
-    us2 = np.sort(np.asarray(s2)[first])
-    edges = np.quantile(us2, np.linspace(0, 1, n_bins + 1)[1:-1]) if len(us2) else np.zeros(0)
-    return np.searchsorted(edges, s2, side="right")
-
-
-def binned_cc_half(
-    keys: np.ndarray, intensity: np.ndarray, s2: np.ndarray, n_bins: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mean s² of each bin in Å⁻², σ-τ CC½ of each bin), equal-count bins low → high resolution."""
-    b = resolution_bins(s2, keys, n_bins)
-    centres, ccs = [], []
-    for k in range(n_bins):
-        sel = b == k
-        if not sel.any():
-            continue
-        centres.append(float(np.mean(s2[sel])))
-        ccs.append(cc_half_sigma_tau(keys[sel], intensity[sel]))
-    return np.array(centres), np.array(ccs)
 
 
 def mean_cc_half(keys: np.ndarray, intensity: np.ndarray, bins: np.ndarray, n_bins: int) -> float:
@@ -149,67 +110,154 @@ def information_gain_without(
     return (cc_without * n_without) / (cc_all * n_all) - 1.0
 
 
-def tanh_model(s2: np.ndarray, d0: float, r: float) -> np.ndarray:
-    """CC½(s²) = ½·[1 − tanh((s² − d0) / r)] (Aimless form; s² = 1/d² in Å⁻²)."""
-    return 0.5 * (1.0 - np.tanh((np.asarray(s2) - d0) / r))
+# ---------------------------------------------------------------- rejection
+@dataclass
+class BadImageGroup:
+    """Images ``first``..``last`` of dataset ``dataset`` whose ΔCC½ is below the fence."""
+
+    dataset: int
+    first: int
+    last: int
+    delta_cc_half: float
+    fence: float
 
 
-def fit_cc_half_tanh(s2: np.ndarray, cc: np.ndarray) -> tuple[float, float] | None:
-    """Least-squares (soft-L1, f_scale 0.3) fit of :func:`tanh_model`; (d0, r) or None.
+def frame_rejection(
+    obs: Observations, group_size: int, floor: float = 0.001
+) -> list[BadImageGroup]:
+    """Image groups to drop: ΔCC½ below the Tukey low fence and below −``floor``.
 
-    Needs at least 3 finite bins.  s² is rescaled to max(s²) = 1 and the fit
-    starts mid-range (d0 = 0.5, r = 0.5), which converges more reliably than
-    KAMO's start at half the smallest s².
+    The floor keeps excellent data intact: there the fences are so narrow
+    that noise of 10⁻⁴ in ΔCC½ would otherwise count as an outlier.  Only
+    datasets cut into two or more groups of ``group_size`` images take part:
+    judging a short wedge whole is the job of :func:`dataset_rejection`
+    (run_03), not of frame rejection.  Needs ≥ 4 eligible groups.
     """
-    s2, cc = np.asarray(s2, dtype=float), np.asarray(cc, dtype=float)
-    ok = np.isfinite(s2) & np.isfinite(cc)
-    if ok.sum() < 3:
-        return None
-    x, y = s2[ok], cc[ok]
-    scale = float(x.max())
+    base = np.zeros(obs.dataset.max() + 1, dtype=int)
+    for k in np.unique(obs.dataset):
+        base[k] = obs.image[obs.dataset == k].min()
+    group = obs.dataset * GROUP_STRIDE + (obs.image - base[obs.dataset]) // group_size
+    n_groups = np.zeros(obs.dataset.max() + 1, dtype=int)
+    for g in np.unique(group):
+        n_groups[g // GROUP_STRIDE] += 1
+    eligible = n_groups[obs.dataset] >= 2
+    if len(np.unique(group[eligible])) < 4:
+        return []
+    dcc = delta_cc_half(obs.keys, obs.i, obs.s2, group)
+    multi = {int(g) for g in np.unique(group[eligible])}
+    ids = sorted(g for g in dcc if int(g) in multi)
+    vals = np.array([dcc[g] for g in ids])
+    lo, _ = tukey_fences(vals)
+    bad = []
+    for g, v in zip(ids, vals, strict=True):
+        if v < lo and v < -floor:
+            sel = group == g
+            k = int(g // GROUP_STRIDE)
+            images = obs.image[sel]
+            bad.append(BadImageGroup(k, int(images.min()), int(images.max()), float(v), lo))
+    return bad
 
-    def resid(p: np.ndarray) -> np.ndarray:
-        return tanh_model(x / scale, p[0], abs(p[1]) + 1e-6) - y
 
-    res = least_squares(resid, x0=[0.5, 0.5], loss="soft_l1", f_scale=0.3)
-    if not res.success:
-        return None
-    return float(res.x[0] * scale), float((abs(res.x[1]) + 1e-6) * scale)
-
-
-def d_min_from_fit(d0: float, r: float, target: float = 0.5) -> float | None:
-    """Resolution (Å) where the fitted CC½ equals ``target`` (0 < target < 1), or None."""
-    if not 0 < target < 1:
-        raise ValueError("CC½ target must be between 0 and 1")
-    s2 = d0 + r * math.atanh(1.0 - 2.0 * target)
-    return 1.0 / math.sqrt(s2) if s2 > 0 else None
+def cc_to_rest(obs: Observations, k: int) -> float:
+    """CC of dataset ``k``'s merged intensities with those of all the other datasets."""
+    sel = obs.dataset == k
+    a = intensity.merge_observations("a", obs.hkl[sel], obs.i[sel], obs.sigma[sel], obs.space_group)
+    b = intensity.merge_observations(
+        "b", obs.hkl[~sel], obs.i[~sel], obs.sigma[~sel], obs.space_group
+    )
+    return intensity.pair_cc(a, b)[0]
 
 
-def estimate_d_min(
-    keys: np.ndarray,
-    intensity: np.ndarray,
-    s2: np.ndarray,
-    target: float = 0.5,
-    refl_per_bin: int = 50,
-) -> tuple[float | None, dict]:
-    """d_min (Å) where the tanh fit of binned CC½ crosses ``target``, clipped to the data.
+def dataset_rejection(
+    obs: Observations, floor: float = 0.001, cc_floor: float = 0.05
+) -> dict[int, str]:
+    """Datasets to drop (index → reason): ΔCC½ or CC to the rest below the Tukey low fence.
 
-    Bins hold about ``refl_per_bin`` unique reflections (9 to 200 bins, KAMO).
-    Returns (d_min or None, details: bins, fit, data limit).  When the fit
-    never falls to ``target`` inside the data, the data limit is returned.
+    ΔCC½ must also be below −``floor`` (the data are better without the
+    dataset) and removing the dataset must raise CC½ × N_unique (KAMO's rule
+    for ΔCC½ rejection: a good but weak wedge that brings reflections no
+    other wedge measured is kept).  The CC to the other datasets must also be
+    more than ``cc_floor`` below the median dataset's (a fence of 0.986 among
+    CCs of 0.99 is noise, not a bad crystal).  Needs ≥ 4 datasets, and never
+    drops all but one.
     """
-    n_unique = len(np.unique(keys))
-    n_bins = int(min(200, max(9, n_unique // refl_per_bin)))
-    centres, ccs = binned_cc_half(keys, intensity, s2, n_bins)
-    data_limit = 1.0 / math.sqrt(float(np.max(s2))) if len(s2) else None
-    info = {"s2": centres.tolist(), "cc_half": ccs.tolist(), "data_limit": data_limit}
-    fit = fit_cc_half_tanh(centres, ccs)
-    if fit is None:
-        info["note"] = "fewer than 3 bins with a defined CC½: no fit"
-        return None, info
-    info["d0"], info["r"] = fit
-    d = d_min_from_fit(*fit, target=target)
-    if d is None or (data_limit is not None and d < data_limit):
-        info["note"] = f"CC½ stays above {target} to the data limit"
-        return data_limit, info
-    return d, info
+    ks = np.unique(obs.dataset)
+    if len(ks) < 4:
+        return {}
+    cc_all, cc_without = cc_half_without_each(obs.keys, obs.i, obs.s2, obs.dataset)
+    dv = np.array([cc_all - cc_without[int(k)] for k in ks])
+    cv = np.array([cc_to_rest(obs, int(k)) for k in ks])
+    lo_d, _ = tukey_fences(dv)
+    lo_c, _ = tukey_fences(cv)
+    med_c = float(np.nanmedian(cv)) if np.isfinite(cv).any() else math.nan
+    out = {}
+    for k, d, c in zip(ks, dv, cv, strict=True):
+        why = []
+        if d < lo_d and d < -floor:
+            gain = information_gain_without(obs.keys, cc_all, cc_without[int(k)], obs.dataset == k)
+            if gain > 0:
+                why.append(
+                    f"bad_cchalf: ΔCC½ {d:.4f} below Tukey fence {lo_d:.4f} "
+                    f"(CC½ × N_unique {100 * gain:+.1f}% without it)"
+                )
+        if np.isfinite(c) and c < lo_c and c < med_c - cc_floor:
+            why.append(
+                f"bad_cc: CC to the other datasets {c:.3f} below Tukey fence {lo_c:.3f} "
+                f"and {cc_floor:g} below the median {med_c:.3f}"
+            )
+        if why:
+            out[int(k)] = "; ".join(why)
+    if len(out) >= len(ks) - 1:
+        return {}
+    return out
+
+
+# ---------------------------------------------------------------- quality
+def wilson_b(d: np.ndarray, mean_i: np.ndarray) -> float:
+    """Approximate Wilson B (Å²): slope of ln⟨I⟩ against s²/2 over shells with d < 4.5 Å.
+
+    ``d`` in Å and merged intensities ``mean_i`` per reflection.  No
+    form-factor normalisation (⟨Σf²⟩ taken as constant), so it is an overall
+    fall-off, comparable between runs of one sample.  NaN with fewer than 50
+    reflections or 3 positive shells.
+    """
+    v, d = np.asarray(mean_i, dtype=float), np.asarray(d, dtype=float)
+    ok = np.isfinite(v) & (d < 4.5)
+    if ok.sum() < 50:
+        return math.nan
+    s2 = 1 / d[ok] ** 2
+    edges = np.quantile(s2, np.linspace(0, 1, 11))
+    xs, ys = [], []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        sel = (s2 >= a) & (s2 <= b)
+        m = v[ok][sel].mean() if sel.any() else -1
+        if m > 0:
+            xs.append(s2[sel].mean())
+            ys.append(math.log(m))
+    if len(xs) < 3:
+        return math.nan
+    slope = np.polyfit(xs, ys, 1)[0]
+    return float(-2 * slope)
+
+
+def anisotropic_limits(obs: Observations, target: float) -> tuple[float, float]:
+    """(best, worst) d (Å) where CC½ = target within 30° cones about a*, b*, c*.
+
+    NaN, NaN when no cone holds 200 observations.
+    """
+    frac = np.array(obs.cell.frac.mat.tolist())
+    recip = obs.hkl @ frac  # rows: reciprocal-space Cartesian vectors (Å⁻¹)
+    norm = np.linalg.norm(recip, axis=1)
+    ds = []
+    for axis in frac:  # a*, b*, c* directions are the rows of frac
+        u = axis / np.linalg.norm(axis)
+        cosang = np.abs(recip @ u) / np.maximum(norm, 1e-9)
+        sel = cosang > math.cos(math.radians(30))
+        if sel.sum() < 200:
+            continue
+        fit = estimate_d_min(obs.keys[sel], obs.i[sel], obs.s2[sel], target, 30)
+        if fit.d_min:
+            ds.append(fit.d_min)
+    if not ds:
+        return math.nan, math.nan
+    return min(ds), max(ds)

@@ -13,11 +13,11 @@ and merge_summary.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
-from mxflow.cluster.select import Thresholds
-from mxflow.merge.pipeline import MergeOptions, merge_sample
+from mxflow.merge.pipeline import merge_sample
+from mxflow.model import ClusterResult, MergeOptions, MergeSummary, Thresholds
+from mxflow.util.args import space_group_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workdir", required=True, help="output directory")
     p.add_argument("--sample", help="sample name (also selects that sample from an mxflow summary)")
-    p.add_argument("--space-group", help="force this space group (e.g. 'P 21 21 21')")
+    p.add_argument(
+        "--space-group",
+        type=space_group_arg,
+        help="force this space group (e.g. 'P 21 21 21' or 19); checked before any work starts",
+    )
     p.add_argument("--reference", help="reference MTZ: indexing setting and cell group")
     p.add_argument(
         "--anomalous", action="store_true", help="anomalous data: scale I+ and I- separately"
@@ -79,24 +83,36 @@ def run(args: argparse.Namespace) -> int:
         nproc=args.nproc,
     )
     summary = merge_sample(args.inputs, args.workdir, opts)
+    print(format_summary(summary))
+    return 0 if summary.ok and all(c.ok for c in summary.clusters) else 1
 
-    def f(v, spec):
-        return format(v, spec) if isinstance(v, int | float) and math.isfinite(v) else "-"
 
-    print(f"sample {summary['sample']}: {len(summary['clusters'])} cluster(s) merged")
-    for c in summary["clusters"]:
-        if "error" in c:
-            print(f"  {c['method']} cluster {c['id']:04d}: FAILED {c['error']}")
-            continue
-        print(
-            f"  {c['method']} cluster {c['id']:04d} {c['final_run']}: {len(c['members'])} datasets, "
-            f"{c['space_group']}, d_min {f(c['d_min'], '.2f')} Å, CC1/2 {f(c['cc_half'], '.3f')}, "
-            f"completeness {f(100 * c['completeness'], '.1f')} %, multiplicity {f(c['multiplicity'], '.1f')}"
-        )
-    for r in summary["rejected"]:
-        print(f"  rejected {r['name']} [{r['stage']}]: {r['reason']}")
-    for n in summary.get("notes", []):
-        print(f"  note: {n}")
-    if not summary["clusters"]:
-        print(json.dumps(summary.get("not_merged", [])[:5], indent=1))
-    return 0 if summary["clusters"] and all("error" not in c for c in summary["clusters"]) else 1
+def _f(v: float | None, spec: str) -> str:
+    return format(v, spec) if v is not None and math.isfinite(v) else "-"
+
+
+def _cluster_line(c: ClusterResult) -> str:
+    head = f"  {c.method} cluster {c.id:04d}"
+    if not c.ok:
+        return f"{head}: FAILED {c.error}"
+    return (
+        f"{head} {c.final_run}: {len(c.members)} datasets, {c.space_group}, "
+        f"d_min {_f(c.d_min, '.2f')} Å, CC1/2 {_f(c.cc_half, '.3f')}, "
+        f"completeness {_f(100 * c.completeness, '.1f')} %, "
+        f"multiplicity {_f(c.multiplicity, '.1f')}"
+    )
+
+
+def format_summary(summary: MergeSummary) -> str:
+    """What `mxflow merge` prints: one line per cluster, rejection and note."""
+    n_ok = sum(c.ok for c in summary.clusters)
+    lines = [f"sample {summary.sample}: {n_ok} cluster(s) merged"]
+    lines += [_cluster_line(c) for c in summary.clusters]
+    lines += [f"  rejected {r.name} [{r.stage}]: {r.reason}" for r in summary.rejected]
+    lines += [f"  note: {n}" for n in summary.notes]
+    if not summary.clusters:
+        lines += [
+            f"  not merged: node {n.id} ({n.n_members} datasets): {n.why}"
+            for n in summary.not_merged[:5]
+        ]
+    return "\n".join(lines)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mxflow.engine.expt import Experiment, read_experiments
 from mxflow.errors import BadInputError
-from mxflow.model import DatasetResult
+from mxflow.model import DatasetResult, Rejection
 from mxflow.util.files import read_json
 
 EXPT_SUFFIXES = (".expt", "_experiments.json")
@@ -143,18 +143,17 @@ def _unique_name(name: str, used: set[str]) -> str:
 
 def collect_inputs(
     paths: list[str | Path | DatasetResult], sample: str | None = None
-) -> tuple[list[MergeInput], list[dict]]:
+) -> tuple[list[MergeInput], list[Rejection]]:
     """Datasets found in ``paths`` and the ones that cannot be used, with reasons.
 
-    Returns (inputs, rejected) where rejected rows are
-    ``{"name", "reason", "stage": "input"}``.  ``sample`` keeps only datasets
+    Returns (inputs, rejections of stage "input").  ``sample`` keeps only datasets
     of that sample when an mxflow summary says which sample each belongs to.
     ``paths`` may also hold DatasetResult objects with absolute file paths
     (what ``mxflow run`` passes): they keep their dataset names.
     Raises BadInputError for a path that is none of the accepted kinds.
     """
     inputs: list[MergeInput] = []
-    rejected: list[dict] = []
+    rejected: list[Rejection] = []
     used: set[str] = set()
     pending = [p if isinstance(p, DatasetResult) else Path(p) for p in paths]
     seen_expt: set[Path] = set()
@@ -165,14 +164,12 @@ def collect_inputs(
             return
         seen_expt.add(expt)
         if refl is None:
-            rejected.append(
-                {"name": name, "reason": f"{expt}: no matching reflection file", "stage": "input"}
-            )
+            rejected.append(Rejection(name, "input", f"{expt}: no matching reflection file"))
             return
         try:
             found = _from_pair(name, expt, refl, smp)
         except BadInputError as exc:
-            rejected.append({"name": name, "reason": str(exc), "stage": "input"})
+            rejected.append(Rejection(name, "input", str(exc)))
             return
         for item in found:
             item.name = _unique_name(item.name, used)
@@ -233,7 +230,7 @@ def _name_for(expt: Path, root: Path) -> str:
     return stem
 
 
-def _from_summary(root: Path, sample: str | None, add_pair, rejected: list[dict]) -> None:
+def _from_summary(root: Path, sample: str | None, add_pair, rejected: list[Rejection]) -> None:
     rows = read_json(root / "summary.json")
     if isinstance(rows, dict):
         rows = rows.get("datasets", [])
@@ -242,19 +239,17 @@ def _from_summary(root: Path, sample: str | None, add_pair, rejected: list[dict]
 
 
 def _from_result(
-    res: DatasetResult, root: Path | None, sample: str | None, add_pair, rejected: list[dict]
+    res: DatasetResult, root: Path | None, sample: str | None, add_pair, rejected: list[Rejection]
 ) -> None:
     """One processed dataset (paths relative to ``root`` unless absolute), by its own name."""
     if sample and res.sample and res.sample != sample:
         return
     if res.status != "ok":
         why = res.reason or f"status {res.status}"
-        rejected.append({"name": res.name, "reason": f"processing: {why}", "stage": "input"})
+        rejected.append(Rejection(res.name, "input", f"processing: {why}"))
         return
     if not res.integrated_expt or not res.integrated_refl:
-        rejected.append(
-            {"name": res.name, "reason": "no integrated .expt/.refl recorded", "stage": "input"}
-        )
+        rejected.append(Rejection(res.name, "input", "no integrated .expt/.refl recorded"))
         return
     expt = Path(res.integrated_expt)
     refl = Path(res.integrated_refl)
@@ -262,8 +257,6 @@ def _from_result(
         expt = root / expt
         refl = root / refl
     if not expt.exists() or not refl.exists():
-        rejected.append(
-            {"name": res.name, "reason": f"missing file {expt} or {refl}", "stage": "input"}
-        )
+        rejected.append(Rejection(res.name, "input", f"missing file {expt} or {refl}"))
         return
     add_pair(expt, refl, res.name, res.sample)

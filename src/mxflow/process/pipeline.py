@@ -39,7 +39,7 @@ from mxflow.engine.steps import (
     step_ok,
 )
 from mxflow.errors import BadInputError, MxflowError
-from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord
+from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord, to_dict
 from mxflow.process.preflight import check_frames
 from mxflow.stats.absences import axial_summary
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
@@ -225,8 +225,8 @@ def _pipeline(
     full = stats_from_mtz(workdir / "scaled.mtz")
     stats = stats_from_mtz(workdir / "scaled.mtz", d_min=d_min) if d_min else full
     result.d_min = round(stats.overall.d_min, 3)
-    result.stats = stats_to_json(stats)
-    write_json(workdir / "stats.json", result.stats)
+    result.stats = stats
+    write_json(workdir / "stats.json", stats_to_json(stats))
     write_json(workdir / "stats_fullres.json", stats_to_json(full))
     atomic_write_text(workdir / "stats.txt", format_table(stats) + "\n")
     atomic_write_text(workdir / "stats_fullres.txt", format_table(full) + "\n")
@@ -327,10 +327,11 @@ def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResu
         write_json(workdir / "resolution.json", {"d_min": options.d_min, "method": "given"})
         return options.d_min
     try:
-        d_min, info = cc_half_d_min(workdir / "scaled.mtz", target=CC_HALF_CUT)
+        fit = cc_half_d_min(workdir / "scaled.mtz", target=CC_HALF_CUT)
+        d_min, info = fit.d_min, to_dict(fit)
     except (BadInputError, ValueError) as exc:
-        d_min, info = None, {"note": f"no resolution estimate: {exc}"}
-    info.update(d_min=d_min, method=f"CC1/2 = {CC_HALF_CUT} (tanh fit)")
+        d_min, info = None, {"d_min": None, "note": f"no resolution estimate: {exc}"}
+    info["method"] = f"CC1/2 = {CC_HALF_CUT} (tanh fit)"
     write_json(workdir / "resolution.json", info)
     return round(d_min, 3) if d_min else None
 

@@ -40,7 +40,9 @@ from mxflow.model import (
     Dataset,
     DatasetResult,
     ImageSweep,
+    MergingStats,
     ProcessingOptions,
+    ShellStats,
     StepRecord,
     to_dict,
 )
@@ -93,7 +95,7 @@ def process_dataset(dataset: Dataset, workdir: Path, options: ProcessingOptions)
         space_group="P 43 21 2",
         unit_cell=[78.0, 78.0, 37.0, 90.0, 90.0, 90.0],
         d_min=1.8,
-        stats={"overall": {"completeness": 0.5, "multiplicity": 2.0}},
+        stats=MergingStats.one_shell(ShellStats(40.0, 1.8, completeness=0.5, multiplicity=2.0)),
         unmerged_mtz=OUTPUT,
         indexed_fraction=0.9,
         steps=[step],

@@ -1,11 +1,9 @@
 """After processing: merge each sample's datasets, and hit maps of raster scans.
 
-Both stages are optional: they run only when their module provides the
-function (``mxflow.merge.merge_sample``, ``mxflow.hitmap.hitmap``), and a
-failure of one sample or one scan is recorded in the catalog's ``products``
-table without stopping the others.  Both are idempotent: a merge whose input
-datasets have not changed since its last success, or a hit map of a scan
-with the same frames, is not redone.
+A failure of one sample or one scan is recorded in the catalog without
+stopping the others.  Both are idempotent: a merge whose input datasets have
+not changed since its last success, or a hit map of a scan with the same
+frames, is not redone (and a merge run again reuses its finished DIALS steps).
 
 Merge routes per sample (as ZOO does with KAMO):
 
@@ -17,26 +15,42 @@ Merge routes per sample (as ZOO does with KAMO):
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
 import json
 import math
 import os
-import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from mxflow.catalog.db import Catalog
 from mxflow.catalog.summary import write_summary
-from mxflow.model import DatasetResult, ImageSweep
+from mxflow.hitmap import hitmap
+from mxflow.merge import merge_sample
+from mxflow.merge.inputs import wavelength_groups
+from mxflow.model import (
+    Dataset,
+    DatasetResult,
+    ImageSweep,
+    MergeOptions,
+    MergeRecord,
+    MergeSummary,
+    ProcessingOptions,
+)
+from mxflow.schedule.cluster import available_cores
+from mxflow.util.files import safe_name
+
+
+class MergeFn(Protocol):
+    """What merges one sample: :func:`mxflow.merge.merge_sample` (tests pass a fake)."""
+
+    def __call__(
+        self, inputs: Sequence[DatasetResult], workdir: Path, options: MergeOptions
+    ) -> MergeSummary: ...
+
 
 MIN_DATASETS_TO_MERGE = 2
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "sample"
 
 
 def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, DatasetResult]]]:
@@ -74,8 +88,6 @@ def split_by_wavelength(
     Data of different wavelengths (MAD; SAD peak and remote) are merged
     separately, each labelled by its mean wavelength, e.g. "0.9790A".
     """
-    from mxflow.merge.inputs import wavelength_groups
-
     lam = [r.wavelength if r.wavelength is not None else math.nan for _, r in members]
     groups = wavelength_groups(lam)
     if len(groups) <= 1:
@@ -111,96 +123,98 @@ def merge_inputs(results: list[DatasetResult], out: Path) -> list[DatasetResult]
     return inputs
 
 
-def sample_settings(datasets: list[Any]) -> dict[str, dict[str, Any]]:
-    """Per sample, what the sample sheet says that merging uses: space group, reference
-    MTZ, anomalous.
+@dataclass
+class SampleSettings:
+    """What the sample sheet says about a sample that merging uses."""
 
-    ``datasets``: discovered :class:`~mxflow.model.Dataset` objects.  A space group
-    or reference is taken when every dataset of the sample that has one agrees
-    (a sheet giving two space groups for one sample name is ambiguous: neither
-    is used); the sample is anomalous when any of its datasets is.
+    space_group: str | None = None
+    reference: str | None = None  # reference MTZ
+    anomalous: bool = False
+
+
+def sample_settings(datasets: Sequence[Dataset]) -> dict[str, SampleSettings]:
+    """Per sample, the sample sheet's space group, reference MTZ and anomalous flag.
+
+    A space group or reference is taken when every dataset of the sample
+    that has one agrees (a sheet giving two space groups for one sample name
+    is ambiguous: neither is used); the sample is anomalous when any of its
+    datasets is.
     """
     seen: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
     for d in datasets:
-        for key, value in (
-            ("space_group", d.space_group),
-            ("reference", d.reference_mtz),
-            ("anomalous", d.anomalous or None),
-        ):
+        sample = d.sample or "sample"
+        seen[sample]  # every sample gets settings, even an empty one
+        for key, value in (("space_group", d.space_group), ("reference", d.reference_mtz)):
             if value:
-                seen[d.sample or "sample"][key].add(value)
+                seen[sample][key].add(value)
+        if d.anomalous:
+            seen[sample]["anomalous"].add(True)
     return {
-        sample: {k: next(iter(v)) for k, v in values.items() if len(v) == 1}
+        sample: SampleSettings(**{k: next(iter(v)) for k, v in values.items() if len(v) == 1})
         for sample, values in seen.items()
     }
 
 
-def _merge_options(
-    module: Any,
+def merge_options(
     sample: str,
-    config: Any,
+    cli: ProcessingOptions,
     label: str = "",
-    sheet: dict | None = None,
+    sheet: SampleSettings | None = None,
     use_given_sg: bool = True,
-) -> Any:
-    """The merge module's options for one sample (None when it has no options class).
+) -> MergeOptions:
+    """The merge options of one sample: the command line (``cli``) wins over the sheet.
 
     ``use_given_sg`` False: processing found the given space group wrong for
     some of the sample's datasets, so merging is not told it.
     """
-    cls = getattr(module, "MergeOptions", None)
-    if cls is None:
-        return None
-    from mxflow.schedule.cluster import available_cores
-
-    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    sheet = sheet or {}
-    cli = getattr(config, "options", None)  # the command line wins over the sample sheet
-    given_sg = getattr(cli, "space_group", None) or sheet.get("space_group")
-    wanted = {
-        "sample": sample,
-        "label": wavelength_words(label) if label else None,
-        "nproc": available_cores(),
-        "space_group": given_sg if use_given_sg else None,
-        "reference": sheet.get("reference"),
-        "anomalous": bool(getattr(cli, "anomalous", False)) or bool(sheet.get("anomalous")),
-    }
-    return cls(**{k: v for k, v in wanted.items() if k in fields and v is not None})
+    sheet = sheet or SampleSettings()
+    given_sg = cli.space_group or sheet.space_group
+    return MergeOptions(
+        sample=sample,
+        label=wavelength_words(label) if label else "",
+        nproc=available_cores(),
+        space_group=given_sg if use_given_sg else None,
+        reference=sheet.reference,
+        anomalous=cli.anomalous or sheet.anomalous,
+    )
 
 
-def _merge_status(payload: dict) -> tuple[str, str]:
-    """('ok', '') when at least one cluster merged, else ('failed', why)."""
-    clusters = payload.get("clusters")
-    if clusters is None:
-        return str(payload.get("status", "ok")), str(payload.get("reason", ""))
-    if any(isinstance(c, dict) and not c.get("error") for c in clusters):
-        return "ok", ""
-    notes = [str(n) for n in payload.get("notes", [])]
-    errors = [str(c.get("error")) for c in clusters if isinstance(c, dict) and c.get("error")]
-    return "failed", "; ".join(errors + notes) or "no cluster could be merged"
+def _merge_one(
+    name: str,
+    members: list[tuple[str, DatasetResult]],
+    workdir: Path,
+    options: MergeOptions,
+    out: Path,
+    merge_fn: MergeFn,
+) -> MergeRecord:
+    """Run one merge; its failure becomes the record's reason, never an exception."""
+    keys = sorted(k for k, _ in members)
+    record = MergeRecord(name, "failed", inputs=keys, workdir=os.path.relpath(workdir, out))
+    try:
+        record.summary = merge_fn(merge_inputs([r for _, r in members], out), workdir, options)
+    except Exception as exc:  # one sample's failure never stops the others
+        record.reason = f"{type(exc).__name__}: {exc}"
+        return record
+    record.status = "ok" if record.summary.ok else "failed"
+    record.reason = record.summary.failure_reason()
+    return record
 
 
 def merge_samples(
     out: Path,
     catalog: Catalog,
-    config: Any,
+    cli: ProcessingOptions,
     log: Callable[[str], None],
-    settings: dict[str, dict[str, Any]] | None = None,
+    settings: dict[str, SampleSettings] | None = None,
+    merge_fn: MergeFn = merge_sample,
 ) -> int:
-    """Merge every sample (both routes); returns the number of merges run.
+    """Merge every sample (both routes, each wavelength apart); returns the number of merges run.
 
-    ``settings``: per sample, the sample sheet's space group and reference
-    MTZ (:func:`sample_settings`).
+    ``cli``: the command line's processing options (its space group and
+    anomalous flag win over the sample sheet's ``settings``).
     """
     settings = settings or {}
-    try:
-        merge_module = importlib.import_module("mxflow.merge")
-        if not hasattr(merge_module, "merge_sample"):
-            merge_module = importlib.import_module("mxflow.merge.pipeline")
-        merge_sample = merge_module.merge_sample
-    except (ImportError, AttributeError):
-        log("mxflow: merging skipped (mxflow.merge.merge_sample is not available)")
-        return 0
+    done = {m.name: m for m in catalog.merges()}
     n_run = 0
     jobs = [
         (sample, route, label, group)
@@ -210,27 +224,19 @@ def merge_samples(
     for sample, route, label, members in jobs:
         name = f"{route}/{sample}" + (f"/{label}" if label else "")
         keys = sorted(k for k, _ in members)
-        previous = {p["name"]: p for p in catalog.products("merge")}.get(name)
-        if (
-            previous
-            and previous["status"] == "ok"
-            and (previous["result"] or {}).get("inputs") == keys
-        ):
+        previous = done.get(name)
+        if previous and previous.status == "ok" and previous.inputs == keys:
             continue
         if len(members) < MIN_DATASETS_TO_MERGE:
-            catalog.record_product(
-                "merge",
-                name,
-                "skipped",
-                f"only {len(members)} processed dataset(s)",
-                {"inputs": keys},
-            )
+            why = f"only {len(members)} processed dataset(s)"
+            catalog.record_merge(MergeRecord(name, "skipped", why, inputs=keys))
             continue
-        workdir = out / ("merge" if route == "proc" else f"merge_{route}") / _safe(sample)
+        workdir = (
+            out / ("merge" if route == "proc" else f"merge_{route}") / safe_name(sample, "sample")
+        )
         if label:  # one merge per wavelength
             workdir = workdir / label
         workdir.mkdir(parents=True, exist_ok=True)
-        inputs = merge_inputs([r for _, r in members], out)
         refuted = [r.name for _, r in members if r.given_space_group_rejected]
         if refuted:
             log(
@@ -239,23 +245,8 @@ def merge_samples(
             )
         at = f", {wavelength_words(label)}" if label else ""
         log(f"mxflow: merging {len(members)} dataset(s) of sample {sample} ({route}{at})")
-        try:
-            result = merge_sample(
-                inputs,
-                workdir,
-                _merge_options(
-                    merge_module, sample, config, label, settings.get(sample), not refuted
-                ),
-            )
-            payload = dict(result) if isinstance(result, dict) else {"result": result}
-            status, reason = _merge_status(payload)
-        except Exception as exc:  # one sample's failure never stops the others
-            payload, status, reason = {}, "failed", f"{type(exc).__name__}: {exc}"
-        payload["inputs"] = keys
-        payload["workdir"] = os.path.relpath(workdir, out)
-        catalog.record_product(
-            "merge", name, status, reason, json.loads(json.dumps(payload, default=str))
-        )
+        options = merge_options(sample, cli, label, settings.get(sample), not refuted)
+        catalog.record_merge(_merge_one(name, members, workdir, options, out, merge_fn))
         write_summary(out, catalog)
         n_run += 1
     return n_run
@@ -275,12 +266,6 @@ def hitmaps(
     """A hit map per raster scan; returns the number computed."""
     if not scans:
         return 0
-    try:
-        from mxflow.hitmap import hitmap
-    except ImportError:
-        log("mxflow: hit maps skipped (mxflow.hitmap.hitmap is not available)")
-        return 0
-    takes_grid = "grid" in inspect.signature(hitmap).parameters
     done = {p["name"]: p for p in catalog.products("hitmap")}
     n_run = 0
     for scan in scans:
@@ -288,8 +273,8 @@ def hitmaps(
         try:
             rel = parent.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
-            rel = _safe(parent.name)
-        stem = _safe(Path(scan.template).name.replace("#", ""))
+            rel = safe_name(parent.name, "sample")
+        stem = safe_name(Path(scan.template).name.replace("#", ""), "sample")
         name = f"{rel}/{stem}" if rel != "." else stem
         paths = scan_paths(scan)
         previous = done.get(name)
@@ -302,8 +287,7 @@ def hitmaps(
         workdir = out / "hitmap" / name
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            result = hitmap(paths, workdir, grid=None) if takes_grid else hitmap(paths, workdir)
-            payload = dict(result) if isinstance(result, dict) else {"result": result}
+            payload = hitmap(paths, workdir)
             status, reason = "ok", ""
         except Exception as exc:
             payload, status, reason = {}, "failed", f"{type(exc).__name__}: {exc}"

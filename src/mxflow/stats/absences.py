@@ -18,38 +18,17 @@ hexagonal c, cubic a, b, c).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import gemmi
 import numpy as np
 
+from mxflow.model import AxisEvidence
+
 AXES = "abc"
 #: mean I/σ below which the axial reflections that a screw would extinguish count as absent
 ABSENT_I_OVER_SIGMA = 3.0
-
-
-@dataclass
-class AxisEvidence:
-    """The axial reflections along one rotation axis of the point group.
-
-    ``fold``: order of the rotation along the axis (2, 3, 4 or 6);
-    ``n_axial``: axial reflections measured (index ≠ 0); ``tests``: per
-    extinction test m (see :func:`_test_sets`) the number of reflections it
-    looks at, their mean I/σ and "absent" / "present" / "unknown" (none
-    measured); ``verdict``: "screw" (extinctions seen), "no screw" (the
-    reflections a screw would extinguish are present) or "undetermined"
-    (some test has no reflections: a screw can be neither shown nor
-    excluded); ``assigned``: the largest m such that the assigned space group
-    extinguishes axial reflections with index ≠ m·n (1: none).
-    """
-
-    axis: str
-    fold: int
-    n_axial: int
-    tests: list[dict]
-    verdict: str
-    assigned: int
 
 
 def _rotation_order(rot: np.ndarray) -> int:

@@ -25,77 +25,14 @@ from low to high resolution; d in Å.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gemmi
 import numpy as np
 
-from mxflow.errors import BadInputError
 from mxflow.model import MergingStats, ShellStats, to_dict
-from mxflow.util.mtz import keep_resolution
-
-
-@dataclass
-class Observations:
-    """Unmerged intensities mapped to the reciprocal ASU.
-
-    ``hkl`` (N, 3) int in the ASU; ``sign`` +1 for I(+), −1 for I(−) (+1 for
-    centric reflections); ``i`` and ``sigma`` the scaled intensity and its σ.
-    """
-
-    hkl: np.ndarray
-    sign: np.ndarray
-    i: np.ndarray
-    sigma: np.ndarray
-    cell: gemmi.UnitCell
-    spacegroup: gemmi.SpaceGroup
-    intensities: gemmi.Intensities  # the same data, sorted, for gemmi's statistics
-
-
-def read_unmerged_mtz(
-    path: str | Path, d_min: float | None = None, d_max: float | None = None
-) -> Observations:
-    """Unmerged intensities of an MTZ (as written by dials.export / aimless).
-
-    Keeps reflections with d_min ≤ d ≤ d_max (Å) when the limits are given,
-    drops systematic absences and non-positive σ.
-    """
-    path = Path(path)
-    try:
-        mtz = gemmi.read_mtz_file(str(path))
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise BadInputError(path, f"cannot read MTZ ({exc})") from exc
-    if mtz.column_with_label("M/ISYM") is None:
-        raise BadInputError(path, "not an unmerged MTZ (no M/ISYM column)")
-    keep_resolution(mtz, d_min, d_max)
-    ints = gemmi.Intensities()
-    try:
-        ints.import_mtz(mtz, gemmi.DataType.Unmerged)
-    except RuntimeError as exc:
-        raise BadInputError(path, f"no unmerged intensities ({exc})") from exc
-    # gemmi takes the cell from the batch headers; use the file's global
-    # (median, as DIALS writes it) cell like dials.scale / dials.merge do
-    ints.unit_cell = mtz.get_cell()
-    ints.prepare_for_merging(gemmi.DataType.Anomalous)
-    ints.remove_systematic_absences()
-    ints.sort()
-    sigma = np.asarray(ints.sigma_array)
-    value = np.asarray(ints.value_array)
-    if np.any(~(sigma > 0)) or np.any(~np.isfinite(value)):
-        raise BadInputError(path, "intensities with non-positive σ or non-finite values")
-    if len(ints) == 0:
-        raise BadInputError(path, "no observations in the resolution range")
-    return Observations(
-        hkl=np.array(ints.miller_array),
-        sign=np.array(ints.isign_array, dtype=np.int8),
-        i=value.copy(),
-        sigma=sigma.copy(),
-        cell=ints.unit_cell,
-        spacegroup=ints.spacegroup,
-        intensities=ints,
-    )
+from mxflow.stats.observations import Observations, read_unmerged_mtz
 
 
 def _group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
@@ -193,7 +130,7 @@ def _shell_row(
         row.r_meas = float(gemmi_stats.r_meas())
         row.r_pim = float(gemmi_stats.r_pim())
         row.cc_half = float(gemmi_stats.cc_half())
-    centric = obs.spacegroup.operations().centric_flag_array(hkl)
+    centric = obs.space_group.operations().centric_flag_array(hkl)
     _, delta, sdelta = _anomalous_pairs(hkl, sign, i, sigma, centric)
     row.n_ano = int(len(delta))
     if row.n_ano:
@@ -214,7 +151,7 @@ def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
     # possible reflections over the data's resolution range, binned the same way
     # (a relative margin of 1e-9 keeps reflections lying exactly on the limits)
     possible_hkl = gemmi.make_miller_array(
-        obs.cell, obs.spacegroup, d_all_min * (1 - 1e-9), d_all_max * (1 + 1e-9)
+        obs.cell, obs.space_group, d_all_min * (1 - 1e-9), d_all_max * (1 + 1e-9)
     )
     possible_bins = binner.get_bins(possible_hkl)
     n_possible = np.bincount(possible_bins, minlength=binner.size)
@@ -237,7 +174,7 @@ def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
     return MergingStats(
         shells=shells,
         overall=overall,
-        space_group=obs.spacegroup.xhm(),
+        space_group=obs.space_group.xhm(),
         unit_cell=(cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma),
         anomalous=True,
     )

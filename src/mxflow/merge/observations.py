@@ -1,13 +1,13 @@
-"""DIALS steps of multi-crystal merging, and reading what they write.
+"""Reading what the DIALS steps of a merge write: tagged observations, per-dataset sets.
 
-Every program runs through :func:`mxflow.engine.runner.run_program` with an
-argument list; a failing step raises :class:`StepFailed` carrying the log
-tail, which the pipeline records as a reason (never a crash of the sample).
+A multi-experiment MTZ of dials.export or dials.scale numbers its batches in
+one block per experiment; :func:`read_observations` turns the batches back
+into (dataset, image) for every observation, which frame and dataset
+rejection need.  A reference MTZ is read by :func:`read_reference`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import gemmi
@@ -15,53 +15,8 @@ import numpy as np
 
 from mxflow.cluster.intensity import IntensitySet, canonical_keys, merge_observations
 from mxflow.engine.expt import read_experiments
-from mxflow.engine.runner import log_tail, run_program
 from mxflow.errors import MxflowError
-from mxflow.model import StepRecord
-
-
-class StepFailed(MxflowError):
-    """A DIALS program exited with an error; the message carries its log tail."""
-
-
-def run_step(program: str, args: list[str], cwd: Path, timeout: float | None = None) -> StepRecord:
-    """Run a DIALS program in ``cwd``; raise StepFailed (with the log tail) if it fails."""
-    rec = run_program(program, args, cwd, log_name=f"{program}.out", timeout=timeout)
-    if rec.returncode != 0:
-        tail = log_tail(cwd, rec, 6).replace("\n", " | ")
-        raise StepFailed(f"{program} failed (exit {rec.returncode}): {tail}")
-    return rec
-
-
-def scaling_intervals(wedge_deg: float) -> tuple[float, float]:
-    """dials.scale physical-model (scale, decay) intervals in degrees from the wedge width.
-
-    xia2's rules: < 5° → 1/1.5, < 10° → 2/3, < 25° → 4/5, < 90° → 8/10, else 15/20.
-    """
-    for limit, pair in ((5, (1.0, 1.5)), (10, (2.0, 3.0)), (25, (4.0, 5.0)), (90, (8.0, 10.0))):
-        if wedge_deg < limit:
-            return pair
-    return 15.0, 20.0
-
-
-@dataclass
-class Observations:
-    """Unmerged observations of a multi-experiment MTZ, with dataset and image of each.
-
-    ``keys``: canonical symmetry-unique keys (Friedel merged); ``s2`` = 1/d²
-    (Å⁻²); ``dataset``: experiment index in the .expt written alongside;
-    ``image``: image number within that experiment's scan.
-    """
-
-    hkl: np.ndarray
-    keys: np.ndarray
-    i: np.ndarray
-    sigma: np.ndarray
-    s2: np.ndarray
-    dataset: np.ndarray
-    image: np.ndarray
-    cell: gemmi.UnitCell
-    space_group: gemmi.SpaceGroup
+from mxflow.stats.observations import Observations
 
 
 def batch_map(mtz: gemmi.Mtz, image_ranges: list[tuple[int, int]]) -> dict[int, tuple[int, int]]:
@@ -107,7 +62,17 @@ def read_observations(mtz_path: str | Path, expt_path: str | Path) -> Observatio
     cell = mtz.get_cell()
     d = np.asarray(mtz.make_d_array())[ok]
     sg = mtz.spacegroup
-    return Observations(hkl, canonical_keys(hkl, sg), inten, sig, 1.0 / d**2, ds, im, cell, sg)
+    return Observations(
+        hkl=hkl,
+        i=inten,
+        sigma=sig,
+        keys=canonical_keys(hkl, sg),
+        s2=1.0 / d**2,
+        cell=cell,
+        space_group=sg,
+        dataset=ds,
+        image=im,
+    )
 
 
 def per_dataset_sets(

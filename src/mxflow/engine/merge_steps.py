@@ -1,0 +1,141 @@
+"""The DIALS programs of multi-crystal merging, as :class:`~mxflow.engine.steps.Step` s.
+
+One function per program: symmetry and indexing ambiguity of many
+datasets (dials.cosym, or dials.symmetry / dials.reindex for one),
+reindexing, scaling (dials.scale, physical model), merging (dials.merge,
+French–Wilson) and unmerged MTZ export (dials.export).  File names are the
+DIALS defaults where a later step relies on them.  Nothing here runs a
+program: :func:`mxflow.engine.steps.run_step` (or :func:`run_or_raise`)
+does, so a killed merge resumes at the step it was in.
+
+Step names are unique within one working directory: the preparation
+directory of a merge holds symmetry, export and reindex steps, and each
+``run_0N`` directory one scale, symmetry, merge and export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mxflow.engine.steps import Step
+from mxflow.engine.sweep_steps import sg_arg
+
+SYMMETRIZED = ("symmetrized.expt", "symmetrized.refl")
+SCALED = ("scaled.expt", "scaled.refl")
+
+
+def _pairs(pairs: list[tuple[str, str]]) -> list[str]:
+    return [p for pair in pairs for p in pair]
+
+
+def cosym(pairs: list[tuple[str, str]], space_group: str | None, nproc: int, timeout=None) -> Step:
+    """dials.cosym on ≥ 2 integrated datasets: one consistent indexing, the Laue group."""
+    args = _pairs(pairs) + [f"nproc={nproc}", "output.html=None"]
+    if space_group:
+        args.append(f"space_group={sg_arg(space_group)}")
+    return Step("cosym", "dials.cosym", args, _pairs(pairs), list(SYMMETRIZED), timeout)
+
+
+def symmetry(pairs: list[tuple[str, str]], timeout=None) -> Step:
+    """dials.symmetry on one dataset (the Laue group from its own symmetry)."""
+    args = _pairs(pairs) + ["output.html=None"]
+    return Step("symmetry", "dials.symmetry", args, _pairs(pairs), list(SYMMETRIZED), timeout)
+
+
+def assign_space_group(pairs: list[tuple[str, str]], space_group: str, timeout=None) -> Step:
+    """dials.reindex into a given space group (one dataset and a known space group)."""
+    args = _pairs(pairs) + [
+        f"space_group={sg_arg(space_group)}",
+        f"output.experiments={SYMMETRIZED[0]}",
+        f"output.reflections={SYMMETRIZED[1]}",
+    ]
+    return Step("assign_sg", "dials.reindex", args, _pairs(pairs), list(SYMMETRIZED), timeout)
+
+
+def reindex(expt: str, refl: str, change_of_basis: str, timeout=None) -> Step:
+    """dials.reindex by ``change_of_basis`` (hkl triplet, e.g. ``k,h,-l``)."""
+    out = ["reindexed.expt", "reindexed.refl"]
+    args = [expt, refl, f"change_of_basis_op={change_of_basis}"]
+    return Step("reindex", "dials.reindex", args, [expt, refl], out, timeout)
+
+
+def export_unmerged(expt: str, refl: str, mtz: str, name: str = "export", timeout=None) -> Step:
+    """dials.export of ``expt``/``refl`` to the unmerged MTZ ``mtz``."""
+    args = [expt, refl, f"mtz.hklout={mtz}"]
+    return Step(name, "dials.export", args, [expt, refl], [mtz], timeout)
+
+
+def scaling_intervals(wedge_deg: float) -> tuple[float, float]:
+    """dials.scale physical-model (scale, decay) intervals in degrees from the wedge width.
+
+    xia2's rules: < 5° → 1/1.5, < 10° → 2/3, < 25° → 4/5, < 90° → 8/10, else 15/20.
+    """
+    for limit, pair in ((5, (1.0, 1.5)), (10, (2.0, 3.0)), (25, (4.0, 5.0)), (90, (8.0, 10.0))):
+        if wedge_deg < limit:
+            return pair
+    return 15.0, 20.0
+
+
+def scale(
+    expt: str,
+    refl: str,
+    selection: list[str],
+    wedge_deg: float,
+    d_min: float | None,
+    anomalous: bool,
+    nproc: int,
+    timeout=None,
+) -> Step:
+    """dials.scale (physical model, intervals from the wedge width in degrees).
+
+    ``selection``: dataset / image selection arguments
+    (``dataset_selection.use_datasets=...``, ``exclude_images=...``);
+    ``d_min`` in Å.  Writes scaled.expt, scaled.refl and the unmerged MTZ
+    scaled_unmerged.mtz.
+    """
+    si, di = scaling_intervals(wedge_deg)
+    args = [
+        expt,
+        refl,
+        *selection,
+        f"physical.scale_interval={si}",
+        f"physical.decay_interval={di}",
+        "output.html=None",
+        "output.unmerged_mtz=scaled_unmerged.mtz",
+        f"nproc={nproc}",
+    ]
+    if d_min:
+        args.append(f"d_min={d_min:.3f}")
+    if anomalous:
+        args.append("anomalous=True")
+    outputs = [*SCALED, "scaled_unmerged.mtz"]
+    return Step("scale", "dials.scale", args, [expt, refl], outputs, timeout)
+
+
+def absences(expt: str, refl: str, timeout=None) -> Step:
+    """dials.symmetry with the Laue group kept: the space group from systematic absences."""
+    args = [
+        expt,
+        refl,
+        "laue_group=None",
+        f"output.experiments={SYMMETRIZED[0]}",
+        f"output.reflections={SYMMETRIZED[1]}",
+        "output.html=None",
+    ]
+    return Step("absences", "dials.symmetry", args, [expt, refl], list(SYMMETRIZED), timeout)
+
+
+def merge(expt: str, refl: str, d_min: float | None, timeout=None) -> Step:
+    """dials.merge (French–Wilson) to merged.mtz, cut at ``d_min`` Å when given."""
+    args = [expt, refl, "output.mtz=merged.mtz"]
+    if d_min:
+        args.append(f"d_min={d_min:.3f}")
+    return Step("merge", "dials.merge", args, [expt, refl], ["merged.mtz"], timeout)
+
+
+def relative(path: Path, workdir: Path) -> str:
+    """``path`` relative to ``workdir`` when inside it (Steps sign inputs by name)."""
+    try:
+        return str(Path(path).relative_to(workdir))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,250 @@
+"""Scaling and merging one cluster: run_01 → run_02 → run_03, then the resolution cut.
+
+run_01 scales every member; run_02 scales again without the image groups
+whose ΔCC½ is an outlier; run_03 without the outlier datasets.  A run exists
+only when the rejection before it removed something; the last one is the
+cluster's final run.  The final run is cut where the fitted CC½ falls to
+the target; earlier runs keep all their data.  Every DIALS program is a
+resumable engine step, so a killed merge resumes at the step it was in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from mxflow.engine import merge_steps
+from mxflow.engine.expt import read_experiments
+from mxflow.engine.refl import read_reflections
+from mxflow.engine.steps import StepFailed
+from mxflow.merge import analysis
+from mxflow.merge.observations import read_observations
+from mxflow.merge.stages import EngineLog, Symmetrized
+from mxflow.model import (
+    ClusterResult,
+    DendrogramNode,
+    MergeOptions,
+    MergeRun,
+    MergingStats,
+    Rejection,
+    to_dict,
+)
+from mxflow.stats import absences
+from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
+from mxflow.stats.observations import Observations
+from mxflow.stats.resolution import estimate_d_min
+from mxflow.util.files import atomic_write_text, write_json
+from mxflow.util.mtz import write_resolution_cut
+
+
+@dataclass
+class ClusterJob:
+    """What one cluster's runs need: where, which datasets, how."""
+
+    cdir: Path
+    method: str
+    node: DendrogramNode
+    member_idx: list[int]  # experiments of sym.expt that are the node's members
+    sym: Symmetrized
+    wedge: float  # degrees, for dials.scale's intervals
+    d_start: float | None  # Å
+    opts: MergeOptions
+    engine: EngineLog
+
+
+@dataclass
+class _State:
+    """The latest run of a cluster: its directory, observations and datasets (in file order)."""
+
+    run: Path
+    obs: Observations
+    members: list[str]
+
+
+def table_ids(refl: Path, expt: Path) -> list[int]:
+    """Reflection-table id of each experiment of ``expt`` (in file order)."""
+    ident = {v: k for k, v in read_reflections(refl, columns=[]).identifiers.items()}
+    exps = read_experiments(expt)
+    if ident and all(e.identifier in ident for e in exps):
+        return [ident[e.identifier] for e in exps]
+    return list(range(len(exps)))
+
+
+def _scale(
+    job: ClusterJob, run: Path, expt: Path, refl: Path, selection: list[str]
+) -> Observations:
+    o = job.opts
+    step = merge_steps.scale(
+        str(expt), str(refl), selection, job.wedge, job.d_start, o.anomalous, o.nproc, o.timeout
+    )
+    job.engine.run(step, run)
+    return read_observations(run / "scaled_unmerged.mtz", run / "scaled.expt")
+
+
+def _rescale(job: ClusterJob, prev: _State, name: str, selection: list[str], dropped: set[int]):
+    run = job.cdir / name
+    obs = _scale(job, run, prev.run / "scaled.expt", prev.run / "scaled.refl", selection)
+    return _State(run, obs, [m for k, m in enumerate(prev.members) if k not in dropped])
+
+
+def bad_frame_selection(
+    st: _State, opts: MergeOptions
+) -> tuple[list[str], set[int], list[Rejection]]:
+    """dials.scale arguments that leave out the outlier image groups of ``st``'s run.
+
+    A dataset whose every image group is an outlier is left out whole
+    (``allbadframe``).  Returns (arguments, datasets dropped, rejections);
+    no arguments when nothing is rejected.
+    """
+    bad = analysis.frame_rejection(st.obs, opts.image_group, opts.min_delta_cc_half)
+    if not bad:
+        return [], set(), []
+    obs = st.obs
+    tids = table_ids(st.run / "scaled.refl", st.run / "scaled.expt")
+    per_ds: dict[int, list[analysis.BadImageGroup]] = {}
+    for g in bad:
+        per_ds.setdefault(g.dataset, []).append(g)
+    excl, drop, removed = [], set(), []
+    for k, groups in per_ds.items():
+        images = obs.image[obs.dataset == k]
+        n_bad = sum(
+            len(np.unique(images[(images >= g.first) & (images <= g.last)])) for g in groups
+        )
+        if n_bad >= len(np.unique(images)):
+            drop.add(k)
+            removed.append(
+                Rejection(st.members[k], "run_02", "allbadframe: every image group rejected")
+            )
+            continue
+        for g in groups:
+            excl.append(f"{tids[k]}:{g.first}:{g.last}")
+            removed.append(
+                Rejection(
+                    st.members[k],
+                    "run_02",
+                    f"bad_frames: images {g.first}-{g.last} ΔCC½ {g.delta_cc_half:.4f} "
+                    f"below Tukey fence {g.fence:.4f}",
+                )
+            )
+    args = ["exclude_images=" + " ".join(excl)] if excl else []
+    if drop:
+        args.append("dataset_selection.exclude_datasets=" + ",".join(str(tids[k]) for k in drop))
+    return args, drop, removed
+
+
+def bad_dataset_selection(
+    st: _State, opts: MergeOptions
+) -> tuple[list[str], set[int], list[Rejection]]:
+    """dials.scale arguments that leave out the outlier datasets of ``st``'s run (run_03)."""
+    bad = analysis.dataset_rejection(st.obs, opts.min_delta_cc_half)
+    if not bad:
+        return [], set(), []
+    tids = table_ids(st.run / "scaled.refl", st.run / "scaled.expt")
+    removed = [Rejection(st.members[k], "run_03", why) for k, why in bad.items()]
+    args = ["dataset_selection.exclude_datasets=" + ",".join(str(tids[k]) for k in sorted(bad))]
+    return args, set(bad), removed
+
+
+def finish_run(job: ClusterJob, run: Path, d_cut: float | None) -> tuple[MergingStats, Path]:
+    """Space group from absences (dials.symmetry), merge (French–Wilson), export, statistics.
+
+    Cut at ``d_cut`` Å when given (the unmerged file keeps its uncut twin
+    ``unmerged_fullres.mtz``).  Returns the statistics and the final .expt.
+    """
+    expt, refl = run / "scaled.expt", run / "scaled.refl"
+    try:
+        job.engine.run(merge_steps.absences(str(expt), str(refl), job.opts.timeout), run)
+        expt, refl = (run / name for name in merge_steps.SYMMETRIZED)
+    except StepFailed as exc:  # keep the cosym space group
+        (run / "symmetry_note.txt").write_text(f"absence check failed, kept point group: {exc}\n")
+    timeout = job.opts.timeout
+    job.engine.run(merge_steps.merge(str(expt), str(refl), d_cut, timeout), run)
+    unmerged = "unmerged_fullres.mtz" if d_cut else "unmerged.mtz"
+    job.engine.run(
+        merge_steps.export_unmerged(str(expt), str(refl), unmerged, timeout=timeout), run
+    )
+    if d_cut:
+        write_resolution_cut(run / unmerged, run / "unmerged.mtz", d_cut)
+    stats = stats_from_mtz(run / "unmerged.mtz")
+    atomic_write_text(run / "merging_stats.txt", format_table(stats) + "\n")
+    write_json(run / "merging_stats.json", stats_to_json(stats))
+    return stats, expt
+
+
+def _wilson_b(merged_mtz: Path) -> float:
+    mtz = gemmi.read_mtz_file(str(merged_mtz))
+    col = mtz.column_with_label("IMEAN")
+    if col is None:
+        return float("nan")
+    return analysis.wilson_b(np.asarray(mtz.make_d_array()), np.asarray(col, dtype=float))
+
+
+def merge_cluster(job: ClusterJob) -> ClusterResult:
+    """Scale and merge one cluster (run_01 → run_02 → run_03), cut where CC½ = target.
+
+    Raises StepFailed, MxflowError or ValueError when a step fails; the
+    caller records that as the cluster's error.
+    """
+    o, sym = job.opts, job.sym
+    ids_all = table_ids(sym.refl, sym.expt)
+    use = ",".join(str(ids_all[i]) for i in job.member_idx)
+    selection = (
+        [f"dataset_selection.use_datasets={use}"] if len(job.member_idx) < len(ids_all) else []
+    )
+    run = job.cdir / "run_01"
+    members = [sym.names[i] for i in job.member_idx]
+    st = _State(run, _scale(job, run, sym.expt, sym.refl, selection), members)
+    runs = [MergeRun("run_01", list(members))]
+    for name, enabled, choose in (
+        ("run_02", o.reject_frames, bad_frame_selection),
+        ("run_03", o.reject_datasets, bad_dataset_selection),
+    ):
+        if not enabled:
+            continue
+        args, dropped, why = choose(st, o)
+        if args:
+            st = _rescale(job, st, name, args, dropped)
+            runs.append(MergeRun(name, list(st.members), why))
+    fit = estimate_d_min(st.obs.keys, st.obs.i, st.obs.s2, o.cc_half_target)
+    d_cut = (
+        fit.d_min if (fit.d_min and fit.data_limit and fit.d_min > fit.data_limit + 0.005) else None
+    )
+    for r in runs[:-1]:
+        r.stats, _ = finish_run(job, job.cdir / r.name, None)
+    runs[-1].stats, final_expt = finish_run(job, st.run, d_cut)
+    write_json(st.run / "resolution.json", {**to_dict(fit), "cut_at": d_cut})
+    sg, evidence = _axial(st.run / "merged.mtz")
+    exp = read_experiments(final_expt)[0]
+    best, worst = analysis.anisotropic_limits(st.obs, 0.5)
+    return ClusterResult(
+        id=job.node.id,
+        method=job.method,
+        node_members=list(job.node.members),
+        members=list(st.members),
+        height=job.node.height,
+        node_stats=job.node.stats,
+        runs=runs,
+        final_run=st.run.name,
+        space_group=exp.space_group or "",
+        space_group_note=absences.space_group_note(sg, evidence) if sg else None,
+        axial=evidence,
+        unit_cell=tuple(exp.unit_cell) if exp.unit_cell else None,
+        resolution=fit,
+        d_cut=d_cut,
+        aniso_best=best,
+        aniso_worst=worst,
+        wilson_b=_wilson_b(st.run / "merged.mtz"),
+        stats=runs[-1].stats,
+        merged_mtz=str((st.run / "merged.mtz").relative_to(job.engine.root)),
+        unmerged_mtz=str((st.run / "unmerged.mtz").relative_to(job.engine.root)),
+    )
+
+
+def _axial(merged_mtz: Path):
+    try:
+        return absences.axial_evidence_from_mtz(merged_mtz)
+    except (OSError, RuntimeError, ValueError):
+        return "", []
