@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mxflow.util.files import json_ready, read_json, write_json
+from mxflow.util.files import json_ready, read_json, safe_name, write_json
 
 
 def test_json_ready_nan_inf_numpy_path_and_keys():
@@ -37,3 +37,11 @@ def test_write_json_uses_json_ready(tmp_path):
     write_json(tmp_path / "x.json", {"d": np.float64(math.nan), "p": tmp_path})
     assert read_json(tmp_path / "x.json") == {"d": None, "p": str(tmp_path)}
     assert "NaN" not in (tmp_path / "x.json").read_text()
+
+
+def test_safe_name():
+    assert safe_name("CPS1012-06/data00") == "CPS1012-06_data00"
+    assert safe_name("lyso zyme (A)+1.5") == "lyso_zyme_A_+1.5"
+    assert safe_name("..hidden_") == "hidden"
+    assert safe_name("///") == "dataset"
+    assert safe_name("", default="sample") == "sample"

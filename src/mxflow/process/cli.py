@@ -29,7 +29,7 @@ from typing import Any
 from mxflow.model import Dataset, DatasetResult, ImageSweep, ProcessingOptions, to_dict
 from mxflow.process.pipeline import process_dataset
 from mxflow.util.args import space_group_arg, unit_cell_arg
-from mxflow.util.files import write_json
+from mxflow.util.files import safe_name, write_json
 
 SUMMARY_NAME = "summary.json"
 
@@ -95,7 +95,7 @@ def dataset_name(template: str) -> str:
     base = re.sub(r"(\.(cbf|img|smv|h5|nxs)(\.(bz2|gz))?)$", "", base, flags=re.I)
     base = re.sub(r"_master$", "", base)
     base = re.sub(r"[_.-]*#+[_.-]*", "_", base).strip("_")
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", base).strip("._") or "dataset"
+    return safe_name(base)
 
 
 def datasets_from_sweeps(sweeps: list[ImageSweep]) -> list[Dataset]:

@@ -14,7 +14,6 @@ where ``<pin>/<dir>`` is the directory of the images relative to ROOT.
 from __future__ import annotations
 
 import os
-import re
 import resource
 import signal
 import socket
@@ -33,6 +32,7 @@ from mxflow.model import Dataset, ProcessingOptions
 from mxflow.schedule.cluster import start_cluster
 from mxflow.schedule.executor import Executor, WorkItem
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN
+from mxflow.util.files import safe_name
 
 PROC_TREE = "proc"
 
@@ -42,19 +42,13 @@ def wedge_tree(wedge_deg: float) -> str:
     return f"proc_{wedge_deg:g}deg"
 
 
-def _safe(name: str) -> str:
-    """A directory name: path separators and odd characters become '_'."""
-    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._")
-    return name or "dataset"
-
-
 def image_dir(dataset: Dataset, root: Path) -> str:
     """Directory of the dataset's images relative to ``root`` ('' if not under it)."""
     parent = Path(dataset.sweep.template).parent
     try:
         rel = parent.resolve().relative_to(root.resolve())
     except ValueError:
-        rel = Path(_safe(parent.name))
+        rel = Path(safe_name(parent.name))
     return "" if str(rel) == "." else rel.as_posix()
 
 
@@ -67,9 +61,9 @@ def dataset_key(dataset: Dataset, root: Path, tree: str) -> str:
     end in ``_<first>-<last>``.
     """
     if "/" in dataset.name:
-        rel = "/".join(_safe(p) for p in dataset.name.split("/") if p not in ("", ".", ".."))
+        rel = "/".join(safe_name(p) for p in dataset.name.split("/") if p not in ("", ".", ".."))
     else:
-        rel = "/".join(p for p in (image_dir(dataset, root), _safe(dataset.name)) if p)
+        rel = "/".join(p for p in (image_dir(dataset, root), safe_name(dataset.name)) if p)
     if dataset.wedge is not None:
         label = f"{dataset.wedge[0]}-{dataset.wedge[1]}"
         if not rel.endswith(label):

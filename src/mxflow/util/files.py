@@ -1,4 +1,4 @@
-"""File helpers: write-then-rename, checksums, JSON with NaN as null."""
+"""File helpers: write-then-rename, checksums, JSON with NaN as null, safe file names."""
 
 from __future__ import annotations
 
@@ -6,10 +6,18 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+
+def safe_name(name: str, default: str = "dataset") -> str:
+    """A file or directory name from any text: runs of characters other than letters,
+    digits and ``._+-`` (path separators included) become ``_``; leading and trailing
+    ``.`` / ``_`` go; ``default`` if nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or default
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
