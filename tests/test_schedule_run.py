@@ -365,3 +365,23 @@ def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
         )
     assert seen["se"].space_group is None and seen["se"].reference == "/r/se.mtz"
     assert any("did not fit 1 dataset(s) (e.g. b)" in m for m in messages)
+
+
+def test_default_functions_are_direct_references(tmp_path):
+    """The DIALS pipeline and discovery are the defaults as functions (no import by name);
+    --process-fn / --discover-fn still name others."""
+    import pickle
+
+    from mxflow.cli import build_parser
+    from mxflow.discover import discover_collection
+    from mxflow.process import process_dataset
+    from mxflow.schedule.options import config_from_args
+    from mxflow.schedule.tasks import resolve_function
+
+    argv = ["run", str(tmp_path), "--workdir", str(tmp_path / "out")]
+    cfg = config_from_args(build_parser("run").parse_args(argv))
+    assert cfg.process_fn is process_dataset and cfg.discover_fn is discover_collection
+    assert RunConfig().process_fn is process_dataset
+    assert pickle.loads(pickle.dumps(cfg.process_fn)) is process_dataset  # sent to workers by name
+    cfg = config_from_args(build_parser("run").parse_args([*argv, "--process-fn", FAKE_PROCESS]))
+    assert resolve_function(cfg.process_fn) is fake.process_dataset

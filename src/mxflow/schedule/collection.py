@@ -28,10 +28,11 @@ from typing import Any
 from mxflow.catalog.db import Catalog
 from mxflow.catalog.lock import RunLock
 from mxflow.catalog.summary import write_summary
+from mxflow.discover import discover_collection
 from mxflow.model import Dataset, ProcessingOptions
 from mxflow.schedule.cluster import start_cluster
 from mxflow.schedule.executor import Executor, WorkItem
-from mxflow.schedule.tasks import DEFAULT_PROCESS_FN
+from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, ProcessFn, resolve_function
 from mxflow.util.files import safe_name
 
 PROC_TREE = "proc"
@@ -109,7 +110,8 @@ def plan(collection: Any, root: str | Path, wedge_deg: float = 30.0) -> list[Wor
     return items
 
 
-DEFAULT_DISCOVER_FN = "mxflow.discover:discover_collection"
+#: the discovery function unless ``--discover-fn MODULE:FUNCTION`` names another
+DEFAULT_DISCOVER_FN: Callable[..., Any] = discover_collection
 # a dataset whose newest file is younger than this is taken as still being written;
 # with watch's 10 s polls a finished dataset starts within ~25 s (< 60 s)
 DEFAULT_SETTLE_S = 15.0
@@ -118,8 +120,6 @@ DEFAULT_SETTLE_S = 15.0
 def discover(root: Path, config: RunConfig) -> Any:
     """The collection under ``root``: ``config.discover_fn`` with the options it accepts."""
     import inspect
-
-    from mxflow.schedule.tasks import resolve_function
 
     fn = resolve_function(config.discover_fn)
     wanted: dict[str, Any] = {
@@ -146,14 +146,14 @@ class RunConfig:
     workers: int | None = None
     nproc: int | None = None
     options: ProcessingOptions = field(default_factory=ProcessingOptions)
-    process_fn: str = DEFAULT_PROCESS_FN
+    process_fn: str | ProcessFn = DEFAULT_PROCESS_FN
     retries: int = 2
     retry_failed: bool = False
     progress: bool = True
     settle_s: float | None = DEFAULT_SETTLE_S
     merge: bool = True
     hitmap: bool = True
-    discover_fn: str = DEFAULT_DISCOVER_FN  # developer option, as process_fn
+    discover_fn: str | Callable[..., Any] = DEFAULT_DISCOVER_FN  # developer option, as process_fn
 
 
 class StopFlag:

@@ -32,7 +32,13 @@ from mxflow.catalog.db import Catalog
 from mxflow.catalog.summary import write_summary
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions
 from mxflow.schedule.cluster import RESOURCE, ClusterHandle
-from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, RESULT_FILE, read_result_file, run_task
+from mxflow.schedule.tasks import (
+    DEFAULT_PROCESS_FN,
+    RESULT_FILE,
+    ProcessFn,
+    read_result_file,
+    run_task,
+)
 
 
 @dataclass
@@ -60,7 +66,7 @@ class Executor:
         handle: ClusterHandle,
         run_id: int,
         options: ProcessingOptions,
-        process_fn: str = DEFAULT_PROCESS_FN,
+        process_fn: str | ProcessFn = DEFAULT_PROCESS_FN,
         retries: int = 2,
         retry_failed: bool = False,
         progress: bool = True,

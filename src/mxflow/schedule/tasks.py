@@ -1,12 +1,12 @@
 """What runs on a worker: one dataset through the processing function.
 
-The processing function is named by an importable ``"module:function"``
-string (default :data:`DEFAULT_PROCESS_FN`, the DIALS pipeline
-``mxflow.process.process_dataset``).  Passing a name rather than a function
-object means every worker process imports it itself, so tests and
-benchmarks can substitute a fast fake (``mxflow.schedule.fake:process_dataset``)
-through the command line (``--process-fn``, a developer option) without
-patching anything across processes.
+The processing function is :data:`DEFAULT_PROCESS_FN` (the DIALS pipeline
+:func:`mxflow.process.process_dataset`) unless another is named by an
+importable ``"module:function"`` string, which every worker process imports
+itself: tests and benchmarks substitute a fast fake
+(``mxflow.schedule.fake:process_dataset``) through the command line
+(``--process-fn``, a developer option) without patching anything across
+processes.
 
 :func:`run_task` never raises for a dataset-level problem: an exception in
 the processing function becomes a ``failed`` DatasetResult whose reason says
@@ -34,12 +34,14 @@ from typing import Any
 
 from mxflow.errors import MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, to_dict
+from mxflow.process import process_dataset
 from mxflow.util.files import read_json, write_json
 
-DEFAULT_PROCESS_FN = "mxflow.process:process_dataset"
-RESULT_FILE = "mxflow_result.json"
-
 ProcessFn = Callable[[Dataset, Path, ProcessingOptions], DatasetResult]
+
+#: the processing function unless ``--process-fn MODULE:FUNCTION`` names another
+DEFAULT_PROCESS_FN: ProcessFn = process_dataset
+RESULT_FILE = "mxflow_result.json"
 
 
 def resolve_function(spec: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -65,6 +67,13 @@ def resolve_function(spec: str | Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def function_name(spec: str | Callable[..., Any]) -> str:
+    """``"module:function"`` of a function (a string is returned as it is)."""
+    if callable(spec):
+        return f"{spec.__module__}:{getattr(spec, '__qualname__', repr(spec))}"
+    return str(spec)
+
+
 def read_result_file(workdir: str | Path) -> DatasetResult | None:
     """The result a worker left in ``workdir`` (None when absent or unreadable)."""
     path = Path(workdir) / RESULT_FILE
@@ -79,7 +88,7 @@ def run_task(
     workdir: str,
     out: str,
     options: ProcessingOptions,
-    process_fn: str = DEFAULT_PROCESS_FN,
+    process_fn: str | ProcessFn = DEFAULT_PROCESS_FN,
     token: str = "",
 ) -> DatasetResult:
     """Process one dataset on a worker; returns its DatasetResult (paths relative to ``out``).
@@ -102,7 +111,9 @@ def run_task(
         fn = resolve_function(process_fn)
         result = fn(dataset, wd, options)
         if not isinstance(result, DatasetResult):
-            raise TypeError(f"{process_fn} returned {type(result).__name__}, not DatasetResult")
+            raise TypeError(
+                f"{function_name(process_fn)} returned {type(result).__name__}, not DatasetResult"
+            )
     except Exception as exc:  # a dataset-level failure never stops the others
         result = DatasetResult(
             name=dataset.name,
