@@ -9,7 +9,8 @@ files are not sweeps.
 
 Only a few headers per template are read: the first readable frame (the
 sweep's geometry), the next one (to tell a rotation sweep from a scan whose
-consecutive frames share one start angle, GUIDE.md §2.1) and the last one
+consecutive frames share one start angle: such a series, like one whose
+header width is 0, is a raster or still scan with ``osc_width`` 0) and the last one
 (consistency, and whether the last file is complete).  Files that cannot be
 read become ``problems`` — discovery never stops on one bad file.
 """

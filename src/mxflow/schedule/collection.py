@@ -5,7 +5,7 @@ Work directories (and catalog keys) mirror the data tree, as KAMO's
 
     OUT/proc/<pin>/<dir>/<dataset>/                  whole sweeps
     OUT/proc_30deg/<pin>/<dir>/<dataset>_<a>-<b>/    wedges of <wedge_deg>°
-    OUT/merge/<sample>/, OUT/merge_30deg/<sample>/   merges (when mxflow.merge exists)
+    OUT/merge/<sample>/, OUT/merge_30deg/<sample>/   merges
     OUT/hitmap/<pin>/<dir>/<scan>/                   raster-scan hit maps
 
 where ``<pin>/<dir>`` is the directory of the images relative to ROOT.
