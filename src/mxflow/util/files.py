@@ -63,9 +63,6 @@ def json_ready(v: Any) -> Any:
     return v
 
 
-_json_clean = json_ready  # the old private name, until model.to_dict uses json_ready
-
-
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write ``obj`` as JSON (NaN/inf become null, numpy scalars plain)."""
     atomic_write_text(path, json.dumps(json_ready(obj), indent=1) + "\n")
