@@ -30,9 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-from mxflow.cluster.select import Thresholds
 from mxflow.engine.runner import run_program
-from mxflow.merge.pipeline import MergeOptions, merge_sample
+from mxflow.merge import merge_sample
+from mxflow.model import ClusterResult, MergeOptions, Thresholds, to_dict
 from mxflow.process.cli import dataset_name
 from mxflow.simulate import simulate
 from mxflow.simulate.config import SimulationConfig
@@ -40,14 +40,13 @@ from mxflow.simulate.score import score
 from mxflow.util.files import read_json, write_json
 
 
-def best_cluster(clusters: list[dict]) -> dict | None:
+def best_cluster(clusters: list[ClusterResult]) -> ClusterResult | None:
     """KAMO's choose_best_result: top half by multiplicity, then highest CC½."""
-    ok = [c for c in clusters if "error" not in c and c.get("cc_half") is not None]
+    ok = sorted((c for c in clusters if c.ok), key=lambda c: -c.multiplicity)
     if not ok:
         return None
-    ok.sort(key=lambda c: -c["multiplicity"])
     top = ok[: max(1, (len(ok) + 1) // 2)]
-    return max(top, key=lambda c: c["cc_half"])
+    return max(top, key=lambda c: c.cc_half)
 
 
 def baseline(out: Path, pairs: list[tuple[str, str]], nproc: int) -> tuple[Path | None, float]:
@@ -132,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = MergeOptions(sample="bench", nproc=a.nproc, thresholds=Thresholds())
     summary = merge_sample([out / "proc"], out / "mxflow", opts)
     t_mx = time.perf_counter() - t0
-    best = best_cluster(summary["clusters"])
-    mx_score = score(out / "mxflow" / best["merged_mtz"], sim.truth_dir) if best else None
+    best = best_cluster(summary.clusters)
+    mx_score = score(out / "mxflow" / best.merged_mtz, sim.truth_dir) if best else None
 
     base_mtz, t_base = baseline(out / "baseline", pairs, a.nproc)
     base_score = score(base_mtz, sim.truth_dir) if base_mtz else None
@@ -148,17 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         return max(pops.count(p) for p in set(pops)) / len(pops)
 
     merged = []
-    for c in summary["clusters"]:
-        row = {"id": c["id"], "n": len(c["members"]), "purity": purity(c["members"])}
-        if "error" in c:
-            row["error"] = c["error"]
+    for c in summary.clusters:
+        row = {"id": c.id, "n": len(c.members), "purity": purity(c.members)}
+        if not c.ok:
+            row["error"] = c.error
         else:
-            sc = score(out / "mxflow" / c["merged_mtz"], sim.truth_dir)
+            sc = score(out / "mxflow" / c.merged_mtz, sim.truth_dir)
             row.update(
-                cc_half=c["cc_half"],
-                multiplicity=c["multiplicity"],
-                completeness=c["completeness"],
-                d_min=c["d_min"],
+                cc_half=c.cc_half,
+                multiplicity=c.multiplicity,
+                completeness=c.completeness,
+                d_min=c.d_min,
                 cc_truth=sc["cc_overall"],
                 population=sc["population"],
             )
@@ -173,13 +172,19 @@ def main(argv: list[str] | None = None) -> int:
         "mxflow": {
             "wall_s": t_mx,
             "best_cluster": best
-            and {k: best[k] for k in ("id", "members", "cc_half", "completeness", "d_min")},
-            "purity": best and purity(best["members"]),
+            and {
+                "id": best.id,
+                "members": best.members,
+                "cc_half": best.cc_half,
+                "completeness": best.completeness,
+                "d_min": best.d_min,
+            },
+            "purity": best and purity(best.members),
             "cc_truth": mx_cc,
             "population": mx_score and mx_score["population"],
             "clusters_merged": merged,
-            "not_merged": len(summary.get("not_merged", [])),
-            "rejected": summary["rejected"],
+            "not_merged": len(summary.not_merged),
+            "rejected": [to_dict(r) for r in summary.rejected],
         },
         "baseline_cosym_scale_merge": {
             "wall_s": t_base,

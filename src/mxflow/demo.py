@@ -111,20 +111,20 @@ def simulate_once(workdir: Path, samples: dict[str, dict[str, Any]]) -> dict[str
 
 def score_merges(out: Path, truths: dict[str, Path]) -> list[dict[str, Any]]:
     """CC to the truth of every merged cluster (each sample against its own truth)."""
+    from mxflow.merge.outputs import read_summary
     from mxflow.simulate import score
 
     rows = []
     for summary_path in sorted(out.glob("merge*/*/merge_*/merge_summary.json")):
-        summary = read_json(summary_path)
-        sample = summary.get("sample", "")
+        summary = read_summary(summary_path)
+        sample = summary.sample
         route = summary_path.parents[2].name
-        for cluster in summary.get("clusters", []):
-            mtz = cluster.get("merged_mtz")
-            row = {"sample": sample, "route": route, "cluster": cluster.get("id"), "cc": None}
-            row.update(n=len(cluster.get("members", [])), d_min=cluster.get("d_min"))
-            if mtz and sample in truths:
+        for cluster in summary.clusters:
+            row = {"sample": sample, "route": route, "cluster": cluster.id, "cc": None}
+            row.update(n=len(cluster.members), d_min=cluster.d_min)
+            if cluster.ok and sample in truths:
                 # paths in merge_summary.json are relative to the sample's merge directory
-                path = Path(mtz) if Path(mtz).is_absolute() else summary_path.parents[1] / mtz
+                path = summary_path.parents[1] / cluster.merged_mtz
                 try:
                     row["cc"] = float(score(path, truths[sample])["cc_overall"])
                 except Exception as exc:  # scoring is a report, not a reason to stop
