@@ -52,3 +52,18 @@ def test_run_merges_each_wavelength_of_a_sample_separately():
         ("0.9790A", ["a", "c", "d"]),
         ("1.0332A", ["b"]),
     ]
+
+
+def test_merge_refuses_a_mistyped_space_group_before_any_work(tmp_path, capsys):
+    """`mxflow merge --space-group` is checked by the one space-group argument type:
+    a typo is a usage error (exit 2) naming the value, and no output folder is made."""
+    import pytest
+
+    from mxflow import cli
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["merge", str(tmp_path), "--workdir", str(out), "--space-group", "P 21 21 2x"])
+    assert exc.value.code == 2
+    assert "P 21 21 2x" in capsys.readouterr().err
+    assert not out.exists()
