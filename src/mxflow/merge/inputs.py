@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mxflow.engine.expt import Experiment, read_experiments
@@ -141,6 +141,75 @@ def _unique_name(name: str, used: set[str]) -> str:
     return name
 
 
+@dataclass
+class _Found:
+    """What :func:`collect_inputs` has found so far (names made unique as they come)."""
+
+    sample: str | None
+    inputs: list[MergeInput] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    used: set[str] = field(default_factory=set)
+    seen: set[Path] = field(default_factory=set)
+
+    def add_pair(self, expt: Path, refl: Path | None, name: str, sample: str = "") -> None:
+        """Every experiment of one .expt/.refl pair (each file once)."""
+        expt = expt.resolve()
+        if expt in self.seen:
+            return
+        self.seen.add(expt)
+        if refl is None:
+            self.rejected.append(Rejection(name, "input", f"{expt}: no matching reflection file"))
+            return
+        try:
+            found = _from_pair(name, expt, refl, sample)
+        except BadInputError as exc:
+            self.rejected.append(Rejection(name, "input", str(exc)))
+            return
+        for item in found:
+            item.name = _unique_name(item.name, self.used)
+            self.inputs.append(item)
+
+    def add_result(self, res: DatasetResult, root: Path | None) -> None:
+        """One processed dataset (paths relative to ``root`` unless absolute), by its own name."""
+        if self.sample and res.sample and res.sample != self.sample:
+            return
+        if res.status != "ok":
+            why = res.reason or f"status {res.status}"
+            self.rejected.append(Rejection(res.name, "input", f"processing: {why}"))
+            return
+        if not res.integrated_expt or not res.integrated_refl:
+            self.rejected.append(Rejection(res.name, "input", "no integrated .expt/.refl recorded"))
+            return
+        expt, refl = Path(res.integrated_expt), Path(res.integrated_refl)
+        if not expt.is_absolute() and root is not None:
+            expt, refl = root / expt, root / refl
+        if not expt.exists() or not refl.exists():
+            self.rejected.append(Rejection(res.name, "input", f"missing file {expt} or {refl}"))
+            return
+        self.add_pair(expt, refl, res.name, res.sample)
+
+    def add_summary(self, root: Path) -> None:
+        """Every dataset of an mxflow output directory's summary.json."""
+        rows = read_json(root / "summary.json")
+        if isinstance(rows, dict):
+            rows = rows.get("datasets", [])
+        for row in rows:
+            self.add_result(DatasetResult.from_dict(row), root)
+
+    def add_tree(self, root: Path) -> None:
+        """Every .expt / *_experiments.json below ``root`` (merge outputs left out)."""
+        found = sorted(
+            q
+            for suf in EXPT_SUFFIXES
+            for q in root.rglob(f"*{suf}")
+            if not _in_merge_output(q, root)
+        )
+        if not found:
+            raise BadInputError(root, "no summary.json and no .expt / *_experiments.json files")
+        for q in found:
+            self.add_pair(q, _partner_refl(q), _name_for(q, root))
+
+
 def collect_inputs(
     paths: list[str | Path | DatasetResult], sample: str | None = None
 ) -> tuple[list[MergeInput], list[Rejection]]:
@@ -149,67 +218,41 @@ def collect_inputs(
     Returns (inputs, rejections of stage "input").  ``sample`` keeps only datasets
     of that sample when an mxflow summary says which sample each belongs to.
     ``paths`` may also hold DatasetResult objects with absolute file paths
-    (what ``mxflow run`` passes): they keep their dataset names.
-    Raises BadInputError for a path that is none of the accepted kinds.
+    (what ``mxflow run`` passes): they keep their dataset names.  An .expt
+    followed by a .refl is one pair.  Raises BadInputError for a path that is
+    none of the accepted kinds.
     """
-    inputs: list[MergeInput] = []
-    rejected: list[Rejection] = []
-    used: set[str] = set()
+    found = _Found(sample)
     pending = [p if isinstance(p, DatasetResult) else Path(p) for p in paths]
-    seen_expt: set[Path] = set()
-
-    def add_pair(expt: Path, refl: Path | None, name: str, smp: str = "") -> None:
-        expt = expt.resolve()
-        if expt in seen_expt:
-            return
-        seen_expt.add(expt)
-        if refl is None:
-            rejected.append(Rejection(name, "input", f"{expt}: no matching reflection file"))
-            return
-        try:
-            found = _from_pair(name, expt, refl, smp)
-        except BadInputError as exc:
-            rejected.append(Rejection(name, "input", str(exc)))
-            return
-        for item in found:
-            item.name = _unique_name(item.name, used)
-            inputs.append(item)
-
     i = 0
     while i < len(pending):
         p = pending[i]
         i += 1
         if isinstance(p, DatasetResult):  # from the collection runner: keeps its full name
-            _from_result(p, None, sample, add_pair, rejected)
+            found.add_result(p, None)
         elif p.is_dir() and (p / "summary.json").exists():
-            _from_summary(p, sample, add_pair, rejected)
+            found.add_summary(p)
         elif p.is_dir():
-            found = sorted(
-                q for suf in EXPT_SUFFIXES for q in p.rglob(f"*{suf}") if not _in_merge_output(q, p)
-            )
-            if not found:
-                raise BadInputError(p, "no summary.json and no .expt / *_experiments.json files")
-            for q in found:
-                add_pair(q, _partner_refl(q), _name_for(q, p))
+            found.add_tree(p)
         elif p.name.endswith(EXPT_SUFFIXES):
             nxt = pending[i] if i < len(pending) else None
-            if nxt is not None and nxt.name.endswith(REFL_SUFFIXES):
+            if isinstance(nxt, Path) and nxt.name.endswith(REFL_SUFFIXES):
                 i += 1
-                add_pair(p, nxt, _name_for(p, p.parent))
+                found.add_pair(p, nxt, _name_for(p, p.parent))
             else:
-                add_pair(p, _partner_refl(p), _name_for(p, p.parent))
+                found.add_pair(p, _partner_refl(p), _name_for(p, p.parent))
         elif p.name.endswith(REFL_SUFFIXES):
             expt = next(
                 (Path(_stem(p) + s) for s in EXPT_SUFFIXES if Path(_stem(p) + s).exists()), None
             )
             if expt is None:
                 raise BadInputError(p, "reflection file without a matching experiment list")
-            add_pair(expt, p, _name_for(expt, expt.parent))
+            found.add_pair(expt, p, _name_for(expt, expt.parent))
         elif not p.exists():
             raise BadInputError(p, "no such file or directory")
         else:
             raise BadInputError(p, "not an mxflow output directory, .expt or .refl file")
-    return inputs, rejected
+    return found.inputs, found.rejected
 
 
 def _in_merge_output(path: Path, root: Path) -> bool:
@@ -228,35 +271,3 @@ def _name_for(expt: Path, root: Path) -> str:
         rel = expt.parent.relative_to(root) if expt.parent != root else Path(expt.parent.name)
         return str(rel).replace("/", "_") or stem
     return stem
-
-
-def _from_summary(root: Path, sample: str | None, add_pair, rejected: list[Rejection]) -> None:
-    rows = read_json(root / "summary.json")
-    if isinstance(rows, dict):
-        rows = rows.get("datasets", [])
-    for row in rows:
-        _from_result(DatasetResult.from_dict(row), root, sample, add_pair, rejected)
-
-
-def _from_result(
-    res: DatasetResult, root: Path | None, sample: str | None, add_pair, rejected: list[Rejection]
-) -> None:
-    """One processed dataset (paths relative to ``root`` unless absolute), by its own name."""
-    if sample and res.sample and res.sample != sample:
-        return
-    if res.status != "ok":
-        why = res.reason or f"status {res.status}"
-        rejected.append(Rejection(res.name, "input", f"processing: {why}"))
-        return
-    if not res.integrated_expt or not res.integrated_refl:
-        rejected.append(Rejection(res.name, "input", "no integrated .expt/.refl recorded"))
-        return
-    expt = Path(res.integrated_expt)
-    refl = Path(res.integrated_refl)
-    if not expt.is_absolute() and root is not None:
-        expt = root / expt
-        refl = root / refl
-    if not expt.exists() or not refl.exists():
-        rejected.append(Rejection(res.name, "input", f"missing file {expt} or {refl}"))
-        return
-    add_pair(expt, refl, res.name, res.sample)
