@@ -23,13 +23,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mxflow.catalog.db import Catalog
 from mxflow.catalog.lock import RunLock
 from mxflow.catalog.summary import write_summary
+from mxflow.discover import collection as discovery
 from mxflow.discover import discover_collection
+from mxflow.discover.collection import Collection
 from mxflow.model import Dataset, ProcessingOptions
+from mxflow.schedule import post
 from mxflow.schedule.cluster import start_cluster
 from mxflow.schedule.executor import Executor, WorkItem
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, ProcessFn, resolve_function
@@ -72,7 +75,7 @@ def dataset_key(dataset: Dataset, root: Path, tree: str) -> str:
     return f"{tree}/{rel}"
 
 
-def plan(collection: Any, root: str | Path, wedge_deg: float = 30.0) -> list[WorkItem]:
+def plan(collection: Collection, root: str | Path, wedge_deg: float = 30.0) -> list[WorkItem]:
     """Work items for a discovered collection: whole sweeps, then wedges.
 
     ``collection.datasets`` (whole sweeps) go to ``proc/``.  Of
@@ -96,12 +99,12 @@ def plan(collection: Any, root: str | Path, wedge_deg: float = 30.0) -> list[Wor
         used.add(key)
         return key
 
-    for ds in getattr(collection, "datasets", []):
+    for ds in collection.datasets:
         key = unique(dataset_key(ds, root, PROC_TREE), ds)
         sweep_keys.setdefault(ds.sweep.template, key)
         items.append(WorkItem(key, ds, "sweep"))
     tree = wedge_tree(wedge_deg)
-    for ds in getattr(collection, "wedges", []):
+    for ds in collection.wedges:
         whole = ds.wedge is None or tuple(ds.wedge) == (ds.sweep.first, ds.sweep.last)
         if whole and ds.sweep.template in sweep_keys:
             continue
@@ -110,28 +113,37 @@ def plan(collection: Any, root: str | Path, wedge_deg: float = 30.0) -> list[Wor
     return items
 
 
+class DiscoverFn(Protocol):
+    """What finds a collection: :func:`mxflow.discover.discover_collection` (tests: a fake)."""
+
+    def __call__(
+        self,
+        root: str | Path,
+        *,
+        sample_sheet: str | None,
+        default_sample: str | None,
+        wedge_deg: float,
+        settle_s: float,
+    ) -> Collection: ...
+
+
 #: the discovery function unless ``--discover-fn MODULE:FUNCTION`` names another
-DEFAULT_DISCOVER_FN: Callable[..., Any] = discover_collection
+DEFAULT_DISCOVER_FN: DiscoverFn = discover_collection
 # a dataset whose newest file is younger than this is taken as still being written;
 # with watch's 10 s polls a finished dataset starts within ~25 s (< 60 s)
 DEFAULT_SETTLE_S = 15.0
 
 
-def discover(root: Path, config: RunConfig) -> Any:
-    """The collection under ``root``: ``config.discover_fn`` with the options it accepts."""
-    import inspect
-
-    fn = resolve_function(config.discover_fn)
-    wanted: dict[str, Any] = {
-        "sample_sheet": config.sample_sheet,
-        "default_sample": config.default_sample,
-        "wedge_deg": config.wedge_deg,
-    }
-    if config.settle_s is not None:
-        wanted["settle_s"] = config.settle_s
-    params = inspect.signature(fn).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    return fn(root, **{k: v for k, v in wanted.items() if takes_all or k in params})
+def discover(root: Path, config: RunConfig) -> Collection:
+    """The collection under ``root``, found by ``config.discover_fn``."""
+    fn: DiscoverFn = resolve_function(config.discover_fn)
+    return fn(
+        root,
+        sample_sheet=config.sample_sheet,
+        default_sample=config.default_sample,
+        wedge_deg=config.wedge_deg,
+        settle_s=discovery.DEFAULT_SETTLE_S if config.settle_s is None else config.settle_s,
+    )
 
 
 @dataclass
@@ -153,7 +165,7 @@ class RunConfig:
     settle_s: float | None = DEFAULT_SETTLE_S
     merge: bool = True
     hitmap: bool = True
-    discover_fn: str | Callable[..., Any] = DEFAULT_DISCOVER_FN  # developer option, as process_fn
+    discover_fn: str | DiscoverFn = DEFAULT_DISCOVER_FN  # developer option, as process_fn
 
 
 class StopFlag:
@@ -299,17 +311,14 @@ def run_collection(
     items = plan(collection, root, config.wedge_deg)
     n_sweeps = sum(1 for i in items if i.kind == "sweep")
     n_wedges = len(items) - n_sweeps
-    for problem in getattr(collection, "problems", []) or []:
+    for problem in collection.problems:
         log(f"mxflow: skipped: {_problem_text(problem)}")
-    waiting = getattr(collection, "waiting", None) or {
-        getattr(d, "name", str(d)): "still being written"
-        for d in getattr(collection, "incomplete", []) or []
-    }
+    waiting = collection.waiting or {d.name: "still being written" for d in collection.incomplete}
     for name, why in sorted(waiting.items()):
         log(f"mxflow: left for later: {name}: {why}")
     log(
         f"mxflow: {n_sweeps} dataset(s), {n_wedges} wedge(s) of {config.wedge_deg:g}°, "
-        f"{len(getattr(collection, 'raster_scans', []) or [])} raster scan(s)"
+        f"{len(collection.raster_scans)} raster scan(s)"
         + (f", {len(waiting)} still being written" if waiting else "")
     )
     stop = StopFlag(log)
@@ -327,14 +336,10 @@ def run_collection(
         executor.maybe_write_summary(force=True)
         if finished:
             if config.merge:
-                from mxflow.schedule.post import merge_samples, sample_settings
-
-                datasets = getattr(collection, "datasets", []) or []
-                merge_samples(out, catalog, config, log, sample_settings(datasets))
+                settings = post.sample_settings(collection.datasets)
+                post.merge_samples(out, catalog, config.options, log, settings)
             if config.hitmap:
-                from mxflow.schedule.post import hitmaps
-
-                hitmaps(out, root, catalog, getattr(collection, "raster_scans", []) or [], log)
+                post.hitmaps(out, root, catalog, collection.raster_scans, log)
         counts = catalog.counts()
     report = _write_reports(out, log)
     log(
@@ -358,7 +363,6 @@ def _write_reports(out: Path, log) -> Path | None:
     return out / "report" / "index.html"
 
 
-def _problem_text(problem: Any) -> str:
-    if isinstance(problem, tuple | list) and len(problem) == 2:
-        return f"{problem[0]}: {problem[1]}"
-    return str(problem)
+def _problem_text(problem: tuple[str, str]) -> str:
+    path, why = problem
+    return f"{path}: {why}"

@@ -32,10 +32,10 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mxflow.discover.collection import Collection
 from mxflow.model import (
     Dataset,
     DatasetResult,
@@ -105,17 +105,6 @@ def process_dataset(dataset: Dataset, workdir: Path, options: ProcessingOptions)
 # -- fake discovery ------------------------------------------------------------
 
 
-@dataclass
-class FakeCollection:
-    """The attributes of ``mxflow.discover``'s Collection that the scheduler uses."""
-
-    datasets: list[Dataset] = field(default_factory=list)
-    wedges: list[Dataset] = field(default_factory=list)
-    raster_scans: list[ImageSweep] = field(default_factory=list)
-    incomplete: list[Dataset] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-
-
 def fake_sweep(template: str, first: int = 1, last: int = 50, osc_width: float = 0.1) -> ImageSweep:
     """A plausible PILATUS-like sweep description (no images behind it)."""
     return ImageSweep(
@@ -154,14 +143,14 @@ def write_fake_dataset(root: str | Path, dataset: Dataset) -> Path:
     return path
 
 
-def discover_collection(root: str | Path, **_: Any) -> FakeCollection:
+def discover_collection(root: str | Path, **_: Any) -> Collection:
     """Read every ``*.dataset.json`` under ``root`` (sorted).
 
     As ``mxflow.discover.discover_collection``: whole sweeps go to
     ``.datasets``; ``.wedges`` holds the cut wedges plus the whole sweeps
     that have no wedges.
     """
-    out = FakeCollection()
+    out = Collection(str(root), "fake")
     for path in sorted(Path(root).rglob(f"*{DATASET_SUFFIX}")):
         try:
             ds = dataset_from_dict(json.loads(path.read_text()))

@@ -61,7 +61,7 @@ def watch_collection(
             if collection is not None:
                 n_new = executor.add(plan(collection, root, config.wedge_deg))
                 executor.pump()
-                incomplete = {_label(x) for x in getattr(collection, "incomplete", []) or []}
+                incomplete = {d.name for d in collection.incomplete}
                 if n_new or incomplete != waiting:
                     log(
                         f"mxflow watch: poll {iteration}: {n_new} new to process, "
@@ -82,7 +82,3 @@ def watch_collection(
         executor.maybe_write_summary(force=True)
         counts = catalog.counts()
     return WatchOutcome(iteration, counts, stopped=stop())
-
-
-def _label(thing: object) -> str:
-    return str(getattr(thing, "template", None) or getattr(thing, "name", None) or thing)
