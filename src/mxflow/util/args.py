@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mxflow.model import UnitCell
+#: a, b, c (Å), α, β, γ (degrees); the same type as mxflow.model.UnitCell
+Cell = tuple[float, float, float, float, float, float]
 
 
-def parse_unit_cell(text: str) -> UnitCell:
+def parse_unit_cell(text: str) -> Cell:
     """``a b c alpha beta gamma`` (Å, degrees) from text such as ``"54,62,71,90,90,90"``.
 
     Numbers may be separated by commas, semicolons or spaces, and the whole
@@ -74,7 +73,7 @@ def canonical_space_group(text: str) -> str:
     return sg.hm
 
 
-def unit_cell_arg(text: str) -> UnitCell:
+def unit_cell_arg(text: str) -> Cell:
     """argparse ``type=`` for a unit cell (see :func:`parse_unit_cell`)."""
     try:
         return parse_unit_cell(text)
