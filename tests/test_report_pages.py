@@ -1,4 +1,6 @@
-"""Reports of a synthetic collection: every page renders and shows the numbers of the JSON it read."""
+"""Reports of a synthetic collection written from mxflow's types: every page renders and shows
+the numbers of the files it read.  What a merge page shows of a real merge is checked in
+test_report_real_merge.py."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from mxflow.errors import BadInputError
+from mxflow.merge.outputs import read_dendrogram, read_summary, write_summary
 from mxflow.model import DatasetResult
 from mxflow.report import format_summary_table, write_reports
-from mxflow.report.load import parse_cluster_summary, spot_counts_per_frame
+from mxflow.report.load import spot_counts_per_frame
 from report_fixtures import write_sample_output
 
 
@@ -90,10 +93,10 @@ def test_all_pages_written_with_one_static_bundle(collection):
     names = {p.relative_to(out).as_posix() for p in written}
     assert {"report/index.html", "report/datasets.html"} <= names
     merges = sorted(p.parent.name for p in out.glob("merge_*/merge_summary.json"))
+    assert merges == ["merge_blend_2.2S_Lys", "merge_cc_2.2S_Lys", "merge_cc_2.2S_Thau"]
     assert [n for n in sorted(names) if n.startswith("merge_")] == [
         f"{m}/report.html" for m in merges
     ]
-    assert len(merges) == 3
     # one copy of each script per output tree (plotly.js is the installed plotly package's own
     # bundle), and every page's relative links reach them
     static = out / "report/static"
@@ -189,57 +192,38 @@ def test_collection_rows_per_pin(collection):
     assert by_pin["CPS101-01"][11] == "–"
 
 
-def test_merge_report_content(collection):
+def test_merge_report_of_typed_merge(collection):
+    """The synthetic blend merge: runs that removed a dataset, nodes not merged, the dendrogram."""
     out, _ = collection
-    mdir = out / "merge_blend_2.20S_Lys"
-    ms = json.loads((mdir / "merge_summary.json").read_text())
-    page = mdir / "report.html"
-    t = parse(page)
-    html = page.read_text()
+    mdir = out / "merge_blend_2.2S_Lys"
+    ms = read_summary(mdir / "merge_summary.json")
+    t = parse(mdir / "report.html")
     crows = t.tables["cluster-table"]
-    assert [r[0].split()[0] for r in crows] == [str(c["id"]) for c in ms["clusters"]]
-    for r, c in zip(crows, ms["clusters"], strict=True):
-        assert r[1] == str(len(c["members"])) and r[3] == f2(c["d_min"])
-        assert r[2] == "".join(x for x in (c["space_group"], c.get("space_group_note")) if x)
+    assert [r[0].split()[0] for r in crows] == [str(c.id) for c in ms.clusters]
+    for r, c in zip(crows, ms.clusters, strict=True):
+        assert r[1] == str(len(c.members)) and r[3] == f2(c.d_min) and r[8] == f2(c.cc_half, ".3f")
+        assert r[2] == "".join(x for x in (c.space_group, c.space_group_note) if x)
     rej = t.tables["rejected-table"]
-    assert [(r[0], r[3]) for r in rej] == [(x["name"], x["reason"]) for x in ms["rejected"]]
-    assert "every dataset is accounted for" in html
+    assert rej and [(r[0], r[1], r[2]) for r in rej] == [
+        (x.name, x.stage, x.reason) for x in ms.rejected
+    ]
+    # the run that removed a dataset says which and why
+    c = next(c for c in ms.clusters if len(c.runs) > 1)
+    runs = t.tables[f"runs-{c.id}"]
+    assert [r[0] for r in runs] == ["run_01", "run_03 (final)"]
+    assert runs[1][5] == f"{c.runs[1].removed[0].name}: {c.runs[1].removed[0].reason}"
+    notm = t.tables["notmerged-table"]
+    assert [(int(r[0]), r[2]) for r in notm] == [(n.id, n.why) for n in ms.not_merged]
     data = json.loads(t.data_json)
-    dg = json.loads((mdir / "dendrogram_blend.json").read_text())
-    assert len(data["dendrograms"]["blend"]["nodes"]) == len(dg["nodes"]) == len(dg["leaves"]) - 1
-    for c, jc in zip(ms["clusters"], data["clusters"], strict=True):
-        assert jc["command"].startswith("mxflow merge ") and "--max-clusters 1" in jc["command"]
-        files = [
-            f"{out}/proc/{d['workdir'].split('/')[1]}/{d['name']}/integrated.{x}"
-            for m in c["members"]
-            for d in summary(out)
-            if d["name"] == m
-            for x in ("expt", "refl")
-        ]
-        assert jc["command"].split(" --workdir")[0] == "mxflow merge " + " ".join(files)
-        assert len(jc["res"]["d"]) == 10
+    dg = read_dendrogram(mdir / "dendrogram_blend.json")
+    assert data["dendrograms"]["blend"]["leaves"] == dg.leaves
+    assert [n["stats"]["lcv"] for n in data["dendrograms"]["blend"]["nodes"]] == [
+        n.stats.lcv for n in dg.nodes
+    ]
     kamo = t.tables["kamo-table"]
-    cols, rows = parse_cluster_summary(mdir / "cluster_summary.dat")
-    assert len(kamo) == len(rows) and kamo[0][0] == rows[0]["cluster"] and len(cols) == 28
-    inputs = t.tables["input-table"]
-    assert len(inputs) == sum(1 for d in summary(out) if d["sample"] == "Lys")
-    assert "Parameters" in html and "min_completeness" in html
-
-
-def test_unaccounted_dataset_is_flagged(tmp_path):
-    out = write_sample_output(tmp_path / "OUT", n_multi=3, seed=5, with_refl=False)
-    p = out / "merge_cc_2.20S_Thau" / "merge_summary.json"
-    ms = json.loads(p.read_text())
-    used = {m for c in ms["clusters"] for m in c["members"]}
-    rejected = {r["name"] for r in ms["rejected"]}
-    ok = [d["name"] for d in summary(out) if d["sample"] == "Thau" and d["status"] == "ok"]
-    lost = next(n for n in ok if n in used and n not in rejected)
-    for c in ms["clusters"]:
-        c["members"] = [m for m in c["members"] if m != lost]
-    p.write_text(json.dumps(ms))
-    write_reports(out)
-    html = (p.parent / "report.html").read_text()
-    assert "1 not accounted for" in html and lost in html.split("Not accounted for:")[1]
+    assert [r[0] for r in kamo] == [f"{c.id:04d}" for c in ms.clusters]
+    assert [r[6] for r in kamo] == [str(len(c.members)) for c in ms.clusters]
+    assert "every dataset is accounted for" in (mdir / "report.html").read_text()
 
 
 def test_empty_and_bad_output_dirs(tmp_path):
@@ -250,6 +234,19 @@ def test_empty_and_bad_output_dirs(tmp_path):
     (tmp_path / "summary.json").write_text("{not json")
     with pytest.raises(BadInputError, match="summary.json"):
         write_reports(tmp_path)
+    (tmp_path / "summary.json").write_text('{"datasets": [{"status": "ok"}]}')
+    with pytest.raises(BadInputError, match="not a dataset result"):
+        write_reports(tmp_path)
+
+
+def test_merge_summary_of_another_schema_is_refused(tmp_path):
+    out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=2, with_refl=False)
+    p = out / "merge_cc_2.2S_Thau" / "merge_summary.json"
+    ms = read_summary(p)
+    ms.schema = 0
+    write_summary(p, ms)
+    with pytest.raises(BadInputError, match="schema 0"):
+        write_reports(out)
 
 
 def test_report_cli(tmp_path, capsys):

@@ -4,9 +4,10 @@ The format is the spine's ``{"datasets": [DatasetResult as dict, ...]}`` with,
 per dataset, ``sample``, ``mode`` and ``wedge`` ("full" or "first-last"), plus
 the catalog's ``key`` (the work directory relative to OUT), ``kind`` (sweep
 or wedge) and ``attempts``.  Paths of outputs are relative to OUT; ``path`` is
-the raw image template (outside OUT, absolute).  Merges and hit maps, when
-run, are listed under ``"merges"`` and ``"hitmaps"``.  The file is always
-written atomically (write then rename).
+the raw image template (outside OUT, absolute).  Merges, when run, are
+listed under ``"merges"`` (each a :class:`~mxflow.model.MergeRecord` as a
+dict: name, status, reason, inputs, workdir, summary) and hit maps under
+``"hitmaps"``.  The file is always written atomically (write then rename).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mxflow.catalog.db import Catalog
-from mxflow.model import DatasetResult, to_dict
+from mxflow.model import ClusterResult, DatasetResult, MergeSummary, to_dict
 from mxflow.util.files import write_json
 
 SUMMARY_NAME = "summary.json"
@@ -61,7 +62,7 @@ def summary_dict(catalog: Catalog) -> dict[str, Any]:
         "counts": catalog.counts(),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    merges = [_product(p) for p in catalog.products("merge")]
+    merges = [to_dict(m) for m in catalog.merges()]
     hitmaps = [_product(p) for p in catalog.products("hitmap")]
     if merges:
         out["merges"] = merges
@@ -77,6 +78,12 @@ def _product(p: dict[str, Any]) -> dict[str, Any]:
         "reason": p["reason"] or "",
         "result": p["result"],
     }
+
+
+def best_cluster(summary: MergeSummary) -> ClusterResult | None:
+    """The merged cluster with the best (smallest) d_min, ties broken by more members."""
+    merged = [c for c in summary.clusters if c.ok and c.d_min is not None]
+    return min(merged, key=lambda c: (c.d_min, -len(c.members)), default=None)
 
 
 def write_summary(out: str | Path, catalog: Catalog) -> Path:

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mxflow.report.load import find_merge_dirs, load_summary, num
-from mxflow.report.pages import dataset_identity
+from mxflow.catalog.db import Catalog, catalog_path
+from mxflow.catalog.summary import summary_dict
+from mxflow.report.load import DatasetRow, dataset_rows, find_merge_dirs, load_summary
+from mxflow.report.pages import dataset_identity, finite
 from mxflow.report.render import render, script_json, static_text
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -43,18 +45,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _read_datasets(out: Path) -> tuple[list[dict[str, Any]], str]:
+def _read_datasets(out: Path) -> tuple[list[DatasetRow], str]:
     """Dataset rows and where they came from ("catalog", "summary.json" or "none")."""
-    from mxflow.catalog.db import catalog_path
-
     if catalog_path(out).is_file():
         try:
-            from mxflow.catalog.db import Catalog
-            from mxflow.catalog.summary import summary_dict
-
             cat = Catalog(out, readonly=True)
             try:
-                return summary_dict(cat)["datasets"], "catalog"
+                return dataset_rows(
+                    summary_dict(cat)["datasets"], str(catalog_path(out))
+                ), "catalog"
             finally:
                 cat.close()
         except Exception:  # a catalog being created or locked: fall back to the summary
@@ -70,22 +69,18 @@ def collect_status(out: str | Path) -> dict[str, Any]:
     datasets, source = _read_datasets(out)
     counts: dict[str, int] = {}
     rows = []
-    for d in datasets:
-        status = str(d.get("status") or "pending")
-        counts[status] = counts.get(status, 0) + 1
-        ov = (
-            ((d.get("stats") or {}).get("overall") or {})
-            if isinstance(d.get("stats"), dict)
-            else {}
-        )
+    for row in datasets:
+        r = row.result
+        counts[r.status] = counts.get(r.status, 0) + 1
+        ov = r.stats.overall if r.stats else None
         rows.append(
             {
-                **dataset_identity(d),
-                "space_group": d.get("space_group") or "",
-                "d_min": num(d.get("d_min")),
-                "completeness": num(ov.get("completeness")),
-                "cc_half": num(ov.get("cc_half")),
-                "wall_s": num(d.get("wall_s")),
+                **dataset_identity(row),
+                "space_group": r.space_group or "",
+                "d_min": finite(r.d_min),
+                "completeness": finite(ov.completeness) if ov else None,
+                "cc_half": finite(ov.cc_half) if ov else None,
+                "wall_s": finite(r.wall_s),
             }
         )
     merges = []

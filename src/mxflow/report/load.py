@@ -2,34 +2,42 @@
 
 Every reader here is tolerant of work in progress: a file that is absent
 gives ``None`` or an empty list, so that a report of a half-finished
-collection still renders.  A file that exists but cannot be parsed raises
-:class:`mxflow.errors.BadInputError` naming the file.
+collection still renders.  A file that exists but cannot be read as the
+type it holds raises :class:`mxflow.errors.BadInputError` naming the file.
 
 Layout read (all paths relative to the output directory ``OUT``):
 
-* ``OUT/summary.json`` — ``{"datasets": [DatasetResult as dict, ...]}``;
-* ``OUT/merge_<method>_<dstart>S_<sample>/`` — ``merge_summary.json``,
-  ``cluster_summary.dat``, ``dendrogram_<method>.json``, ``cc_table.json`` and
-  per-cluster statistics ``cluster_<id>/<run>/*.json`` (MergingStats dicts);
+* ``OUT/summary.json`` — ``{"datasets": [...]}``, each a
+  :class:`~mxflow.model.DatasetResult` plus the catalog's ``key``, ``kind``
+  and ``attempts`` (read as :class:`DatasetRow`);
+* ``merge_<method>_<d>S_<sample>/`` anywhere up to three levels down
+  (``mxflow merge``: ``OUT/merge_*``; ``mxflow run``:
+  ``OUT/merge[_30deg]/<sample>[/<λ>]/merge_*``) — ``merge_summary.json``
+  (:class:`~mxflow.model.MergeSummary`), ``dendrogram_<method>.json``,
+  ``cc_table.json`` and ``cluster_summary.dat`` (linked, not read), read
+  through :mod:`mxflow.merge.outputs` as :class:`MergeDir`;
 * ``OUT/**/hitmap.json`` — ``{"frames": [{"file", "index", "n_spots", ...}]}``
   with a PNG beside it;
 * ``<workdir>/strong.refl`` — DIALS spot list, read through
-  ``mxflow.engine.refl.read_reflections`` when that module is available.
+  :func:`mxflow.engine.refl.read_reflections`.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
+
+from mxflow.engine.refl import read_reflections
 from mxflow.errors import BadInputError
+from mxflow.merge.outputs import SUMMARY_NAME, read_cc_table, read_dendrogram, read_summary
+from mxflow.model import CCPair, DatasetResult, Dendrogram, MergeSummary
 
-TEXT_COLUMNS = ("cluster", "run")  # cluster_summary.dat columns kept as text (e.g. "0052")
-MERGE_DIR_RE = re.compile(r"^merge_(?P<method>[A-Za-z0-9]+)_(?P<dstart>[0-9.]+)S_(?P<sample>.+)$")
+T = TypeVar("T")
 
 
 def read_json_file(path: Path) -> Any:
@@ -41,30 +49,67 @@ def read_json_file(path: Path) -> Any:
         raise BadInputError(str(path), f"not valid JSON ({exc})") from exc
 
 
-def load_summary(out_dir: Path) -> list[dict[str, Any]]:
-    """The dataset rows of ``OUT/summary.json`` (empty list if it is not there yet)."""
+def _typed(read: Callable[[Path], T], path: Path, what: str) -> T:
+    """``read(path)``; a file that is not valid JSON or not ``what`` becomes a BadInputError."""
+    try:
+        return read(path)
+    except BadInputError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise BadInputError(str(path), f"cannot read it as {what} ({exc})") from exc
+
+
+# ---------------------------------------------------------------- datasets
+
+
+@dataclass
+class DatasetRow:
+    """One dataset of ``summary.json``: its result and what the catalog adds.
+
+    ``key``: the catalog key (work directory relative to OUT, e.g.
+    ``proc/<pin>/<dataset>``; "" for ``mxflow process`` output); ``kind``:
+    "sweep" or "wedge"; ``attempts``: how many times it was processed.
+    """
+
+    result: DatasetResult
+    key: str = ""
+    kind: str = ""
+    attempts: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DatasetRow:
+        """A summary.json entry (DatasetResult fields plus the catalog's; others ignored)."""
+        return cls(
+            DatasetResult.from_dict(dict(d)),
+            str(d.get("key") or ""),
+            str(d.get("kind") or ""),
+            int(d.get("attempts") or 0),
+        )
+
+
+def dataset_rows(entries: list[Any], source: str) -> list[DatasetRow]:
+    """Typed rows of summary.json's ``datasets`` (``source`` names the file in errors)."""
+    rows = []
+    for i, d in enumerate(entries):
+        if not isinstance(d, Mapping):
+            raise BadInputError(source, f"dataset {i} is not a JSON object")
+        try:
+            rows.append(DatasetRow.from_dict(d))
+        except (KeyError, TypeError, ValueError, StopIteration) as exc:
+            name = d.get("name", i)
+            raise BadInputError(source, f"dataset {name} is not a dataset result ({exc})") from exc
+    return rows
+
+
+def load_summary(out_dir: Path) -> list[DatasetRow]:
+    """The datasets of ``OUT/summary.json`` (empty list if it is not there yet)."""
     path = Path(out_dir) / "summary.json"
     if not path.is_file():
         return []
     data = read_json_file(path)
-    if isinstance(data, list):
-        rows = data
-    elif isinstance(data, dict) and isinstance(data.get("datasets"), list):
-        rows = data["datasets"]
-    else:
+    if not (isinstance(data, dict) and isinstance(data.get("datasets"), list)):
         raise BadInputError(str(path), 'expected {"datasets": [...]}')
-    return [r for r in rows if isinstance(r, dict)]
-
-
-def num(v: Any) -> float | None:
-    """A finite float, or None for missing / null / NaN / non-numeric values."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+    return dataset_rows(data["datasets"], str(path))
 
 
 # ---------------------------------------------------------------- spots per frame
@@ -75,27 +120,15 @@ def spot_counts_per_frame(workdir: Path) -> list[list[int]] | None:
 
     Frame numbers are 1-based image numbers: a spot with centroid z (in DIALS
     image coordinates, 0-based from the start of the scan) counts towards
-    frame ``floor(z) + first``, where ``first`` is taken from the experiment's
-    scan when the reader gives it, else 1.  Returns None when the file is
-    absent or the engine's reader is not available, so callers can omit the
-    plot.
+    frame ``floor(z) + 1``.  Returns None when the file is absent or cannot
+    be read, so callers can omit the plot.
     """
     path = Path(workdir) / "strong.refl"
     if not path.is_file():
         return None
     try:
-        from mxflow.engine.refl import read_reflections  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    import numpy as np
-
-    try:
-        table = read_reflections(path)
-    except Exception:  # an unreadable spot list must not stop the report
-        return None
-    try:
-        xyz = np.asarray(table["xyzobs.px.value"], dtype=float)
-    except (KeyError, TypeError, ValueError, IndexError):
+        xyz = np.asarray(read_reflections(path, columns=["xyzobs.px.value"])["xyzobs.px.value"])
+    except BadInputError:  # an unreadable spot list must not stop the report
         return None
     if xyz.ndim != 2 or xyz.shape[0] == 0:
         return []
@@ -109,28 +142,48 @@ def spot_counts_per_frame(workdir: Path) -> list[list[int]] | None:
 
 
 @dataclass
-class MergeRun:
-    """Everything the merge report needs about one ``merge_*`` directory."""
+class MergeDir:
+    """One ``merge_<method>_<d>S_<sample>/`` directory, read as the types the merge wrote."""
 
-    path: Path  # the merge directory
-    method: str
-    dstart: float | None
-    sample: str
-    summary: dict[str, Any]
-    cluster_table: list[dict[str, Any]] = field(default_factory=list)
-    cluster_columns: list[str] = field(default_factory=list)
-    dendrograms: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cc_table: Any = None
-    cluster_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path
+    summary: MergeSummary
+    dendrogram: Dendrogram | None = None
+    cc_pairs: list[CCPair] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return self.summary.method
+
+    @property
+    def sample(self) -> str:
+        return self.summary.sample
+
+    @property
+    def d_start(self) -> float | None:
+        return self.summary.d_start
+
+    @property
+    def route(self) -> str:
+        return merge_route(self.path)
+
+    @property
+    def files_base(self) -> Path:
+        """The merge's working directory: the cluster MTZ paths are relative to it."""
+        return self.path.parent
+
+    def file(self, name: str) -> Path | None:
+        """``path/name`` when that file exists."""
+        p = self.path / name
+        return p if p.is_file() else None
 
 
 def find_merge_dirs(out_dir: Path) -> list[Path]:
-    """Merge directories holding a merge_summary.json, anywhere in the tree, sorted."""
+    """Merge directories holding a merge_summary.json, up to three levels down, sorted."""
     out_dir = Path(out_dir)
     found: set[Path] = set()
-    # `mxflow merge OUT`: OUT/merge_*; `mxflow run OUT`: OUT/merge[_30deg]/<sample>/merge_*
-    for pattern in ("merge_*", "*/merge_*", "*/*/merge_*"):
-        found |= {p.parent for p in out_dir.glob(f"{pattern}/merge_summary.json")}
+    # `mxflow merge OUT`: OUT/merge_*; `mxflow run OUT`: OUT/merge[_30deg]/<sample>[/<λ>]/merge_*
+    for pattern in ("merge_*", "*/merge_*", "*/*/merge_*", "*/*/*/merge_*"):
+        found |= {p.parent for p in out_dir.glob(f"{pattern}/{SUMMARY_NAME}")}
     return sorted(found)
 
 
@@ -142,112 +195,18 @@ def merge_route(merge_dir: Path) -> str:
     return ""
 
 
-def parse_cluster_summary(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows of a KAMO-style ``cluster_summary.dat``.
-
-    The file is whitespace separated with one header line (``cluster ClH LCV
-    aLCV run ds.all ...``); lines starting with ``#`` are comments.  Numeric
-    fields become floats, ``nan``/``-``/``NA`` become None, others stay text.
-    """
-    columns: list[str] = []
-    rows: list[dict[str, Any]] = []
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            fields = text.split()
-            if not columns:
-                columns = fields
-                continue
-            if len(fields) != len(columns):
-                raise BadInputError(
-                    str(path),
-                    f"line {lineno} has {len(fields)} fields, the header has {len(columns)}",
-                )
-            row: dict[str, Any] = {}
-            for name, value in zip(columns, fields, strict=True):
-                if name in TEXT_COLUMNS:
-                    row[name] = value
-                    continue
-                if value.lower() in ("nan", "na", "-", "none", "null"):
-                    row[name] = None
-                    continue
-                try:
-                    row[name] = float(value)
-                except ValueError:
-                    row[name] = value
-            rows.append(row)
-    return columns, rows
-
-
-def _is_stats(d: Any) -> bool:
-    return isinstance(d, dict) and isinstance(d.get("shells"), list) and "overall" in d
-
-
-def load_cluster_stats(merge_dir: Path, cluster: dict[str, Any]) -> dict[str, Any] | None:
-    """MergingStats dict of a cluster's final run, or None when none is found.
-
-    Looks at, in order: a ``stats`` entry in the cluster record; JSON files in
-    ``cluster_<id>/<final_run>/`` (id as given and zero-padded to 4 digits)
-    whose content has ``shells`` and ``overall``.
-    """
-    if _is_stats(cluster.get("stats")):
-        return cluster["stats"]
-    cid = str(cluster.get("id", ""))
-    names = [f"cluster_{cid}"]
-    if cid.isdigit():
-        names.append(f"cluster_{int(cid):04d}")
-    run = str(cluster.get("final_run") or "")
-    for name in names:
-        cdir = merge_dir / name
-        if not cdir.is_dir():
-            continue
-        rundirs = (
-            [cdir / run] if run and (cdir / run).is_dir() else sorted(cdir.glob("run_*"))[::-1]
-        )
-        rundirs.append(cdir)
-        for rd in rundirs:
-            for js in sorted(rd.glob("*.json")):
-                try:
-                    data = read_json_file(js)
-                except BadInputError:
-                    continue
-                if _is_stats(data):
-                    return data
-                if isinstance(data, dict) and _is_stats(data.get("stats")):
-                    return data["stats"]
-    return None
-
-
-def load_merge_dir(merge_dir: Path) -> MergeRun:
-    """Read one merge directory (merge_summary.json must exist)."""
+def load_merge_dir(merge_dir: Path) -> MergeDir:
+    """Read one merge directory (its merge_summary.json must exist)."""
     merge_dir = Path(merge_dir)
-    summary = read_json_file(merge_dir / "merge_summary.json")
-    if not isinstance(summary, dict):
-        raise BadInputError(str(merge_dir / "merge_summary.json"), "expected a JSON object")
-    m = MERGE_DIR_RE.match(merge_dir.name)
-    method = str(summary.get("method") or (m.group("method") if m else "?"))
-    sample = str(summary.get("sample") or (m.group("sample") if m else merge_dir.name))
-    dstart = num(summary.get("d_start")) or (num(m.group("dstart")) if m else None)
-    run = MergeRun(path=merge_dir, method=method, dstart=dstart, sample=sample, summary=summary)
-    dat = merge_dir / "cluster_summary.dat"
-    if dat.is_file():
-        run.cluster_columns, run.cluster_table = parse_cluster_summary(dat)
-    for js in sorted(merge_dir.glob("dendrogram_*.json")):
-        data = read_json_file(js)
-        if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
-            raise BadInputError(str(js), 'expected {"method", "leaves", "nodes"}')
-        key = str(data.get("method") or js.stem.removeprefix("dendrogram_"))
-        run.dendrograms[key] = data
+    summary = read_summary(merge_dir / SUMMARY_NAME)
+    md = MergeDir(merge_dir, summary)
+    dendro = merge_dir / f"dendrogram_{summary.method}.json"
+    if dendro.is_file():
+        md.dendrogram = _typed(read_dendrogram, dendro, "a dendrogram")
     cc = merge_dir / "cc_table.json"
     if cc.is_file():
-        run.cc_table = read_json_file(cc)
-    for cluster in summary.get("clusters") or []:
-        stats = load_cluster_stats(merge_dir, cluster)
-        if stats is not None:
-            run.cluster_stats[str(cluster.get("id"))] = stats
-    return run
+        md.cc_pairs = _typed(read_cc_table, cc, "a table of CC pairs")
+    return md
 
 
 # ---------------------------------------------------------------- hit maps

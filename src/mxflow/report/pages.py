@@ -1,13 +1,16 @@
-"""What each report shows: plain dicts built from the output directory.
+"""What each report shows: page contexts built from the typed results of an output directory.
 
 The functions here decide content (rows, numbers, links, plain-word
-explanations); :mod:`mxflow.report.render` turns them into HTML.  All links
-are relative to the directory of the page that shows them, so a copy of
-the output tree opens on any computer.
+explanations) from :class:`~mxflow.report.load.DatasetRow` and the merge
+types (:class:`~mxflow.model.MergeSummary`, :class:`~mxflow.model.ClusterResult`,
+:class:`~mxflow.model.Dendrogram` ...); :mod:`mxflow.report.render` and the
+templates turn them into HTML.  All links are relative to the directory of
+the page that shows them, so a copy of the output tree opens on any computer.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -15,17 +18,27 @@ from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mxflow.catalog.summary import best_cluster
 from mxflow.merge.inputs import WAVELENGTH_TOLERANCE
+from mxflow.model import (
+    CCPair,
+    ClusterResult,
+    DatasetResult,
+    MergingStats,
+    ShellStats,
+    to_dict,
+)
 from mxflow.report.load import (
-    MergeRun,
+    DatasetRow,
+    MergeDir,
     find_hitmaps,
-    load_summary,
-    merge_route,
-    num,
     spot_counts_per_frame,
 )
 
 CELL_LABELS = ("a", "b", "c", "α", "β", "γ")
+
+#: one row of a per-shell table: the shell and whether it is the overall row
+ShellRow = tuple[ShellStats, bool]
 
 
 # ---------------------------------------------------------------- small helpers
@@ -41,83 +54,81 @@ def rel_link(target: str | None, page_dir: Path, out_dir: Path) -> str | None:
     return PurePosixPath(Path(os.path.relpath(p, page_dir))).as_posix()
 
 
-def pin_key(d: dict[str, Any]) -> str:
-    """The pin (sample position) a dataset came from.
+def dataset_pin(row: DatasetRow) -> str:
+    """The pin (sample position) a dataset came from, as the report groups datasets.
 
-    Uses an explicit ``pin`` field, then the catalog key (``proc/<pin>/<name>``),
-    otherwise the directory of the
-    image files, with a trailing ``dataNN`` level (ZOO layout
-    ``<puck>-<pin>/data00/...``) dropped.
+    The catalog key's second level (``proc/<pin>/<dataset>``), otherwise the
+    directory of the image files with a trailing ``dataNN`` level (ZOO layout
+    ``<puck>-<pin>/data00/...``) dropped, otherwise the sample or dataset name.
     """
-    if d.get("pin"):
-        return str(d["pin"])
-    key = PurePosixPath(str(d.get("key") or ""))
+    key = PurePosixPath(row.key)
     if len(key.parts) >= 3 and key.parts[0].startswith("proc"):
-        return key.parts[1]  # catalog key: proc/<pin>/<dataset>
-    path = str(d.get("path") or "")
-    parent = PurePosixPath(path.replace("\\", "/")).parent
+        return key.parts[1]
+    r = row.result
+    parent = PurePosixPath(r.path.replace("\\", "/")).parent
     if re.fullmatch(r"data\d*", parent.name) and parent.parent.name:
         parent = parent.parent
-    return parent.name or str(d.get("sample") or d.get("name") or "?")
+    return parent.name or r.sample or r.name or "?"
 
 
-def shell_rows(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Per-shell rows (low → high resolution) plus an ``overall`` row flagged ``total``."""
-    if not stats:
+def shell_rows(stats: MergingStats | None) -> list[ShellRow]:
+    """Per-shell rows (low → high resolution) then the overall row."""
+    if stats is None:
         return []
-    rows = [dict(s, total=False) for s in stats.get("shells") or [] if isinstance(s, dict)]
-    if isinstance(stats.get("overall"), dict):
-        rows.append(dict(stats["overall"], total=True))
-    return rows
+    return [(s, False) for s in stats.shells] + [(stats.overall, True)]
 
 
-def overall(stats: dict[str, Any] | None, which: str = "overall") -> dict[str, Any]:
-    """``overall``, ``inner`` (first shell) or ``outer`` (last shell) of a MergingStats dict."""
-    if not stats:
-        return {}
-    if which == "overall":
-        return stats.get("overall") or {}
-    shells = stats.get("shells") or []
-    if not shells:
-        return {}
-    return shells[0] if which == "inner" else shells[-1]
+def finite(v: float | None) -> float | None:
+    """``v`` when it is a finite number, else None (NaN means 'not measured' in the types)."""
+    return v if v is not None and math.isfinite(v) else None
 
 
-def explain_failure(d: dict[str, Any]) -> str:
+def _pct(v: float | None) -> float | None:
+    f = finite(v)
+    return None if f is None else 100.0 * f
+
+
+def resolution_series(stats: MergingStats | None) -> dict[str, list[float | None]]:
+    """The per-shell numbers the charts against resolution draw (completeness in %)."""
+    shells = stats.shells if stats else []
+    return {
+        "d": [finite(s.d_min) for s in shells],
+        "cc_half": [finite(s.cc_half) for s in shells],
+        "i_over_sigma": [finite(s.i_over_sigma) for s in shells],
+        "completeness": [_pct(s.completeness) for s in shells],
+        "multiplicity": [finite(s.multiplicity) for s in shells],
+    }
+
+
+def explain_failure(r: DatasetResult) -> str:
     """The reason a dataset failed, in plain words (never empty for a failed dataset)."""
-    reason = str(d.get("reason") or "").strip()
-    steps = d.get("steps") or []
-    bad = [s for s in steps if s.get("returncode") not in (0, None) and not s.get("skipped")]
+    reason = r.reason.strip()
     if reason:
         return reason
+    bad = [s for s in r.steps if s.returncode not in (0, None) and not s.skipped]
     if bad:
         s = bad[-1]
-        extra = f" ({s['note']})" if s.get("note") else ""
-        return f"{s.get('name', 'a step')} stopped with exit status {s.get('returncode')}{extra}; see its log."
-    if d.get("status") == "failed":
+        extra = f" ({s.note})" if s.note else ""
+        return f"{s.name} stopped with exit status {s.returncode}{extra}; see its log."
+    if r.status == "failed":
         return "Processing failed; no reason was recorded (see the step logs)."
     return ""
 
 
-def dataset_label(d: dict[str, Any]) -> str:
-    w = d.get("wedge") or "full"
-    return str(d.get("name")) if w == "full" else f"{d.get('name')}"
-
-
-def dataset_identity(d: dict[str, Any]) -> dict[str, Any]:
+def dataset_identity(row: DatasetRow) -> dict[str, Any]:
     """What names a dataset in every table: name, page anchor, sample, pin, mode, wedge,
-    status and the plain-words reason of a failure (``d``: a summary.json entry)."""
-    name = str(d.get("name") or "?")
-    status = str(d.get("status") or "pending")
+    status and the plain-words reason of a failure."""
+    r = row.result
+    name = r.name or "?"
     return {
         "name": name,
         "anchor": anchor(name),
-        "sample": d.get("sample") or "",
-        "pin": pin_key(d),
-        "mode": d.get("mode") or "",
-        "wedge": d.get("wedge") or "full",
-        "status": status,
-        "problem": explain_failure(d) if status == "failed" else "",
+        "sample": r.sample,
+        "pin": dataset_pin(row),
+        "mode": r.mode,
+        "wedge": r.wedge or "full",
+        "status": r.status,
+        "problem": explain_failure(r) if r.status == "failed" else "",
     }
 
 
@@ -130,58 +141,59 @@ def anchor(name: str) -> str:
 
 
 def dataset_entries(
-    datasets: list[dict[str, Any]], out_dir: Path, page_dir: Path, with_spots: bool = True
+    rows: list[DatasetRow], out_dir: Path, page_dir: Path, with_spots: bool = True
 ) -> list[dict[str, Any]]:
     """One entry per dataset for the dataset report (table row + detail section)."""
     entries = []
-    for d in datasets:
-        stats = d.get("stats") if isinstance(d.get("stats"), dict) else None
-        ov, inner, outer = overall(stats), overall(stats, "inner"), overall(stats, "outer")
-        cell = d.get("unit_cell") or (stats or {}).get("unit_cell")
+    for row in rows:
+        r = row.result
+        stats = r.stats
+        cell = r.unit_cell or (stats.unit_cell if stats else None)
         spots = None
-        if with_spots and d.get("workdir"):
-            wd = Path(d["workdir"])
+        if with_spots and r.workdir:
+            wd = Path(r.workdir)
             spots = spot_counts_per_frame(wd if wd.is_absolute() else Path(out_dir) / wd)
         steps = []
-        for s in d.get("steps") or []:
-            log = s.get("log")
-            if log and d.get("workdir") and not Path(log).is_absolute():
-                log = str(PurePosixPath(d["workdir"]) / log)
+        for s in r.steps:
+            log = s.log
+            if log and r.workdir and not Path(log).is_absolute():
+                log = str(PurePosixPath(r.workdir) / log)
             steps.append(
                 {
-                    "name": s.get("name"),
-                    "returncode": s.get("returncode"),
-                    "wall_s": num(s.get("wall_s")),
-                    "skipped": bool(s.get("skipped")),
-                    "note": s.get("note") or "",
+                    "name": s.name,
+                    "returncode": s.returncode,
+                    "wall_s": s.wall_s,
+                    "skipped": s.skipped,
+                    "note": s.note,
                     "log": rel_link(log, page_dir, out_dir),
-                    "command": " ".join(shlex.quote(str(c)) for c in s.get("command") or []),
+                    "command": " ".join(shlex.quote(str(c)) for c in s.command),
                 }
             )
         entries.append(
             {
-                **dataset_identity(d),
-                "path": d.get("path") or "",
-                "space_group": d.get("space_group") or (stats or {}).get("space_group") or "",
-                "space_group_note": d.get("space_group_note") or "",
-                "cell": [num(x) for x in cell] if cell else None,
-                "d_min": num(d.get("d_min")) or num(ov.get("d_min")),
-                "wavelength": num(d.get("wavelength")),
-                "total_rotation": num(d.get("total_rotation")),
-                "osc_width": num(d.get("osc_width")),
-                "indexed_fraction": num(d.get("indexed_fraction")),
-                "wall_s": num(d.get("wall_s")),
-                "overall": ov,
-                "inner": inner,
-                "outer": outer,
+                **dataset_identity(row),
+                "path": r.path,
+                "space_group": r.space_group or (stats.space_group if stats else "") or "",
+                "space_group_note": r.space_group_note or "",
+                "cell": [finite(x) for x in cell] if cell else None,
+                "d_min": finite(r.d_min) or (finite(stats.overall.d_min) if stats else None),
+                "wavelength": finite(r.wavelength),
+                "total_rotation": finite(r.total_rotation),
+                "osc_width": finite(r.osc_width),
+                "indexed_fraction": finite(r.indexed_fraction),
+                "wall_s": finite(r.wall_s),
+                "overall": stats.overall if stats else None,
+                "inner": stats.inner if stats else None,
+                "outer": stats.outer if stats else None,
+                "stats": stats,
                 "shells": shell_rows(stats),
-                "anomalous": bool((stats or {}).get("anomalous")),
+                "anomalous": bool(stats and stats.anomalous),
                 "spots": spots,
                 "steps": steps,
-                "merged_mtz": rel_link(d.get("merged_mtz"), page_dir, out_dir),
-                "unmerged_mtz": rel_link(d.get("unmerged_mtz"), page_dir, out_dir),
-                "merged_mtz_name": PurePosixPath(str(d.get("merged_mtz") or "")).name,
-                "unmerged_mtz_name": PurePosixPath(str(d.get("unmerged_mtz") or "")).name,
+                "merged_mtz": rel_link(r.merged_mtz, page_dir, out_dir),
+                "unmerged_mtz": rel_link(r.unmerged_mtz, page_dir, out_dir),
+                "merged_mtz_name": PurePosixPath(r.merged_mtz or "").name,
+                "unmerged_mtz_name": PurePosixPath(r.unmerged_mtz or "").name,
             }
         )
     return entries
@@ -189,20 +201,7 @@ def dataset_entries(
 
 def chart_data_for_dataset(e: dict[str, Any]) -> dict[str, Any]:
     """The numbers a dataset's charts need (kept small: embedded as JSON in the page)."""
-    shells = [s for s in e["shells"] if not s.get("total")]
-    return {
-        "d": [num(s.get("d_min")) for s in shells],
-        "cc_half": [num(s.get("cc_half")) for s in shells],
-        "i_over_sigma": [num(s.get("i_over_sigma")) for s in shells],
-        "completeness": [_pct(s.get("completeness")) for s in shells],
-        "multiplicity": [num(s.get("multiplicity")) for s in shells],
-        "spots": e["spots"],
-    }
-
-
-def _pct(v: Any) -> float | None:
-    f = num(v)
-    return None if f is None else 100.0 * f
+    return {**resolution_series(e["stats"]), "spots": e["spots"]}
 
 
 # ---------------------------------------------------------------- collection report
@@ -227,7 +226,7 @@ def pin_rows(
         others = len(es) - len(ok) - len(failed)
         dmins = [e["d_min"] for e in ok if e["d_min"]]
         # total φ collected on the pin: whole sweeps only (their 30° wedges repeat them)
-        whole = [e for e in es if (e.get("wedge") or "full") == "full"] or es
+        whole = [e for e in es if e["wedge"] == "full"] or es
         rots = [e["total_rotation"] for e in whole if e["total_rotation"]]
         if failed and not ok:
             status = "failed"
@@ -237,7 +236,7 @@ def pin_rows(
             status = "running"
         else:
             status = "ok"
-        hm = _match_hitmap(pin, sample, hitmaps)
+        hm = _match_hitmap(pin, hitmaps)
         rows.append(
             {
                 "pin": pin,
@@ -267,7 +266,7 @@ def pin_rows(
     return rows
 
 
-def _match_hitmap(pin: str, sample: str, hitmaps: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _match_hitmap(pin: str, hitmaps: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The hit map of a pin: declared ``pin`` first, then a directory named after the pin."""
     for hm in hitmaps:
         if hm.get("pin") and str(hm["pin"]) == pin:
@@ -278,10 +277,31 @@ def _match_hitmap(pin: str, sample: str, hitmaps: list[dict[str, Any]]) -> dict[
     return None
 
 
-def collection_context(out_dir: Path, page_dir: Path, merge_runs: list[MergeRun]) -> dict[str, Any]:
+def merge_label(md: MergeDir) -> str:
+    """How a merge is named in links: method, start resolution, wavelength label, route."""
+    parts = [md.method + (f" from {md.d_start:.2f} Å" if md.d_start else "")]
+    parts += [x for x in (md.summary.label, md.route) if x]
+    return ", ".join(parts)
+
+
+def cluster_brief(c: ClusterResult | None) -> dict[str, Any] | None:
+    """The few numbers that sum up a merged cluster (in links and tables)."""
+    if c is None:
+        return None
+    return {
+        "id": c.id,
+        "n": len(c.members),
+        "d_min": c.d_min,
+        "cc_half": finite(c.cc_half),
+        "completeness": finite(c.completeness),
+    }
+
+
+def collection_context(
+    rows: list[DatasetRow], out_dir: Path, page_dir: Path, merge_dirs: list[MergeDir]
+) -> dict[str, Any]:
     """Everything the collection (index) page shows."""
-    datasets = load_summary(out_dir)
-    entries = dataset_entries(datasets, out_dir, page_dir, with_spots=False)
+    entries = dataset_entries(rows, out_dir, page_dir, with_spots=False)
     merges: dict[str, list[dict[str, Any]]] = {}
     samples: OrderedDict[str, dict[str, Any]] = OrderedDict()
     for e in entries:
@@ -289,21 +309,18 @@ def collection_context(out_dir: Path, page_dir: Path, merge_runs: list[MergeRun]
         s["n"] += 1
         s["ok"] += e["status"] == "ok"
         s["failed"] += e["status"] == "failed"
-    for mr in merge_runs:
-        best = _best_cluster(mr)
+    for md in merge_dirs:
         link = {
-            "label": f"{mr.method}"
-            + (f" from {mr.dstart:.2f} Å" if mr.dstart else "")
-            + (f", {mr.summary['label']}" if mr.summary.get("label") else "")
-            + (f", {route}" if (route := merge_route(mr.path)) else ""),
-            "href": rel_link(str(mr.path / "report.html"), page_dir, out_dir),
-            "method": mr.method,
-            "n_clusters": len(mr.summary.get("clusters") or []),
-            "n_rejected": len(mr.summary.get("rejected") or []),
-            "best": best,
+            "label": merge_label(md),
+            "href": rel_link(str(md.path / "report.html"), page_dir, out_dir),
+            "method": md.method,
+            "n_clusters": sum(c.ok for c in md.summary.clusters),
+            "n_rejected": len(md.summary.rejected),
+            "best": cluster_brief(best_cluster(md.summary)),
+            "failure": md.summary.failure_reason(),
         }
-        merges.setdefault(mr.sample, []).append(link)
-        samples.setdefault(mr.sample, {"sample": mr.sample, "n": 0, "ok": 0, "failed": 0})
+        merges.setdefault(md.sample, []).append(link)
+        samples.setdefault(md.sample, {"sample": md.sample, "n": 0, "ok": 0, "failed": 0})
     for s in samples.values():
         s["merges"] = merges.get(s["sample"], [])
     hitmaps = find_hitmaps(out_dir)
@@ -311,9 +328,8 @@ def collection_context(out_dir: Path, page_dir: Path, merge_runs: list[MergeRun]
         hm["png_href"] = rel_link(hm["png"], page_dir, out_dir) if hm["png"] else None
         hm["json_href"] = rel_link(hm["json"], page_dir, out_dir)
         hm["html_href"] = rel_link(hm["html"], page_dir, out_dir) if hm.get("html") else None
-    rows = pin_rows(entries, hitmaps, merges, out_dir, page_dir)
     return {
-        "pins": rows,
+        "pins": pin_rows(entries, hitmaps, merges, out_dir, page_dir),
         "samples": list(samples.values()),
         "hitmaps": hitmaps,
         "n_datasets": len(entries),
@@ -324,70 +340,10 @@ def collection_context(out_dir: Path, page_dir: Path, merge_runs: list[MergeRun]
     }
 
 
-def _best_cluster(mr: MergeRun) -> dict[str, Any] | None:
-    """The merged cluster with the best (smallest) d_min, ties broken by more members."""
-    clusters = [c for c in mr.summary.get("clusters") or [] if num(c.get("d_min"))]
-    if not clusters:
-        return None
-    c = min(clusters, key=lambda c: (num(c.get("d_min")), -len(c.get("members") or [])))
-    return {
-        "id": c.get("id"),
-        "d_min": num(c.get("d_min")),
-        "n": len(c.get("members") or []),
-        "cc_half": num(c.get("cc_half")),
-        "completeness": num(c.get("completeness")),
-    }
-
-
 # ---------------------------------------------------------------- merge report
 
-# KAMO's cluster_summary.dat column groups: suffix -> group title
-_GROUPS = ((".ou", "Outer shell"), (".in", "Inner shell"))
-_OVERALL_COLS = ("Cmpl", "Redun", "I/sigI", "Rmeas", "CC1/2", "SigAno", "CCano")
 
-
-def cluster_table_groups(columns: list[str]) -> list[tuple[str, list[str]]]:
-    """Group cluster_summary.dat columns under header spans (Cluster / Overall / Outer / Inner / Other)."""
-    groups: list[tuple[str, list[str]]] = []
-
-    def add(title: str, col: str) -> None:
-        if groups and groups[-1][0] == title:
-            groups[-1][1].append(col)
-        else:
-            groups.append((title, [col]))
-
-    for col in columns:
-        title = next((t for suf, t in _GROUPS if col.endswith(suf)), None)
-        if title is None:
-            title = "Overall" if col in _OVERALL_COLS else ("" if col in _ID_COLS else "Other")
-        add(title, col)
-    return groups
-
-
-_ID_COLS = ("cluster", "ClH", "LCV", "aLCV", "run", "ds.all", "ds.used")
-
-_COLUMN_TITLES = {
-    "ClH": "ClH",
-    "ds.all": "#DS all",
-    "ds.used": "#DS used",
-    "Redun": "Redun",
-    "I/sigI": "I/σ(I)",
-    "CC1/2": "CC½",
-    "WilsonB": "Wilson B (Å²)",
-    "Aniso.bst": "Aniso best (Å)",
-    "Aniso.wst": "Aniso worst (Å)",
-    "dmin.est": "d_min est. (Å)",
-    "CCano": "CCano",
-}
-
-
-def column_title(col: str) -> str:
-    """Readable header for a cluster_summary.dat column (suffix stripped)."""
-    base = col.removesuffix(".ou").removesuffix(".in")
-    return _COLUMN_TITLES.get(base, base.replace("sig", "σ").replace("CC1/2", "CC½"))
-
-
-def dataset_inputs(d: dict[str, Any], out_dir: Path) -> list[str]:
+def dataset_inputs(r: DatasetResult, out_dir: Path) -> list[str]:
     """What ``mxflow merge`` takes for one dataset: its integrated .expt and .refl, else its work directory.
 
     Paths are absolute (relative summary paths are taken from ``out_dir``).
@@ -396,11 +352,11 @@ def dataset_inputs(d: dict[str, Any], out_dir: Path) -> list[str]:
     def absolute(p: str) -> str:
         return str(Path(p) if Path(p).is_absolute() else Path(out_dir) / p)
 
-    if d.get("integrated_expt") and d.get("integrated_refl"):
-        return [absolute(d["integrated_expt"]), absolute(d["integrated_refl"])]
-    if d.get("workdir"):
-        return [absolute(d["workdir"])]
-    return [str(d.get("name") or "?")]
+    if r.integrated_expt and r.integrated_refl:
+        return [absolute(r.integrated_expt), absolute(r.integrated_refl)]
+    if r.workdir:
+        return [absolute(r.workdir)]
+    return [r.name or "?"]
 
 
 def merge_command(
@@ -419,99 +375,158 @@ def merge_command(
     return " ".join(shlex.quote(a) for a in args)
 
 
-def merge_context(mr: MergeRun, out_dir: Path, out_display: str) -> dict[str, Any]:
-    """Everything one merge report shows, and the JSON its scripts read."""
-    page_dir = mr.path
-    all_ds = load_summary(out_dir)
-    sample_ds = [d for d in all_ds if (d.get("sample") or "") == mr.sample]
-    if mr.summary.get("label") and mr.summary.get("wavelength_range"):
-        # one of several wavelengths of the sample: its datasets only
-        lo, hi = mr.summary["wavelength_range"]
+def cc_matrix(pairs: list[CCPair]) -> dict[str, Any] | None:
+    """The pairwise CCs as ``{"names": [...], "cc": [[...]]}`` (1 on the diagonal, None where
+    a pair has no CC), datasets in the order of the CC table; None without pairs."""
+    if not pairs:
+        return None
+    by_index = {p.i: p.name_i for p in pairs} | {p.j: p.name_j for p in pairs}
+    order = sorted(by_index)
+    pos = {k: n for n, k in enumerate(order)}
+    mat: list[list[float | None]] = [[None] * len(order) for _ in order]
+    for n in range(len(order)):
+        mat[n][n] = 1.0
+    for p in pairs:
+        mat[pos[p.i]][pos[p.j]] = mat[pos[p.j]][pos[p.i]] = finite(p.cc)
+    return {"names": [by_index[k] for k in order], "cc": mat}
+
+
+def _sample_rows(md: MergeDir, rows: list[DatasetRow]) -> list[DatasetRow]:
+    """The datasets of the merge's sample (of its wavelengths, when it is one of several)."""
+    mine = [row for row in rows if row.result.sample == md.sample]
+    if md.summary.label and md.summary.wavelength_range:
+        lo, hi = md.summary.wavelength_range
         tol = WAVELENGTH_TOLERANCE
-        sample_ds = [d for d in sample_ds if lo - tol <= (d.get("wavelength") or -1) <= hi + tol]
-    entries = dataset_entries(sample_ds, out_dir, page_dir, with_spots=False)
+        mine = [
+            row
+            for row in mine
+            if row.result.wavelength is not None and lo - tol <= row.result.wavelength <= hi + tol
+        ]
+    return mine
+
+
+def cluster_entry(
+    c: ClusterResult,
+    md: MergeDir,
+    member_files: dict[str, list[str]],
+    out_display: str,
+) -> dict[str, Any]:
+    """One merged (or failed) cluster: its statistics, runs, files and re-run command."""
+    page_dir, base = md.path, md.files_base
+    st, ns = c.stats, c.node_stats
+    return {
+        "id": c.id,
+        "members": list(c.members),
+        "node_members": list(c.node_members),
+        "n": len(c.members),
+        "n_node": len(c.node_members),
+        "height": c.height,
+        "lcv": ns.lcv if ns else None,
+        "alcv": ns.alcv if ns else None,
+        "final_run": c.final_run,
+        "space_group": c.space_group,
+        "space_group_note": c.space_group_note or "",
+        "cell": [finite(x) for x in c.unit_cell] if c.unit_cell else None,
+        "d_min": c.d_min,
+        "d_min_estimate": c.d_min_estimate,
+        "d_cut": c.d_cut,
+        "cc_half": finite(c.cc_half),
+        "completeness": finite(c.completeness),
+        "multiplicity": finite(c.multiplicity),
+        "wilson_b": finite(c.wilson_b),
+        "aniso_best": finite(c.aniso_best),
+        "aniso_worst": finite(c.aniso_worst),
+        "overall": st.overall if st else None,
+        "inner": st.inner if st else None,
+        "outer": st.outer if st else None,
+        "shells": shell_rows(st),
+        "res": resolution_series(st),
+        "runs": [
+            {
+                "name": run.name,
+                "n": len(run.datasets),
+                "removed": [{"name": x.name, "reason": x.reason} for x in run.removed],
+                "d_min": run.stats.overall.d_min if run.stats else None,
+                "cc_half": finite(run.stats.overall.cc_half) if run.stats else None,
+                "completeness": finite(run.stats.overall.completeness) if run.stats else None,
+                "final": run.name == c.final_run,
+            }
+            for run in c.runs
+        ],
+        "axial": [
+            {"axis": a.axis, "fold": a.fold, "n_axial": a.n_axial, "verdict": a.verdict}
+            for a in c.axial
+        ],
+        "merged_mtz": rel_link(c.merged_mtz, page_dir, base),
+        "unmerged_mtz": rel_link(c.unmerged_mtz, page_dir, base),
+        "command": merge_command(
+            [f for m in c.members for f in member_files.get(m, [m])],
+            str(Path(out_display) / f"selection_{md.method}_{c.id}"),
+            md.sample,
+            md.method,
+            c.d_min,
+        ),
+        "error": c.error,
+        "ok": c.ok,
+    }
+
+
+_JS_CLUSTER_KEYS = (
+    "id",
+    "members",
+    "n",
+    "d_min",
+    "cc_half",
+    "completeness",
+    "multiplicity",
+    "command",
+    "space_group",
+    "error",
+    "res",
+)
+
+
+def merge_context(
+    md: MergeDir, rows: list[DatasetRow], out_dir: Path, out_display: str
+) -> dict[str, Any]:
+    """Everything one merge report shows, and the JSON its scripts read."""
+    summary = md.summary
+    page_dir = md.path
+    sample_rows = _sample_rows(md, rows)
+    entries = dataset_entries(sample_rows, out_dir, page_dir, with_spots=False)
     by_name = {e["name"]: e for e in entries}
-    member_files = {str(d.get("name")): dataset_inputs(d, out_dir) for d in sample_ds}
-    files_base = mr.path.parent  # merge outputs are relative to the merge work directory
+    member_files = {row.result.name: dataset_inputs(row.result, out_dir) for row in sample_rows}
     datasets_href = rel_link("report/datasets.html", page_dir, out_dir)
 
-    inputs = []
-    for i, e in enumerate(entries):
-        inputs.append(
-            {
-                "idx": i,
-                "name": e["name"],
-                "files": member_files.get(e["name"], []),
-                "href": f"{datasets_href}#{e['anchor']}",
-                "status": e["status"],
-                "space_group": e["space_group"],
-                "cell": e["cell"],
-                "d_min": e["d_min"],
-                "cc_half": num(e["overall"].get("cc_half")),
-                "i_over_sigma": num(e["overall"].get("i_over_sigma")),
-                "completeness": num(e["overall"].get("completeness")),
-            }
-        )
+    def href(name: str) -> str | None:
+        return f"{datasets_href}#{by_name[name]['anchor']}" if name in by_name else None
 
-    clusters = []
-    used: set[str] = set()
-    for c in mr.summary.get("clusters") or []:
-        members = [str(m) for m in c.get("members") or []]
-        used.update(members)
-        stats = mr.cluster_stats.get(str(c.get("id")))
-        clusters.append(
-            {
-                "id": c.get("id"),
-                "members": members,
-                "n": len(members),
-                "final_run": c.get("final_run") or "",
-                "space_group": c.get("space_group") or "",
-                "space_group_note": c.get("space_group_note") or "",
-                "cell": [num(x) for x in c.get("unit_cell") or []] or None,
-                "d_min": num(c.get("d_min")),
-                "cc_half": num(c.get("cc_half")),
-                "completeness": num(c.get("completeness")),
-                "multiplicity": num(c.get("multiplicity")),
-                "merged_mtz": rel_link(c.get("merged_mtz"), page_dir, files_base),
-                "unmerged_mtz": rel_link(c.get("unmerged_mtz"), page_dir, files_base),
-                "command": merge_command(
-                    [f for m in members for f in member_files.get(m, [m])],
-                    str(Path(out_display) / f"selection_{mr.method}_{c.get('id')}"),
-                    mr.sample,
-                    mr.method,
-                    num(c.get("d_min")),
-                ),
-                "error": str(c.get("error") or ""),
-                "shells": shell_rows(stats),
-                "overall": overall(stats),
-                "inner": overall(stats, "inner"),
-                "outer": overall(stats, "outer"),
-                "per_dataset": (stats or {}).get("per_dataset"),
-                "per_frame": (stats or {}).get("per_frame"),
-            }
-        )
-
-    rejected = []
-    for r in mr.summary.get("rejected") or []:
-        rejected.append(
-            {
-                "name": str(r.get("name") or "?"),
-                "stage": str(r.get("stage") or ""),
-                "reason": str(r.get("reason") or "no reason recorded"),
-                "frames": r.get("frames"),
-                "href": f"{datasets_href}#{by_name[r['name']]['anchor']}"
-                if r.get("name") in by_name
-                else None,
-            }
-        )
-    rejected_names = {r["name"] for r in rejected}
-    not_processed = [
+    inputs = [
         {
+            "idx": i,
             "name": e["name"],
-            "stage": "processing",
-            "reason": e["problem"] or e["status"],
-            "href": f"{datasets_href}#{e['anchor']}",
+            "files": member_files.get(e["name"], []),
+            "href": href(e["name"]),
+            "status": e["status"],
+            "space_group": e["space_group"],
+            "cell": e["cell"],
+            "d_min": e["d_min"],
+            "cc_half": finite(e["overall"].cc_half) if e["overall"] else None,
+            "i_over_sigma": finite(e["overall"].i_over_sigma) if e["overall"] else None,
+            "completeness": finite(e["overall"].completeness) if e["overall"] else None,
         }
+        for i, e in enumerate(entries)
+    ]
+    clusters = [cluster_entry(c, md, member_files, out_display) for c in summary.clusters]
+    used = {m for c in summary.clusters if c.ok for m in c.members}
+    rejected = [
+        {"name": r.name, "stage": r.stage, "reason": r.reason or "no reason recorded"}
+        | {"href": href(r.name)}
+        for r in summary.rejected
+    ]
+    rejected_names = {r.name for r in summary.rejected}
+    not_processed = [
+        {"name": e["name"], "reason": e["problem"] or e["status"], "href": href(e["name"])}
         for e in entries
         if e["status"] != "ok" and e["name"] not in rejected_names
     ]
@@ -520,55 +535,69 @@ def merge_context(mr: MergeRun, out_dir: Path, out_display: str) -> dict[str, An
         for e in entries
         if e["status"] == "ok" and e["name"] not in used and e["name"] not in rejected_names
     ]
-
+    not_merged = [{"id": n.id, "n": n.n_members, "why": n.why} for n in summary.not_merged]
+    amb = summary.ambiguity
+    downloads = [
+        {"label": name, "href": name}
+        for name in (
+            "merge_summary.json",
+            "cluster_summary.dat",
+            f"dendrogram_{md.method}.json",
+            "cc_table.json",
+        )
+        if md.file(name)
+    ]
+    steps = [
+        {
+            "name": s.name,
+            "returncode": s.returncode,
+            "wall_s": s.wall_s,
+            "skipped": s.skipped,
+            "note": s.note,
+            "log": rel_link(s.log, page_dir, md.files_base) if s.log else None,
+        }
+        for s in summary.steps
+    ]
+    facts = [
+        ("Sample", summary.sample),
+        ("Clustering", md.method),
+        ("Start resolution (Å)", summary.d_start),
+        ("Datasets given", summary.n_inputs),
+        ("Space group (all datasets)", summary.space_group or "–"),
+        (
+            "Wavelength (Å)",
+            " – ".join(f"{x:.4f}" for x in sorted(set(summary.wavelength_range)))
+            if summary.wavelength_range
+            else "–",
+        ),
+        ("Directory", str(md.path)),
+    ]
     js = {
-        "method": mr.method,
-        "sample": mr.sample,
+        "method": md.method,
+        "sample": md.sample,
         "out": out_display,
-        "d_start": mr.dstart,
-        "dendrograms": mr.dendrograms,
-        "clusters": [
-            {
-                k: c[k]
-                for k in (
-                    "id",
-                    "members",
-                    "n",
-                    "d_min",
-                    "cc_half",
-                    "completeness",
-                    "multiplicity",
-                    "command",
-                    "space_group",
-                )
-            }
-            | {
-                "res": _res_series(c["shells"]),
-                "per_dataset": c["per_dataset"],
-                "per_frame": c["per_frame"],
-            }
-            for c in clusters
-        ],
+        "d_start": md.d_start,
+        "dendrograms": {md.dendrogram.method: to_dict(md.dendrogram)} if md.dendrogram else {},
+        "clusters": [{k: c[k] for k in _JS_CLUSTER_KEYS} for c in clusters],
         "inputs": inputs,
-        "cc_table": _cc_matrix(mr.cc_table),
-        "selection_dir": str(Path(out_display) / f"selection_{mr.method}"),
-        "not_merged": {
-            str(n.get("id")): str(n.get("why") or "")
-            for n in mr.summary.get("not_merged") or []
-            if isinstance(n, dict) and n.get("method", mr.method) == mr.method
-        },
+        "cc_table": cc_matrix(md.cc_pairs),
+        "selection_dir": str(Path(out_display) / f"selection_{md.method}"),
+        "not_merged": {str(n["id"]): n["why"] for n in not_merged},
     }
-    params = dict(mr.summary.get("parameters") or {})
     return {
-        "notes": [str(n) for n in mr.summary.get("notes") or []],
-        "merge": mr,
-        "params": params,
+        "merge": md,
+        "title_label": summary.label,
+        "facts": facts,
+        "notes": list(summary.notes),
+        "failure": summary.failure_reason(),
+        "ambiguity": amb,
+        "downloads": downloads,
+        "steps": steps,
         "inputs": inputs,
         "clusters": clusters,
-        "cluster_columns": mr.cluster_columns,
-        "cluster_groups": cluster_table_groups(mr.cluster_columns) if mr.cluster_columns else [],
-        "cluster_table": mr.cluster_table,
+        "has_dendrogram": md.dendrogram is not None,
         "rejected": rejected,
+        "not_merged": not_merged,
         "not_processed": not_processed,
         "unaccounted": unaccounted,
         "n_inputs": len(entries),
@@ -577,40 +606,3 @@ def merge_context(mr: MergeRun, out_dir: Path, out_display: str) -> dict[str, An
         "index_href": rel_link("report/index.html", page_dir, out_dir),
         "js": js,
     }
-
-
-def _res_series(shells: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    sh = [s for s in shells if not s.get("total")]
-    return {
-        "d": [num(s.get("d_min")) for s in sh],
-        "cc_half": [num(s.get("cc_half")) for s in sh],
-        "i_over_sigma": [num(s.get("i_over_sigma")) for s in sh],
-        "completeness": [_pct(s.get("completeness")) for s in sh],
-        "multiplicity": [num(s.get("multiplicity")) for s in sh],
-    }
-
-
-def _cc_matrix(cc: Any) -> dict[str, Any] | None:
-    """Normalise cc_table.json to ``{"names": [...], "cc": [[...]]}`` (None if unrecognised).
-
-    Accepted shapes: ``{"names", "cc"|"matrix"}``, or pair lists
-    ``[{"i", "j", "cc"}, ...]`` (optionally under ``"pairs"``, with ``"names"``).
-    """
-    if not cc:
-        return None
-    if isinstance(cc, dict) and isinstance(cc.get("names"), list):
-        mat = cc.get("cc") or cc.get("matrix")
-        if isinstance(mat, list) and mat and isinstance(mat[0], list):
-            return {"names": cc["names"], "cc": mat}
-    pairs = cc.get("pairs") if isinstance(cc, dict) else cc
-    if isinstance(pairs, list) and pairs and isinstance(pairs[0], dict) and "cc" in pairs[0]:
-        n = 1 + max(max(int(p["i"]), int(p["j"])) for p in pairs)
-        names = cc.get("names") if isinstance(cc, dict) else None
-        mat: list[list[float | None]] = [[None] * n for _ in range(n)]
-        for i in range(n):
-            mat[i][i] = 1.0
-        for p in pairs:
-            i, j = int(p["i"]), int(p["j"])
-            mat[i][j] = mat[j][i] = num(p.get("cc"))
-        return {"names": names or [str(i) for i in range(n)], "cc": mat}
-    return None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-from mxflow.model import DatasetResult, to_dict
+from mxflow.model import DatasetResult
 
 T = TypeVar("T")
 
@@ -25,34 +26,29 @@ COLUMNS = (
 )
 
 
-def _row(d: dict[str, Any], reason_width: int) -> list[str]:
-    st = d.get("stats") or {}
-    ov = st.get("overall") or {}
+def _row(r: DatasetResult, reason_width: int) -> list[str]:
+    ov = r.stats.overall if r.stats else None
 
-    def f(v: Any, spec: str) -> str:
-        try:
-            return format(float(v), spec) if v is not None else "-"
-        except (TypeError, ValueError):
-            return "-"
+    def f(v: float | None, spec: str) -> str:
+        return format(v, spec) if v is not None and math.isfinite(v) else "-"
 
-    status = str(d.get("status") or "pending")
-    if status == "failed" and d.get("reason"):
-        reason = str(d["reason"]).replace("\n", " ")
+    status = r.status
+    if status == "failed" and r.reason:
+        reason = r.reason.replace("\n", " ")
         if len(reason) > reason_width:
             reason = reason[: reason_width - 1] + "…"
         status = f"FAILED: {reason}"
-    wall = d.get("wall_s")
     return [
-        str(d.get("name") or "?"),
-        str(d.get("sample") or ""),
-        str(d.get("mode") or ""),
-        str(d.get("wedge") or "full"),
-        str(d.get("space_group") or "-"),
-        f(d.get("d_min"), ".2f"),
-        f(ov.get("completeness") * 100 if ov.get("completeness") is not None else None, ".1f"),
-        f(ov.get("cc_half"), ".3f"),
-        f(ov.get("i_over_sigma"), ".1f"),
-        f"{float(wall) / 60:.1f}m" if wall else "-",
+        r.name or "?",
+        r.sample,
+        r.mode,
+        r.wedge or "full",
+        r.space_group or "-",
+        f(r.d_min, ".2f"),
+        f(ov.completeness * 100 if ov else None, ".1f"),
+        f(ov.cc_half if ov else None, ".3f"),
+        f(ov.i_over_sigma if ov else None, ".1f"),
+        f"{r.wall_s / 60:.1f}m" if r.wall_s else "-",
         status,
     ]
 
@@ -67,7 +63,8 @@ def format_summary_table(
     shortened to ``reason_width`` characters.
     """
     rows = [
-        _row(to_dict(r) if isinstance(r, DatasetResult) else dict(r), reason_width) for r in results
+        _row(r if isinstance(r, DatasetResult) else DatasetResult.from_dict(r), reason_width)
+        for r in results
     ]
     if not rows:
         return "No datasets."

@@ -7,36 +7,36 @@ from typing import Any
 
 from mxflow.errors import BadInputError
 from mxflow.report import pages
-from mxflow.report.load import MergeRun, find_merge_dirs, load_merge_dir, load_summary
+from mxflow.report.load import DatasetRow, MergeDir, find_merge_dirs, load_merge_dir, load_summary
 from mxflow.report.render import render, write_page, write_static
 
 
-def _nav(out_dir: Path, page_dir: Path, merge_runs: list[MergeRun]) -> dict[str, Any]:
+def _nav(out_dir: Path, page_dir: Path, merge_dirs: list[MergeDir]) -> dict[str, Any]:
     """Links shared by every page's header, relative to ``page_dir``."""
     return {
         "index": pages.rel_link("report/index.html", page_dir, out_dir),
         "datasets": pages.rel_link("report/datasets.html", page_dir, out_dir),
         "merges": [
             {
-                "label": f"{mr.sample} ({mr.method})",
-                "href": pages.rel_link(str(mr.path / "report.html"), page_dir, out_dir),
+                "label": f"{md.sample} ({', '.join(x for x in (md.method, md.summary.label) if x)})",
+                "href": pages.rel_link(str(md.path / "report.html"), page_dir, out_dir),
             }
-            for mr in merge_runs
+            for md in merge_dirs
         ],
         "static": pages.rel_link("report/static", page_dir, out_dir),
     }
 
 
-def write_dataset_report(out_dir: Path, merge_runs: list[MergeRun]) -> Path:
+def write_dataset_report(out_dir: Path, rows: list[DatasetRow], merge_dirs: list[MergeDir]) -> Path:
     """OUT/report/datasets.html: all datasets, failed ones with the reason in plain words."""
     page_dir = out_dir / "report"
-    entries = pages.dataset_entries(load_summary(out_dir), out_dir, page_dir)
+    entries = pages.dataset_entries(rows, out_dir, page_dir)
     charts = {e["anchor"]: pages.chart_data_for_dataset(e) for e in entries}
     html = render(
         "datasets.html",
         title="Datasets",
         out=str(out_dir),
-        nav=_nav(out_dir, page_dir, merge_runs),
+        nav=_nav(out_dir, page_dir, merge_dirs),
         entries=entries,
         failed=[e for e in entries if e["status"] == "failed"],
         charts=charts,
@@ -44,31 +44,35 @@ def write_dataset_report(out_dir: Path, merge_runs: list[MergeRun]) -> Path:
     return write_page(page_dir / "datasets.html", html)
 
 
-def write_collection_report(out_dir: Path, merge_runs: list[MergeRun]) -> Path:
+def write_collection_report(
+    out_dir: Path, rows: list[DatasetRow], merge_dirs: list[MergeDir]
+) -> Path:
     """OUT/report/index.html: one row per pin, per-sample merges, hit maps."""
     page_dir = out_dir / "report"
-    ctx = pages.collection_context(out_dir, page_dir, merge_runs)
+    ctx = pages.collection_context(rows, out_dir, page_dir, merge_dirs)
     html = render(
         "collection.html",
         title="Collection",
         out=str(out_dir),
-        nav=_nav(out_dir, page_dir, merge_runs),
+        nav=_nav(out_dir, page_dir, merge_dirs),
         **ctx,
     )
     return write_page(page_dir / "index.html", html)
 
 
-def write_merge_report(out_dir: Path, mr: MergeRun, merge_runs: list[MergeRun]) -> Path:
-    """OUT/merge_*/report.html for one sample and clustering method."""
-    ctx = pages.merge_context(mr, out_dir, str(out_dir))
+def write_merge_report(
+    out_dir: Path, md: MergeDir, rows: list[DatasetRow], merge_dirs: list[MergeDir]
+) -> Path:
+    """``merge_*/report.html`` for one sample and clustering method."""
+    ctx = pages.merge_context(md, rows, out_dir, str(out_dir))
     html = render(
         "merge.html",
-        title=f"Merging {mr.sample}",
+        title=f"Merging {md.sample}",
         out=str(out_dir),
-        nav=_nav(out_dir, mr.path, merge_runs),
+        nav=_nav(out_dir, md.path, merge_dirs),
         **ctx,
     )
-    return write_page(mr.path / "report.html", html)
+    return write_page(md.path / "report.html", html)
 
 
 def write_reports(out_dir: str | Path) -> list[Path]:
@@ -76,16 +80,17 @@ def write_reports(out_dir: str | Path) -> list[Path]:
 
     Safe to call repeatedly and on a collection still running (absent files
     are skipped).  Raises BadInputError when ``out_dir`` is not a directory
-    or a summary file is malformed.
+    or a summary file is malformed (or of another merge-summary schema).
     """
     out_dir = Path(out_dir).resolve()
     if not out_dir.is_dir():
         raise BadInputError(str(out_dir), "not a directory (expected an mxflow output directory)")
+    rows = load_summary(out_dir)
+    merge_dirs = [load_merge_dir(p) for p in find_merge_dirs(out_dir)]
     write_static(out_dir / "report")
-    merge_runs = [load_merge_dir(p) for p in find_merge_dirs(out_dir)]
     written = [
-        write_collection_report(out_dir, merge_runs),
-        write_dataset_report(out_dir, merge_runs),
+        write_collection_report(out_dir, rows, merge_dirs),
+        write_dataset_report(out_dir, rows, merge_dirs),
     ]
-    written += [write_merge_report(out_dir, mr, merge_runs) for mr in merge_runs]
+    written += [write_merge_report(out_dir, md, rows, merge_dirs) for md in merge_dirs]
     return written

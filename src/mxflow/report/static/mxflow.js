@@ -322,8 +322,10 @@
   };
 
   /* ---------------------------------------------------------------- dendrogram */
-  /* dg: {method, leaves: [{id, name}], nodes: [{id, children: [a, b], height, members, stats, merged}]}
-   * (scipy numbering: leaves 0..n-1, merges n..2n-2), drawn with plotly: one line trace for the
+  /* dg: a Dendrogram as mxflow.model.to_dict writes it: {method, leaves: [name, ...], nodes: [{id,
+   * children: [a, b], height, members, stats: {completeness (%), multiplicity, lcv (%), alcv (Å),
+   * cc_mean, cc_min}, merged, why_not}]} (scipy numbering: leaf i is leaves[i], merges n..2n-2),
+   * drawn with plotly: one line trace for the
    * links, one for the links of the selected subtree, one marker trace ("nodes") for every node.
    * Returns {select(id, notify), byId, order, plot, current()}. */
   var MAX_LABELS = 60;
@@ -331,7 +333,7 @@
     opts = opts || {};
     var leaves = dg.leaves || [], nodes = dg.nodes || [];
     var byId = {}, isChild = {};
-    leaves.forEach(function (l) { byId[l.id] = { id: l.id, leaf: true, name: l.name, height: 0, members: [l.name] }; });
+    leaves.forEach(function (name, i) { byId[i] = { id: i, leaf: true, name: name, height: 0, members: [name] }; });
     nodes.forEach(function (n) { byId[n.id] = n; (n.children || []).forEach(function (c) { isChild[c] = true; }); });
     var roots = nodes.filter(function (n) { return !isChild[n.id]; });
     if (!roots.length) { fig.classList.add("empty"); return null; }
@@ -372,14 +374,14 @@
       rows.push("<b>" + (n.leaf ? esc(n.name) : "Node " + n.id) + "</b>" + (n.merged ? ' <span style="color:#ff8a80"><b>merged</b></span>' : ""));
       if (!n.leaf) {
         rows.push((n.members || []).length + " datasets · height " + fmt(n.height, 3));
-        if (isNum(s.LCV)) rows.push("LCV " + fmt(s.LCV, 2) + " % · aLCV " + fmt(s.aLCV, 2) + " Å");
+        if (isNum(s.lcv)) rows.push("LCV " + fmt(s.lcv, 2) + " % · aLCV " + fmt(s.alcv, 2) + " Å");
         if (isNum(s.cc_mean)) rows.push("CC mean " + fmt(s.cc_mean, 3) + " · CC min " + fmt(s.cc_min, 3));
-        if (isNum(s.completeness)) rows.push("completeness " + fmt(s.completeness > 1.001 ? s.completeness : 100 * s.completeness, 1) + " %");
+        if (isNum(s.completeness)) rows.push("completeness " + fmt(s.completeness, 1) + " %");
         if (isNum(s.multiplicity)) rows.push("multiplicity " + fmt(s.multiplicity, 1));
         var cl = opts.clusterFor ? opts.clusterFor(n) : null;
         if (cl && cl.error) rows.push('<span style="color:#ff8a80">merging failed: ' + esc(cl.error) + "</span>");
         else if (cl) rows.push("merged: d<sub>min</sub> " + fmt(cl.d_min, 2) + " Å · CC½ " + fmt(cl.cc_half, 3));
-        else if (opts.whyNot && opts.whyNot[n.id]) rows.push("not merged: " + esc(opts.whyNot[n.id]));
+        else if (n.why_not || (opts.whyNot && opts.whyNot[n.id])) rows.push("not merged: " + esc(n.why_not || opts.whyNot[n.id]));
         rows.push('<span style="color:#aab4c8">click to select</span>');
       } else if (opts.leafInfo) rows.push(opts.leafInfo(n.name));
       return rows.join("<br>");
@@ -504,41 +506,17 @@
     }
     function drawPerDataset(fig) {
       var key = fig.dataset.perds, members = selected ? selected.members : [];
-      if (key !== "cluster_cc") {
-        perDatasetChart(fig, names, inputs.map(function (d) { return d[key]; }), members, { ylabel: key === "d_min" ? "d_min (Å)" : "CC½" });
-        return;
-      }
-      var pd = selected && selected.cluster && selected.cluster.per_dataset;
-      if (!pd || !pd.length) {
-        clear(fig, selected ? "No per-dataset statistics were recorded for this selection" : "Select a merged cluster to see its per-dataset statistics");
-        return;
-      }
-      var stat = Object.keys(pd[0]).filter(function (k) { return k !== "name" && isNum(pd[0][k]); })[0];
-      var vals = names.map(function (n) { var r = pd.find(function (p) { return p.name === n; }); return r ? r[stat] : null; });
-      fig.querySelector("figcaption").textContent = stat + " of each dataset in cluster " + selected.cluster.id;
-      perDatasetChart(fig, names, vals, members, { ylabel: stat });
-    }
-    function drawPerFrame(fig) {
-      var pf = selected && selected.cluster && selected.cluster.per_frame;
-      if (!pf || !pf.length) {
-        clear(fig, selected ? "No per-frame statistics were recorded for this selection" : "Select a merged cluster to see its per-frame statistics");
-        return;
-      }
-      var stat = Object.keys(pf[0]).filter(function (k) { return k !== "frame" && k !== "name" && isNum(pf[0][k]); })[0];
-      fig.querySelector("figcaption").textContent = stat + " by frame (cluster " + selected.cluster.id + ")";
-      framesChart(fig, pf.map(function (p, i) { return isNum(p.frame) ? p.frame : i + 1; }), pf.map(function (p) { return p[stat]; }),
-        { ylabel: stat, xlabel: "frame (in merging order)" });
+      perDatasetChart(fig, names, inputs.map(function (d) { return d[key]; }), members, { ylabel: key === "d_min" ? "d_min (Å)" : "CC½" });
     }
     function drawAny(fig) {
       if (fig.dataset.hist !== undefined) drawHist(fig);
       else if (fig.dataset.res !== undefined) drawRes(fig);
       else if (fig.dataset.perds !== undefined) drawPerDataset(fig);
-      else if (fig.dataset.perframe !== undefined) drawPerFrame(fig);
       fig.dataset.seen = "1";
     }
-    lazy(Array.prototype.slice.call(document.querySelectorAll("figure[data-hist], figure[data-res], figure[data-perds], figure[data-perframe]")), drawAny);
+    lazy(Array.prototype.slice.call(document.querySelectorAll("figure[data-hist], figure[data-res], figure[data-perds]")), drawAny);
     function redrawSeen() {  // after a selection: charts already shown follow it; the others will when shown
-      document.querySelectorAll("figure[data-res][data-seen], figure[data-perds][data-seen], figure[data-perframe][data-seen]").forEach(drawAny);
+      document.querySelectorAll("figure[data-res][data-seen], figure[data-perds][data-seen]").forEach(drawAny);
     }
 
     var dendros = {};
@@ -564,11 +542,12 @@
       document.getElementById("sel-title").innerHTML = (cl ? "Cluster " + esc(cl.id) + " (merged)" : node.leaf ? "Dataset " + esc(node.name) : "Node " + esc(node.id) + " (not merged)") + " · " + members.length + " datasets";
       var s = node.stats || {}, parts = [];
       if (!node.leaf && isNum(node.height)) parts.push("height " + fmt(node.height, 3));
-      if (isNum(s.LCV)) parts.push("LCV " + fmt(s.LCV, 2) + " %", "aLCV " + fmt(s.aLCV, 2) + " Å");
+      if (isNum(s.lcv)) parts.push("LCV " + fmt(s.lcv, 2) + " %", "aLCV " + fmt(s.alcv, 2) + " Å");
       if (isNum(s.cc_mean)) parts.push("CC mean " + fmt(s.cc_mean, 3), "CC min " + fmt(s.cc_min, 3));
-      if (isNum(s.completeness)) parts.push("completeness " + fmt(s.completeness > 1.001 ? s.completeness : 100 * s.completeness, 1) + " %");
+      if (isNum(s.completeness)) parts.push("completeness " + fmt(s.completeness, 1) + " %");
       if (isNum(s.multiplicity)) parts.push("multiplicity " + fmt(s.multiplicity, 1));
-      if (!cl && !node.leaf && data.not_merged && data.not_merged[node.id]) parts.push("not merged: " + esc(data.not_merged[node.id]));
+      var whyNot = node.why_not || (data.not_merged && data.not_merged[node.id]);
+      if (!cl && !node.leaf && whyNot) parts.push("not merged: " + esc(whyNot));
       if (cl && cl.error) parts.push('<b class="bad">merging failed: ' + esc(cl.error) + "</b>");
       else if (cl) parts.push("<b>merged: d<sub>min</sub> " + fmt(cl.d_min, 2) + " Å, CC½ " + fmt(cl.cc_half, 3) + ", completeness " + fmt(100 * cl.completeness, 1) + " %, multiplicity " + fmt(cl.multiplicity, 1) + "</b>");
       document.getElementById("sel-stats").innerHTML = "<p>" + parts.join(" · ") + "</p><p class='small members'>" + members.map(esc).join(", ") + "</p>";
