@@ -311,6 +311,10 @@ def test_real_merge_page(browser, real_merge, tmp_path):
             .map(t => [t.name, t.y])"""
     )
     assert cc == [[f"cluster {cid}", pytest.approx([s.cc_half for s in cluster.stats.shells])]]
+    # a row of the cluster table selects its node again
+    page.click(f"#cluster-table tbody tr[data-cluster='{cid}']")
+    assert f"Cluster {cid} (merged)" in page.locator("#sel-title").inner_text()
+    assert page.locator("#sel-cmd").inner_text().startswith("mxflow merge ")
     page.screenshot(path=str(shots_dir(tmp_path) / "merge_real.png"), full_page=True)
     publish(shots_dir(tmp_path))
     assert w.errors == [], w.errors

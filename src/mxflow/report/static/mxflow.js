@@ -473,12 +473,12 @@
     var byName = {};
     inputs.forEach(function (d) { byName[d.name] = d; });
     var clusters = data.clusters || [];
-    var dendroCount = Object.keys(data.dendrograms || {}).length;
     function sameSet(a, b) { if (a.length !== b.length) return false; var s = new Set(a); return b.every(function (x) { return s.has(x); }); }
     function clusterFor(node) {
-      // a merged cluster keeps its dendrogram node id (its members may be fewer after run_03 rejections)
-      if (node.merged || !dendroCount) for (var i = 0; i < clusters.length; i++) if (String(clusters[i].id) === String(node.id)) return clusters[i];
-      for (var j = 0; j < clusters.length; j++) if (sameSet(clusters[j].members, node.members || [])) return clusters[j];
+      // a cluster keeps its dendrogram node's id (its members may be fewer after run_02 / run_03,
+      // none when merging it failed)
+      if (node.leaf) return null;
+      for (var i = 0; i < clusters.length; i++) if (String(clusters[i].id) === String(node.id)) return clusters[i];
       return null;
     }
     var selected = null;
@@ -577,8 +577,7 @@
       for (var k in dendros) {
         var dd = dendros[k];
         if (!dd) continue;
-        var id = Object.keys(dd.byId).find(function (i) { return dd.byId[i].merged && String(i) === String(cl.id); });
-        if (id === undefined) id = Object.keys(dd.byId).find(function (i) { return sameSet(dd.byId[i].members || [], cl.members); });
+        var id = Object.keys(dd.byId).find(function (i) { return !dd.byId[i].leaf && String(i) === String(cl.id); });
         if (id !== undefined) { dd.select(id, true); return; }
       }
       onSelect({ id: cl.id, members: cl.members, stats: {} }, { method: data.method });
