@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mxflow.merge import merge_sample
@@ -25,31 +23,11 @@ def _need_data():
         pytest.skip("DIALS not on PATH")
 
 
-def _wrong_cell_copy(tmp: Path) -> tuple[Path, Path]:
-    """A copy of sweep 20 whose crystal is 30 % longer along a (a 'wrong cell' dataset)."""
-    doc = json.loads((DATA / "20_integrated_experiments.json").read_text())
-    for xtal in doc["crystal"]:
-        xtal["real_space_a"] = list(np.asarray(xtal["real_space_a"]) * 1.3)
-    expt = tmp / "99_integrated_experiments.json"
-    expt.write_text(json.dumps(doc))
-    refl = tmp / "99_integrated.pickle"
-    refl.symlink_to(DATA / "20_integrated.pickle")
-    return expt, refl
-
-
-def test_lcysteine_merges_in_p212121(tmp_path):
-    _need_data()
-    wrong = _wrong_cell_copy(tmp_path)
-    inputs = []
-    for n in (20, 25, 30):
-        inputs += [DATA / f"{n}_integrated_experiments.json", DATA / f"{n}_integrated.pickle"]
-    inputs += list(wrong)
-    opts = MergeOptions(
-        sample="lcys",
-        d_min=1.0,
-        thresholds=Thresholds(min_completeness=80, max_clusters=1),
-    )
-    s = merge_sample(inputs, tmp_path / "out", opts)
+def test_lcysteine_merges_in_p212121(real_merge):
+    """The real merge the report tests render (tests/merge_fixtures.py): sweeps 20, 25 and
+    30 plus a copy of 20 with a 30 % longer a axis, d_min 1.0 Å, one cluster."""
+    out = real_merge / "merge" / "lcys"
+    s = read_summary(out / "merge_summary_lcys.json")
     assert [r.name for r in s.rejected if r.stage == "cell"] == ["99_integrated"]
     assert len(s.clusters) == 1
     c = s.clusters[0]
@@ -63,9 +41,9 @@ def test_lcysteine_merges_in_p212121(tmp_path):
     assert c.space_group_note is None
     assert sorted(c.members) == ["20_integrated", "25_integrated", "30_integrated"]
     assert c.cc_half > 0.99 and c.completeness > 0.9
-    mdir = tmp_path / "out" / "merge_cc_1.0S_lcys"
-    assert (tmp_path / "out" / c.merged_mtz).exists()
-    assert (tmp_path / "out" / c.unmerged_mtz).exists()
+    mdir = out / "merge_cc_1.0S_lcys"
+    assert (out / c.merged_mtz).exists()
+    assert (out / c.unmerged_mtz).exists()
     dat = (mdir / "cluster_summary.dat").read_text().splitlines()
     assert dat[0].split()[:4] == ["cluster", "ClH", "LCV", "aLCV"] and len(dat) == 2
     assert len(dat[1].split()) == len(dat[0].split())

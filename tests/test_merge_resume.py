@@ -1,14 +1,15 @@
 """A merge killed during dials.scale resumes at that step, with the same result (DIALS; slow).
 
-The real l-cysteine sweeps are merged once without interruption, and once
-by `mxflow merge` killed with SIGKILL (its whole process group, as a batch
-system or a closed terminal does) while dials.scale runs, then run again.
+The real l-cysteine merge of the report tests (``real_merge``, never
+interrupted, tests/merge_fixtures.py) is done again by `mxflow merge` with
+the same inputs and options, killed with SIGKILL (its whole process group,
+as a batch system or a closed terminal does) while dials.scale runs, then
+run again.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,31 +20,30 @@ import gemmi
 import numpy as np
 import pytest
 
+import merge_fixtures
 from mxflow.engine.steps import done_record_path
 from mxflow.merge import merge_sample
+from mxflow.merge.outputs import read_summary
 from mxflow.model import MergeOptions, Thresholds
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "l_cysteine_integrated"
-SWEEPS = (20, 25, 30)
 
 pytestmark = [pytest.mark.slow, pytest.mark.dials]
 
 
-def _inputs() -> list[Path]:
-    out = []
-    for n in SWEEPS:
-        out += [DATA / f"{n}_integrated_experiments.json", DATA / f"{n}_integrated.pickle"]
-    return out
+def _inputs(root: Path) -> list[Path]:
+    """The inputs of ``real_merge``: sweeps 20, 25, 30 and the wrong-cell copy it made."""
+    out = [p for n in merge_fixtures.SWEEPS for p in merge_fixtures.pair(n)]
+    return out + list(merge_fixtures.wrong_cell_copy(root / "inputs"))
 
 
 def _options() -> MergeOptions:
+    """real_merge's options."""
     return MergeOptions(
-        sample="lcys", d_min=1.0, nproc=1, thresholds=Thresholds(min_completeness=80, max_clusters=1)
+        sample="lcys", d_min=1.0, thresholds=Thresholds(min_completeness=80, max_clusters=1)
     )
 
 
-def _cli_args(workdir: Path) -> list[str]:
-    args = ["merge", *map(str, _inputs()), "--workdir", str(workdir), "--sample", "lcys"]
+def _cli_args(inputs: list[Path], workdir: Path) -> list[str]:
+    args = ["merge", *map(str, inputs), "--workdir", str(workdir), "--sample", "lcys"]
     return args + ["--d-min", "1.0", "--min-completeness", "80", "--max-clusters", "1"]
 
 
@@ -73,23 +73,17 @@ def _mtz_arrays(path: Path) -> dict[str, np.ndarray]:
     return {c.label: np.asarray(c, dtype=float) for c in mtz.columns}
 
 
-@pytest.fixture(scope="module")
-def need_dials():
-    if not (DATA / "20_integrated_experiments.json").exists():
-        pytest.skip("l_cysteine_integrated data not available")
-    if shutil.which("dials.scale") is None:
-        pytest.skip("DIALS not on PATH")
-
-
-def test_merge_killed_during_scaling_resumes_at_that_step(tmp_path, need_dials):
-    whole = merge_sample(_inputs(), tmp_path / "whole", _options())
-    assert whole.ok and not any(s.skipped for s in whole.steps)
+def test_merge_killed_during_scaling_resumes_at_that_step(tmp_path, real_merge):
+    whole_dir = real_merge / merge_fixtures.MERGE_WORKDIR
+    whole = read_summary(whole_dir / "merge_summary_lcys.json")
+    assert whole.ok
     (cluster,) = whole.clusters
+    inputs = _inputs(real_merge)
 
     work = (tmp_path / "killed").resolve()
     run_01 = work / "merge_cc_1.0S_lcys" / f"cluster_{cluster.id:04d}" / "run_01"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mxflow.cli", *_cli_args(work)],
+        [sys.executable, "-m", "mxflow.cli", *_cli_args(inputs, work)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -107,7 +101,7 @@ def test_merge_killed_during_scaling_resumes_at_that_step(tmp_path, need_dials):
     assert all(p.exists() for p in finished.values())
     mtimes = {name: p.stat().st_mtime_ns for name, p in finished.items()}
 
-    again = merge_sample(_inputs(), work, _options())
+    again = merge_sample(inputs, work, _options())
     assert again.ok
     by_name = {(Path(s.log).parent.name, s.name): s for s in again.steps}
     # the steps that finished before the kill are reused, not run again ...
@@ -127,12 +121,12 @@ def test_merge_killed_during_scaling_resumes_at_that_step(tmp_path, need_dials):
     )
     assert resumed.d_min == pytest.approx(cluster.d_min, abs=1e-6)
     assert resumed.cc_half == pytest.approx(cluster.cc_half, abs=1e-6)
-    a = _mtz_arrays(tmp_path / "whole" / cluster.merged_mtz)
+    a = _mtz_arrays(whole_dir / cluster.merged_mtz)
     b = _mtz_arrays(work / resumed.merged_mtz)
     assert a.keys() == b.keys()
     for label in a:
         np.testing.assert_allclose(b[label], a[label], rtol=1e-6, err_msg=label)
 
     # and a third run finds everything done: no DIALS program runs at all
-    third = merge_sample(_inputs(), work, _options())
+    third = merge_sample(inputs, work, _options())
     assert third.steps and all(s.skipped for s in third.steps)

@@ -126,6 +126,11 @@ def test_merge_page_shows_the_summary(collection):
     facts = dict(t.tables["facts-table"])
     assert facts["Space group (all datasets)"] == ms.space_group
     assert facts["Start resolution (Å)"] == f2(ms.d_start)
+    # what the merge was asked to do, from the options it recorded
+    assert facts["CC½ target of the resolution cut"] == f2(ms.options.cc_half_target)
+    assert facts["Cluster thresholds"].startswith(
+        f"completeness ≥ {ms.options.thresholds.min_completeness:g} %"
+    )
     amb = dict(t.tables["ambiguity-table"])
     assert amb["Operators"].startswith(", ".join(ms.ambiguity.operators))
     assert len(t.tables["merge-steps"]) == len(ms.steps)

@@ -504,6 +504,7 @@ class MergeSummary:
     wavelength_range: tuple[float, float] | None = None
     space_group: str | None = None  # decided by dials.cosym / dials.symmetry on all datasets
     ambiguity: Ambiguity | None = None
+    options: MergeOptions | None = None  # what the merge was asked to do
     clusters: list[ClusterResult] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     not_merged: list[NotMerged] = field(default_factory=list)

@@ -136,7 +136,9 @@ def merge_sample(
     wd.mkdir(parents=True, exist_ok=True)
     items, rejected = collect_inputs(list(inputs), opts.sample)
     sample = opts.sample or next((it.sample for it in items if it.sample), "") or "sample"
-    summary = MergeSummary(sample, opts.method, opts.label, n_inputs=len(items), rejected=rejected)
+    summary = MergeSummary(
+        sample, opts.method, opts.label, n_inputs=len(items), rejected=rejected, options=opts
+    )
     _wavelength_notes(items, summary)
     engine = EngineLog(wd, summary.steps)
     if not items:

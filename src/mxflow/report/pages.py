@@ -24,6 +24,7 @@ from mxflow.model import (
     CCPair,
     ClusterResult,
     DatasetResult,
+    MergeOptions,
     MergingStats,
     ShellStats,
     to_dict,
@@ -486,6 +487,30 @@ _JS_CLUSTER_KEYS = (
 )
 
 
+def option_facts(o: MergeOptions | None) -> list[tuple[str, Any]]:
+    """What the merge was asked to do, as (label, value) rows (none for an older summary)."""
+    if o is None:
+        return []
+    t = o.thresholds
+    on = {True: "on", False: "off"}
+    return [
+        ("Space group given", o.space_group or "– (decided from the data)"),
+        ("Reference MTZ", o.reference or "–"),
+        ("Anomalous (I+ and I− scaled apart)", "yes" if o.anomalous else "no"),
+        ("CC½ target of the resolution cut", o.cc_half_target),
+        (
+            "Cluster thresholds",
+            f"completeness ≥ {t.min_completeness:g} %, multiplicity ≥ "
+            f"{t.min_multiplicity:g}, at most {t.max_clusters} clusters",
+        ),
+        (
+            "Rejection",
+            f"bad image groups (run_02) {on[o.reject_frames]}, bad datasets "
+            f"(run_03) {on[o.reject_datasets]}",
+        ),
+    ]
+
+
 def merge_context(
     md: MergeDir, rows: list[DatasetRow], out_dir: Path, out_display: str
 ) -> dict[str, Any]:
@@ -571,6 +596,7 @@ def merge_context(
             else "–",
         ),
         ("Directory", str(md.path)),
+        *option_facts(summary.options),
     ]
     js = {
         "method": md.method,
