@@ -79,6 +79,16 @@ def shell_rows(stats: MergingStats | None) -> list[ShellRow]:
     return [(s, False) for s in stats.shells] + [(stats.overall, True)]
 
 
+def stats_rows(stats: MergingStats | None) -> dict[str, Any]:
+    """The overall / inner / outer rows and the shell table of a page entry (None when absent)."""
+    return {
+        "overall": stats.overall if stats else None,
+        "inner": stats.inner if stats else None,
+        "outer": stats.outer if stats else None,
+        "shells": shell_rows(stats),
+    }
+
+
 def finite(v: float | None) -> float | None:
     """``v`` when it is a finite number, else None (NaN means 'not measured' in the types)."""
     return v if v is not None and math.isfinite(v) else None
@@ -183,11 +193,8 @@ def dataset_entries(
                 "osc_width": finite(r.osc_width),
                 "indexed_fraction": finite(r.indexed_fraction),
                 "wall_s": finite(r.wall_s),
-                "overall": stats.overall if stats else None,
-                "inner": stats.inner if stats else None,
-                "outer": stats.outer if stats else None,
+                **stats_rows(stats),
                 "stats": stats,
-                "shells": shell_rows(stats),
                 "anomalous": bool(stats and stats.anomalous),
                 "spots": spots,
                 "steps": steps,
@@ -437,10 +444,7 @@ def cluster_entry(
         "wilson_b": finite(c.wilson_b),
         "aniso_best": finite(c.aniso_best),
         "aniso_worst": finite(c.aniso_worst),
-        "overall": st.overall if st else None,
-        "inner": st.inner if st else None,
-        "outer": st.outer if st else None,
-        "shells": shell_rows(st),
+        **stats_rows(st),
         "res": resolution_series(st),
         "runs": [
             {
@@ -580,6 +584,7 @@ def merge_context(
             "skipped": s.skipped,
             "note": s.note,
             "log": rel_link(s.log, page_dir, md.files_base) if s.log else None,
+            "command": " ".join(shlex.quote(str(c)) for c in s.command),
         }
         for s in summary.steps
     ]
