@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,6 +26,7 @@ from mxflow.model import (
     ClusterResult,
     DatasetResult,
     MergeOptions,
+    MergeSummary,
     MergingStats,
     ShellStats,
     to_dict,
@@ -515,22 +517,13 @@ def option_facts(o: MergeOptions | None) -> list[tuple[str, Any]]:
     ]
 
 
-def merge_context(
-    md: MergeDir, rows: list[DatasetRow], out_dir: Path, out_display: str
-) -> dict[str, Any]:
-    """Everything one merge report shows, and the JSON its scripts read."""
-    summary = md.summary
-    page_dir = md.path
-    sample_rows = _sample_rows(md, rows)
-    entries = dataset_entries(sample_rows, out_dir, page_dir, with_spots=False)
-    by_name = {e["name"]: e for e in entries}
-    member_files = {row.result.name: dataset_inputs(row.result, out_dir) for row in sample_rows}
-    datasets_href = rel_link("report/datasets.html", page_dir, out_dir)
-
-    def href(name: str) -> str | None:
-        return f"{datasets_href}#{by_name[name]['anchor']}" if name in by_name else None
-
-    inputs = [
+def _input_rows(
+    entries: list[dict[str, Any]],
+    member_files: dict[str, list[str]],
+    href: Callable[[str], str | None],
+) -> list[dict[str, Any]]:
+    """The merge page's table of input datasets (index = position in the dendrogram data)."""
+    return [
         {
             "idx": i,
             "name": e["name"],
@@ -546,6 +539,60 @@ def merge_context(
         }
         for i, e in enumerate(entries)
     ]
+
+
+def _step_rows(summary: MergeSummary, page_dir: Path, files_base: Path) -> list[dict[str, Any]]:
+    """The DIALS programs of a merge, with links to their logs."""
+    return [
+        {
+            "name": s.name,
+            "returncode": s.returncode,
+            "wall_s": s.wall_s,
+            "skipped": s.skipped,
+            "note": s.note,
+            "log": rel_link(s.log, page_dir, files_base) if s.log else None,
+            "command": " ".join(shlex.quote(str(c)) for c in s.command),
+        }
+        for s in summary.steps
+    ]
+
+
+def _merge_facts(md: MergeDir) -> list[tuple[str, Any]]:
+    """The merge page's summary table: what was merged, where, and with which options."""
+    summary = md.summary
+    return [
+        ("Sample", summary.sample),
+        ("Clustering", md.method),
+        ("Start resolution (Å)", summary.d_start),
+        ("Datasets given", summary.n_inputs),
+        ("Space group (all datasets)", summary.space_group or "–"),
+        (
+            "Wavelength (Å)",
+            " – ".join(f"{x:.4f}" for x in sorted(set(summary.wavelength_range)))
+            if summary.wavelength_range
+            else "–",
+        ),
+        ("Directory", str(md.path)),
+        *option_facts(summary.options),
+    ]
+
+
+def merge_context(
+    md: MergeDir, rows: list[DatasetRow], out_dir: Path, out_display: str
+) -> dict[str, Any]:
+    """Everything one merge report shows, and the JSON its scripts read."""
+    summary = md.summary
+    page_dir = md.path
+    sample_rows = _sample_rows(md, rows)
+    entries = dataset_entries(sample_rows, out_dir, page_dir, with_spots=False)
+    by_name = {e["name"]: e for e in entries}
+    member_files = {row.result.name: dataset_inputs(row.result, out_dir) for row in sample_rows}
+    datasets_href = rel_link("report/datasets.html", page_dir, out_dir)
+
+    def href(name: str) -> str | None:
+        return f"{datasets_href}#{by_name[name]['anchor']}" if name in by_name else None
+
+    inputs = _input_rows(entries, member_files, href)
     clusters = [cluster_entry(c, md, member_files, out_display) for c in summary.clusters]
     used = {m for c in summary.clusters if c.ok for m in c.members}
     rejected = [
@@ -576,33 +623,8 @@ def merge_context(
         )
         if md.file(name)
     ]
-    steps = [
-        {
-            "name": s.name,
-            "returncode": s.returncode,
-            "wall_s": s.wall_s,
-            "skipped": s.skipped,
-            "note": s.note,
-            "log": rel_link(s.log, page_dir, md.files_base) if s.log else None,
-            "command": " ".join(shlex.quote(str(c)) for c in s.command),
-        }
-        for s in summary.steps
-    ]
-    facts = [
-        ("Sample", summary.sample),
-        ("Clustering", md.method),
-        ("Start resolution (Å)", summary.d_start),
-        ("Datasets given", summary.n_inputs),
-        ("Space group (all datasets)", summary.space_group or "–"),
-        (
-            "Wavelength (Å)",
-            " – ".join(f"{x:.4f}" for x in sorted(set(summary.wavelength_range)))
-            if summary.wavelength_range
-            else "–",
-        ),
-        ("Directory", str(md.path)),
-        *option_facts(summary.options),
-    ]
+    steps = _step_rows(summary, page_dir, md.files_base)
+    facts = _merge_facts(md)
     js = {
         "method": md.method,
         "sample": md.sample,
