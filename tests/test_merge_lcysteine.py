@@ -5,8 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import gemmi
+import numpy as np
 import pytest
 
+from mtz_readers import read_with_cctbx
 from mxflow.merge import merge_sample
 from mxflow.merge.outputs import read_cc_table, read_dendrogram, read_summary
 from mxflow.model import MergeOptions, Thresholds, to_dict
@@ -42,8 +45,21 @@ def test_lcysteine_merges_in_p212121(real_merge):
     assert sorted(c.members) == ["20_integrated", "25_integrated", "30_integrated"]
     assert c.cc_half > 0.99 and c.completeness > 0.9
     mdir = out / "merge_cc_1.0S_lcys"
-    assert (out / c.merged_mtz).exists()
     assert (out / c.unmerged_mtz).exists()
+    # the merged MTZ as refinement programs read it: gemmi and cctbx agree, FreeR_flag included
+    merged = gemmi.read_mtz_file(str(out / c.merged_mtz))
+    assert {"IMEAN", "SIGIMEAN", "I(+)", "I(-)", "F", "SIGF", "FreeR_flag"} <= set(
+        merged.column_labels()
+    )
+    assert merged.spacegroup.hm == c.space_group == "P 21 21 21"
+    other = read_with_cctbx(out / c.merged_mtz)
+    assert other["columns"] == merged.column_labels() and other["n_refl"] == merged.nreflections
+    assert gemmi.SpaceGroup(other["space_group"]) == merged.spacegroup
+    assert other["cell"] == pytest.approx(list(merged.cell.parameters), abs=1e-3)
+    flags = np.asarray(merged.column_with_label("FreeR_flag"), dtype=int)
+    assert other["free_values"] == list(range(20))
+    assert other["n_free"] == int((flags == 0).sum())
+    assert 0.03 < other["n_free"] / merged.nreflections < 0.07
     dat = (mdir / "cluster_summary.dat").read_text().splitlines()
     assert dat[0].split()[:4] == ["cluster", "ClH", "LCV", "aLCV"] and len(dat) == 2
     assert len(dat[1].split()) == len(dat[0].split())

@@ -19,6 +19,7 @@ in DIR and reuses it on the next run (processing is most of the time).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -164,6 +165,14 @@ def per_dataset_truth_cc(w: Wedges, mtz: Path, expt: Path) -> dict[str, list[flo
     return out
 
 
+def free_flag_map(mtz_path: Path) -> dict[tuple[int, int, int], int]:
+    """{(h, k, l): FreeR_flag} of a merged MTZ."""
+    mtz = gemmi.read_mtz_file(str(mtz_path))
+    hkl = np.asarray(mtz.make_miller_array())
+    flags = np.asarray(mtz.column_with_label("FreeR_flag"), dtype=int)
+    return {tuple(int(x) for x in h): int(f) for h, f in zip(hkl, flags, strict=True)}
+
+
 def purity(members: list[str], population: dict[str, str]) -> tuple[str, float]:
     pops = [population[m] for m in members]
     top = max(set(pops), key=pops.count)
@@ -229,6 +238,12 @@ def test_two_populations_come_out_in_separate_pure_clusters(wedges, merged):
 
     good = [c for c in s.clusters if c.ok]
     assert len(good) == len(s.clusters), s.clusters
+    # every cluster carries the same FreeR_flag for every reflection they have in common
+    flags = [free_flag_map(wd / c.merged_mtz) for c in good]
+    assert len(flags) >= 2
+    for a, b in itertools.combinations(flags, 2):
+        common = a.keys() & b.keys()
+        assert len(common) > 100 and all(a[h] == b[h] for h in common)
     for pop in ("A", "B"):
         pure = [
             c

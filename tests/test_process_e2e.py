@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 
 import gemmi
+import numpy as np
 import pytest
 
 from conftest import requires_dials
+from mtz_readers import read_with_cctbx
 from mxflow.cli import main
 from mxflow.simulate import score
+from mxflow.stats.free_flags import free_flags
 from mxflow.util.files import checksums
 from process_fixtures import (
     copy_sweep,
@@ -87,6 +90,16 @@ def test_good_sweep(processed):
     assert e["unmerged_mtz"] == "sim_01/scaled.mtz"
     merged = gemmi.read_mtz_file(str(out / e["merged_mtz"]))
     assert {"IMEAN", "F"} <= {c.label for c in merged.columns}  # French–Wilson amplitudes
+    # the free set, as refinement programs read it: the same by gemmi and by cctbx
+    flags = np.asarray(merged.column_with_label("FreeR_flag"), dtype=int)
+    assert np.array_equal(
+        flags, free_flags(np.asarray(merged.make_miller_array()), merged.spacegroup)
+    )
+    other = read_with_cctbx(out / e["merged_mtz"])
+    assert other["columns"] == merged.column_labels() and other["n_refl"] == merged.nreflections
+    assert gemmi.SpaceGroup(other["space_group"]) == merged.spacegroup
+    assert other["cell"] == pytest.approx(list(merged.cell.parameters), abs=1e-3)
+    assert other["n_free"] == int((flags == 0).sum()) > 0
     # merged.mtz is cut at the dataset's CC½ limit; the unmerged MTZ keeps everything
     full = gemmi.read_mtz_file(str(out / "sim_01" / "merged_fullres.mtz"))
     assert merged.resolution_high() == pytest.approx(e["d_min"], abs=0.02)

@@ -125,12 +125,12 @@ def absences(expt: str, refl: str, timeout=None) -> Step:
     return Step("absences", "dials.symmetry", args, [expt, refl], list(SYMMETRIZED), timeout)
 
 
-def merge(expt: str, refl: str, d_min: float | None, timeout=None) -> Step:
-    """dials.merge (French–Wilson) to merged.mtz, cut at ``d_min`` Å when given."""
-    args = [expt, refl, "output.mtz=merged.mtz"]
+def merge(expt: str, refl: str, d_min: float | None, mtz: str, timeout=None) -> Step:
+    """dials.merge (French–Wilson) to the merged MTZ ``mtz``, cut at ``d_min`` Å when given."""
+    args = [expt, refl, f"output.mtz={mtz}"]
     if d_min:
         args.append(f"d_min={d_min:.3f}")
-    return Step("merge", "dials.merge", args, [expt, refl], ["merged.mtz"], timeout)
+    return Step("merge", "dials.merge", args, [expt, refl], [mtz], timeout)
 
 
 def relative(path: Path, workdir: Path) -> str:

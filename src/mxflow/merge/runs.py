@@ -33,10 +33,11 @@ from mxflow.model import (
     to_dict,
 )
 from mxflow.stats import absences
+from mxflow.stats.free_flags import add_free_flags
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.observations import Observations
 from mxflow.stats.resolution import estimate_d_min
-from mxflow.util.files import atomic_write_text, write_json
+from mxflow.util.files import atomic_write_bytes, atomic_write_text, write_json
 from mxflow.util.mtz import write_resolution_cut
 
 
@@ -152,7 +153,9 @@ def finish_run(job: ClusterJob, run: Path, d_cut: float | None) -> tuple[Merging
     """Space group from absences (dials.symmetry), merge (French–Wilson), export, statistics.
 
     Cut at ``d_cut`` Å when given (the unmerged file keeps its uncut twin
-    ``unmerged_fullres.mtz``).  Returns the statistics and the final .expt.
+    ``unmerged_fullres.mtz``).  merged.mtz is dials.merge's file with the
+    FreeR_flag column (:mod:`mxflow.stats.free_flags`).  Returns the
+    statistics and the final .expt.
     """
     expt, refl = run / "scaled.expt", run / "scaled.refl"
     try:
@@ -161,7 +164,10 @@ def finish_run(job: ClusterJob, run: Path, d_cut: float | None) -> tuple[Merging
     except StepFailed as exc:  # keep the cosym space group
         (run / "symmetry_note.txt").write_text(f"absence check failed, kept point group: {exc}\n")
     timeout = job.opts.timeout
-    job.engine.run(merge_steps.merge(str(expt), str(refl), d_cut, timeout), run)
+    job.engine.run(merge_steps.merge(str(expt), str(refl), d_cut, "dials_merged.mtz", timeout), run)
+    write_merged(
+        run / "dials_merged.mtz", run / "merged.mtz", f"{job.method} cluster {job.node.id}"
+    )
     unmerged = "unmerged_fullres.mtz" if d_cut else "unmerged.mtz"
     job.engine.run(
         merge_steps.export_unmerged(str(expt), str(refl), unmerged, timeout=timeout), run
@@ -172,6 +178,14 @@ def finish_run(job: ClusterJob, run: Path, d_cut: float | None) -> tuple[Merging
     atomic_write_text(run / "merging_stats.txt", format_table(stats) + "\n")
     write_json(run / "merging_stats.json", stats_to_json(stats))
     return stats, expt
+
+
+def write_merged(src: Path, dst: Path, what: str) -> None:
+    """``dst``: dials.merge's file ``src`` with the sample's FreeR_flag column, and its history."""
+    mtz = gemmi.read_mtz_file(str(src))
+    mtz.history = [*mtz.history, f"mxflow: {what}"]
+    add_free_flags(mtz)
+    atomic_write_bytes(dst, mtz.write_to_bytes())
 
 
 def _wilson_b(merged_mtz: Path) -> float:

@@ -27,6 +27,8 @@ import time
 import traceback
 from pathlib import Path
 
+import gemmi
+
 from mxflow.engine import sweep_steps as D
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
@@ -42,10 +44,11 @@ from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord, to_dict
 from mxflow.process.preflight import check_frames
 from mxflow.stats.absences import axial_summary
+from mxflow.stats.free_flags import add_free_flags
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.resolution import cc_half_d_min
 from mxflow.util.files import atomic_write_bytes, atomic_write_text, write_json
-from mxflow.util.mtz import write_resolution_cut
+from mxflow.util.mtz import keep_resolution
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
 MIN_SPOTS = 20
@@ -305,14 +308,16 @@ def _write_merged_mtz(workdir: Path, d_min: float | None) -> None:
 
     The French–Wilson amplitudes were computed on all resolution shells; the
     cut only drops the outer reflections (d_min × (1 − 10⁻⁶), so a reflection
-    exactly at the limit stays).  ``None`` copies everything.
+    exactly at the limit stays).  ``None`` keeps everything.  A FreeR_flag
+    column is added (:mod:`mxflow.stats.free_flags`: the same flag for the
+    same reflection in every file of a crystal form).
     """
-    src, dst = workdir / "merged_fullres.mtz", workdir / "merged.mtz"
+    mtz = gemmi.read_mtz_file(str(workdir / "merged_fullres.mtz"))
     if d_min:
-        note = f"mxflow: resolution cut at {d_min:.3f} A"
-        write_resolution_cut(src, dst, d_min * (1 - 1e-6), note)
-    else:
-        atomic_write_bytes(dst, src.read_bytes())
+        keep_resolution(mtz, d_min=d_min * (1 - 1e-6))
+        mtz.history = [*mtz.history, f"mxflow: resolution cut at {d_min:.3f} A"]
+    add_free_flags(mtz)
+    atomic_write_bytes(workdir / "merged.mtz", mtz.write_to_bytes())
 
 
 def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResult) -> float | None:
