@@ -4,8 +4,8 @@ Simulates ≥ 20 small wedges of two non-isomorphous populations (2 % apart in
 a, different intensities), processes them with ``mxflow process``, then
 
 * mxflow: ``merge_sample`` (CC clustering, run_01..03, resolution cut); the
-  best cluster is chosen by mxflow's own rule (KAMO's: top half by
-  multiplicity, then highest CC½), never by the truth;
+  best cluster is mxflow's recommended one (``merge.final.recommend``,
+  KAMO's rule: top half by multiplicity, then highest CC½), never by the truth;
 * baseline: every wedge through dials.cosym → dials.scale → dials.merge;
 
 and reports the CC of each merged MTZ to the simulator's true intensities
@@ -32,21 +32,13 @@ from pathlib import Path
 
 from mxflow.engine.runner import run_program
 from mxflow.merge import merge_sample
-from mxflow.model import ClusterResult, MergeOptions, Thresholds, to_dict
+from mxflow.merge.final import recommend
+from mxflow.model import MergeOptions, Thresholds, to_dict
 from mxflow.process.cli import dataset_name
 from mxflow.simulate import simulate
 from mxflow.simulate.config import SimulationConfig
 from mxflow.simulate.score import score
 from mxflow.util.files import read_json, write_json
-
-
-def best_cluster(clusters: list[ClusterResult]) -> ClusterResult | None:
-    """KAMO's choose_best_result: top half by multiplicity, then highest CC½."""
-    ok = sorted((c for c in clusters if c.ok), key=lambda c: -c.multiplicity)
-    if not ok:
-        return None
-    top = ok[: max(1, (len(ok) + 1) // 2)]
-    return max(top, key=lambda c: c.cc_half)
 
 
 def baseline(out: Path, pairs: list[tuple[str, str]], nproc: int) -> tuple[Path | None, float]:
@@ -131,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = MergeOptions(sample="bench", nproc=a.nproc, thresholds=Thresholds())
     summary = merge_sample([out / "proc"], out / "mxflow", opts)
     t_mx = time.perf_counter() - t0
-    best = best_cluster(summary.clusters)
+    best, _ = recommend(summary) or (None, "")
     mx_score = score(out / "mxflow" / best.merged_mtz, sim.truth_dir) if best else None
 
     base_mtz, t_base = baseline(out / "baseline", pairs, a.nproc)

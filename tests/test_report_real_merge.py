@@ -17,8 +17,10 @@ import pytest
 
 from merge_fixtures import FAILED, METHOD_DIR, SAMPLE, WRONG
 from mxflow.catalog.db import Catalog
+from mxflow.catalog.merge_table import FINAL_DIR
 from mxflow.catalog.summary import write_summary as write_catalog_summary
 from mxflow.cli import main
+from mxflow.merge.final import write_final
 from mxflow.merge.outputs import read_cc_table, read_dendrogram, read_summary, write_summary
 from mxflow.model import DatasetResult, MergeRecord, from_dict, to_dict
 from mxflow.report import write_reports
@@ -195,17 +197,21 @@ def test_status_command_and_summary_json_show_the_merge(collection, tmp_path, ca
     out, _ = collection
     ms = read_summary(merge_dir(out) / "merge_summary.json")
     best = next(c for c in ms.clusters if c.ok)
+    final = write_final(ms, out / "merge/lcys", tmp_path / "merge/lcys" / FINAL_DIR)
     with Catalog(tmp_path) as cat:
         cat.record_merge(MergeRecord(f"proc/{SAMPLE}", "ok", "", ["proc/a"], "merge/lcys", ms))
         cat.record_merge(MergeRecord("proc/other", "skipped", "only 1 processed dataset(s)"))
         write_catalog_summary(tmp_path, cat)
     assert main(["status", str(tmp_path)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert f"merge proc/{SAMPLE}: ok; best cluster {best.id}: {len(best.members)} datasets, " in (
-        next(x for x in lines if x.startswith(f"merge proc/{SAMPLE}"))
-    )
-    line = next(x for x in lines if x.startswith(f"merge proc/{SAMPLE}"))
-    assert f"d_min {best.d_min:.2f} Å, CC½ {best.cc_half:.3f} (merge/lcys)" in line
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    i = lines.index(f"merge proc/{SAMPLE}: 1 cluster(s) merged")
+    row = lines[i + 3].split()  # title, header, rule, the cluster
+    assert row[:3] == ["*", str(best.id), str(len(best.members))]
+    assert [f"{best.d_min:.2f}", f"{100 * best.completeness:.1f}"] == row[-5:-3]
+    assert row[-2] == f"{best.cc_half:.3f}"
+    assert lines[i + 4] == f"  * recommended: cluster {best.id}, the only cluster merged"
+    assert lines[i + 5] == f"    merged MTZ for refinement: {final / 'merged.mtz'}"
     assert "merge proc/other: skipped: only 1 processed dataset(s)" in lines
     merges = json.loads((tmp_path / "summary.json").read_text())["merges"]
     assert [m["name"] for m in merges] == ["proc/lcys", "proc/other"]

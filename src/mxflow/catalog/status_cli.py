@@ -3,10 +3,11 @@
 Columns: dataset (its work directory under OUT), sample, wavelength (Å),
 total rotation φ and Δφ per frame (degrees), % of spots indexed, space group,
 unit cell (Å, degrees), resolution (Å), completeness (%), and the status —
-with the reason for failed datasets.  Then one line per merge (its name,
-status and why, and for a merge that worked the best cluster: its
-datasets, d_min and CC½) and per hit map.  Safe to run while 'mxflow run'
-or 'mxflow watch' is writing OUT (the catalog is read-only here).
+with the reason for failed datasets.  Then per merge a table of its merged
+clusters (datasets, SG, cell, d_min, completeness, multiplicity, CC½, I/σ)
+with the recommended one marked and the path of its final/merged.mtz (or
+the merge's status and why), and one line per hit map.  Safe to run while
+'mxflow run' or 'mxflow watch' is writing OUT (the catalog is read-only here).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 from mxflow.catalog.db import Catalog
 from mxflow.catalog.lock import lock_holder
-from mxflow.catalog.summary import best_cluster, summary_dict
-from mxflow.model import MergeRecord
+from mxflow.catalog.merge_table import format_record
+from mxflow.catalog.summary import summary_dict
 
 COLUMNS = (
     "dataset",
@@ -87,22 +88,6 @@ def row_cells(row: dict[str, Any], width: int = 60) -> list[str]:
     ]
 
 
-def merge_line(m: MergeRecord) -> str:
-    """One line about a merge: ``merge NAME: STATUS[: reason][; best cluster ...]``."""
-    text = f"merge {m.name}: {m.status}"
-    if m.reason:
-        text += f": {m.reason}"
-    best = best_cluster(m.summary) if m.summary else None
-    if best is not None:
-        text += (
-            f"; best cluster {best.id}: {len(best.members)} datasets, "
-            f"d_min {best.d_min:.2f} Å, CC½ {best.cc_half:.3f}"
-        )
-    if m.workdir:
-        text += f" ({m.workdir})"
-    return text
-
-
 def format_table(rows: list[list[str]], header: tuple[str, ...] = COLUMNS) -> str:
     """Left-aligned text columns; the last column is not padded."""
     table = [list(header), *rows]
@@ -127,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         print()
         print("datasets: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
         for m in catalog.merges():
-            print(merge_line(m))
+            print(format_record(m, args.out))
         for p in catalog.products():
             if p["kind"] != "merge":  # hit maps
                 extra = f": {p['reason']}" if p["reason"] else ""

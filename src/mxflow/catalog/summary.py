@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mxflow.catalog.db import Catalog
-from mxflow.model import ClusterResult, DatasetResult, MergeSummary, to_dict
+from mxflow.model import DatasetResult, to_dict
 from mxflow.util.files import write_json
 
 SUMMARY_NAME = "summary.json"
@@ -78,12 +78,6 @@ def _product(p: dict[str, Any]) -> dict[str, Any]:
         "reason": p["reason"] or "",
         "result": p["result"],
     }
-
-
-def best_cluster(summary: MergeSummary) -> ClusterResult | None:
-    """The merged cluster with the best (smallest) d_min, ties broken by more members."""
-    merged = [c for c in summary.clusters if c.ok and c.d_min is not None]
-    return min(merged, key=lambda c: (c.d_min, -len(c.members)), default=None)
 
 
 def write_summary(out: str | Path, catalog: Catalog) -> Path:

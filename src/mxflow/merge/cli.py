@@ -7,14 +7,17 @@ setting), clustered by cell (BLEND-style) and/or intensity CC, and every
 chosen cluster is scaled and merged: run_01 (all) -> run_02 (bad image groups
 removed) -> run_03 (bad datasets removed), then cut where CC1/2 falls to the
 target.  Results: OUT/merge_<method>_<d>S_<sample>/ with cluster_summary.dat
-and merge_summary.json.
+and merge_summary.json; OUT/final/ holds the recommended cluster's files
+(final/merged.mtz is the one for refinement).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+from pathlib import Path
 
+from mxflow.catalog.merge_table import FINAL_DIR, format_clusters
+from mxflow.merge.final import recommend
 from mxflow.merge.pipeline import merge_sample
 from mxflow.model import ClusterResult, MergeOptions, MergeSummary, Thresholds
 from mxflow.util.args import space_group_arg
@@ -83,31 +86,25 @@ def run(args: argparse.Namespace) -> int:
         nproc=args.nproc,
     )
     summary = merge_sample(args.inputs, args.workdir, opts)
-    print(format_summary(summary))
+    print(format_summary(summary, args.workdir))
     return 0 if summary.ok and all(c.ok for c in summary.clusters) else 1
 
 
-def _f(v: float | None, spec: str) -> str:
-    return format(v, spec) if v is not None and math.isfinite(v) else "-"
+def _failed_line(c: ClusterResult) -> str:
+    return f"  {c.method} cluster {c.id:04d}: FAILED {c.error}"
 
 
-def _cluster_line(c: ClusterResult) -> str:
-    head = f"  {c.method} cluster {c.id:04d}"
-    if not c.ok:
-        return f"{head}: FAILED {c.error}"
-    return (
-        f"{head} {c.final_run}: {len(c.members)} datasets, {c.space_group}, "
-        f"d_min {_f(c.d_min, '.2f')} Å, CC1/2 {_f(c.cc_half, '.3f')}, "
-        f"completeness {_f(100 * c.completeness, '.1f')} %, "
-        f"multiplicity {_f(c.multiplicity, '.1f')}"
-    )
-
-
-def format_summary(summary: MergeSummary) -> str:
-    """What `mxflow merge` prints: one line per cluster, rejection and note."""
-    n_ok = sum(c.ok for c in summary.clusters)
-    lines = [f"sample {summary.sample}: {n_ok} cluster(s) merged"]
-    lines += [_cluster_line(c) for c in summary.clusters]
+def format_summary(summary: MergeSummary, workdir: str | Path | None = None) -> str:
+    """What `mxflow merge` prints: the table of merged clusters (the recommended one marked,
+    with ``workdir``'s final/merged.mtz when written), then failed clusters, rejections and notes."""
+    final_mtz = Path(workdir) / FINAL_DIR / "merged.mtz" if workdir else None
+    recommended = recommend(summary)
+    lines = [
+        format_clusters(
+            summary, recommended, final_mtz if final_mtz and final_mtz.is_file() else None
+        )
+    ]
+    lines += [_failed_line(c) for c in summary.clusters if not c.ok]
     lines += [f"  rejected {r.name} [{r.stage}]: {r.reason}" for r in summary.rejected]
     lines += [f"  note: {n}" for n in summary.notes]
     if not summary.clusters:

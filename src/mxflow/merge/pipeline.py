@@ -7,6 +7,7 @@ Layout written under ``workdir`` (:class:`MergeLayout`)::
         dendrogram_<method>.json, cc_table.json, cluster_summary.dat, merge_summary.json
         cluster_NNNN/run_01/ (all) [run_02/ (bad frames out)] [run_03/ (bad datasets out)]
     merge_summary_<sample>.json      every method together
+    final/                           the recommended cluster's files (merge.final)
 
 Every dataset left out is listed in ``rejected`` with its reason and stage;
 every dendrogram node not merged says why.  Every DIALS program is a
@@ -25,6 +26,7 @@ import numpy as np
 from mxflow.cluster import cells, select
 from mxflow.errors import MxflowError
 from mxflow.merge import stages
+from mxflow.merge.final import write_final
 from mxflow.merge.inputs import MergeInput, collect_inputs, wavelength_groups
 from mxflow.merge.observations import read_reference
 from mxflow.merge.outputs import write_method_outputs, write_summary
@@ -143,6 +145,7 @@ def merge_sample(
     engine = EngineLog(wd, summary.steps)
     if not items:
         summary.notes.append("no usable datasets")
+        write_final(summary, wd)  # none: a stale final/ goes
         write_summary(MergeLayout(wd, sample, None).summary, summary)
         return summary
     reference = reference_cell = None
@@ -164,6 +167,7 @@ def merge_sample(
         summary.rejected += [
             Rejection(it.name, "symmetry", f"symmetry step failed: {exc}") for it in group
         ]
+        write_final(summary, wd)
         write_summary(layout.summary, summary)
         return summary
     summary.space_group = sym.space_group
@@ -172,5 +176,6 @@ def merge_sample(
     stages.check_selective_breeding(sym, ccm, summary.ambiguity)
     for method in ["blend", "cc"] if opts.method == "both" else [opts.method]:
         _merge_clusters(method, sym, ccm, layout, opts, engine, summary)
+    write_final(summary, wd)  # final/: the recommended cluster's files
     write_summary(layout.summary, summary)
     return summary

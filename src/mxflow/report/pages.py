@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mxflow.catalog.summary import best_cluster
+from mxflow.merge.final import recommend
 from mxflow.merge.inputs import WAVELENGTH_TOLERANCE
 from mxflow.model import (
     CCPair,
@@ -320,13 +320,14 @@ def collection_context(
         s["ok"] += e["status"] == "ok"
         s["failed"] += e["status"] == "failed"
     for md in merge_dirs:
+        best = recommend(md.summary)
         link = {
             "label": merge_label(md),
             "href": rel_link(str(md.path / "report.html"), page_dir, out_dir),
             "method": md.method,
             "n_clusters": sum(c.ok for c in md.summary.clusters),
             "n_rejected": len(md.summary.rejected),
-            "best": cluster_brief(best_cluster(md.summary)),
+            "best": cluster_brief(best[0] if best else None),
             "failure": md.summary.failure_reason(),
         }
         merges.setdefault(md.sample, []).append(link)

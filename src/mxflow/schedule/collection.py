@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from mxflow.catalog.db import Catalog
 from mxflow.catalog.lock import RunLock
+from mxflow.catalog.merge_table import format_record
 from mxflow.catalog.summary import write_summary
 from mxflow.discover import collection as discovery
 from mxflow.discover import discover_collection
@@ -341,7 +342,10 @@ def run_collection(
             if config.hitmap:
                 post.hitmaps(out, root, catalog, collection.raster_scans, log)
         counts = catalog.counts()
+        merges = catalog.merges()
     report = _write_reports(out, log)
+    for m in merges:
+        log(format_record(m, out))
     log(
         f"mxflow: done in {time.perf_counter() - t0:.1f} s: "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
