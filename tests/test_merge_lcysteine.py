@@ -9,7 +9,7 @@ import gemmi
 import numpy as np
 import pytest
 
-from mtz_readers import read_with_cctbx
+from mtz_readers import read_cif_with_cctbx, read_with_cctbx
 from mxflow.merge import merge_sample
 from mxflow.merge.outputs import read_cc_table, read_dendrogram, read_summary
 from mxflow.model import MergeOptions, Thresholds, to_dict
@@ -60,6 +60,28 @@ def test_lcysteine_merges_in_p212121(real_merge):
     assert other["free_values"] == list(range(20))
     assert other["n_free"] == int((flags == 0).sum())
     assert 0.03 < other["n_free"] / merged.nreflections < 0.07
+    # no systematically absent reflection is left (P 21 21 21: odd h00, 0k0, 00l)
+    hkl = np.asarray(merged.make_miller_array(), dtype=np.int32)
+    assert not np.asarray(merged.spacegroup.operations().systematic_absences(hkl)).any()
+    assert any("systematic absences removed" in h for h in merged.history)
+    # named for the sample and the wavelength, not DIALS / XTAL / NATIVE
+    named = [d for d in merged.datasets if d.project_name != "HKL_base"]
+    assert [(d.project_name, d.crystal_name) for d in named] == [("lcys", "lcys")]
+    assert named[0].dataset_name == f"{named[0].wavelength:.4f}A" == "0.6889A"
+    # the cluster's cell is the merged data's, with its spread over the members
+    assert c.unit_cell == pytest.approx(merged.cell.parameters, abs=1e-4)
+    assert c.unit_cell_spread is not None and max(c.unit_cell_spread[:3]) < 0.05
+    # the unmerged mmCIF for deposition reads back with gemmi and cctbx, cell and symmetry included
+    final_run = out / Path(c.merged_mtz).parent
+    block = gemmi.cif.read(str(final_run / "unmerged.cif")).sole_block()
+    rows = block.find("_diffrn_refln.", ["index_h", "index_k", "index_l", "intensity_net"])
+    full = final_run / ("unmerged_fullres.mtz" if c.d_cut else "unmerged.mtz")
+    n_unmerged = gemmi.read_mtz_file(str(full)).nreflections
+    assert 0.9 * n_unmerged < len(rows) <= n_unmerged
+    assert block.find_value("_symmetry.space_group_name_H-M") == "'P 21 21 21'"
+    other = read_cif_with_cctbx(final_run / "unmerged.cif")
+    assert other["n"] == len(rows) and other["space_group"] == "P 21 21 21"
+    assert other["cell"] == pytest.approx(list(merged.cell.parameters), abs=1e-3)
     dat = (mdir / "cluster_summary.dat").read_text().splitlines()
     assert dat[0].split()[:4] == ["cluster", "ClH", "LCV", "aLCV"] and len(dat) == 2
     assert len(dat[1].split()) == len(dat[0].split())

@@ -74,3 +74,18 @@ def test_add_free_flags_is_read_the_same_by_gemmi_and_cctbx(tmp_path):
     assert other["space_group"] == "P 21 21 21" and other["n_refl"] == n
     assert other["free_values"] == sorted(set(flags.tolist()))
     assert other["n_free"] == int((flags == 0).sum()) > 0
+
+
+def test_remove_absences_drops_what_the_space_group_extinguishes(tmp_path):
+    from mxflow.util.mtz import remove_absences
+
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.spacegroup = gemmi.SpaceGroup("P 21 21 21")
+    mtz.set_cell_for_all(gemmi.UnitCell(40, 50, 60, 90, 90, 90))
+    mtz.add_dataset("x")
+    mtz.add_column("IMEAN", "J")
+    hkl = [(0, 3, 0), (0, 4, 0), (5, 0, 0), (0, 0, 7), (0, 0, 8), (1, 2, 3)]
+    mtz.set_data(np.array([[*h, 1.0] for h in hkl], dtype=np.float32))
+    assert remove_absences(mtz) == 3
+    assert [tuple(h) for h in mtz.make_miller_array()] == [(0, 4, 0), (0, 0, 8), (1, 2, 3)]
+    assert remove_absences(mtz) == 0

@@ -415,7 +415,8 @@ class ClusterResult:
     space_group: str = ""
     space_group_note: str | None = None
     axial: list[AxisEvidence] = field(default_factory=list)
-    unit_cell: UnitCell | None = None
+    unit_cell: UnitCell | None = None  # of the merged data (dials.merge's average cell)
+    unit_cell_spread: UnitCell | None = None  # standard deviation over the members
     resolution: ResolutionFit | None = None
     d_cut: float | None = None  # where merged.mtz / unmerged.mtz were cut (None: not cut)
     aniso_best: float = math.nan  # Å, CC½ = 0.5 in the best of the a*, b*, c* cones

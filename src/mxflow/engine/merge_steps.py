@@ -15,6 +15,7 @@ directory of a merge holds symmetry, export and reindex steps, and each
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from mxflow.engine.steps import Step
@@ -59,10 +60,34 @@ def reindex(expt: str, refl: str, change_of_basis: str, timeout=None) -> Step:
     return Step("reindex", "dials.reindex", args, [expt, refl], out, timeout)
 
 
-def export_unmerged(expt: str, refl: str, mtz: str, name: str = "export", timeout=None) -> Step:
+@dataclass
+class MtzNames:
+    """What an MTZ file calls its project, crystal and dataset (DIALS: AUTOMATIC/XTAL/NATIVE)."""
+
+    project: str
+    crystal: str
+    dataset: str
+
+
+def export_unmerged(
+    expt: str,
+    refl: str,
+    mtz: str,
+    name: str = "export",
+    timeout=None,
+    names: MtzNames | None = None,
+) -> Step:
     """dials.export of ``expt``/``refl`` to the unmerged MTZ ``mtz``."""
     args = [expt, refl, f"mtz.hklout={mtz}"]
+    if names:
+        args += [f"mtz.project_name={names.project}", f"mtz.crystal_name={names.crystal}"]
     return Step(name, "dials.export", args, [expt, refl], [mtz], timeout)
+
+
+def export_mmcif(expt: str, refl: str, cif: str, timeout=None) -> Step:
+    """dials.export of scaled data to an unmerged mmCIF (for deposition), uncompressed."""
+    args = [expt, refl, "format=mmcif", f"mmcif.hklout={cif}", "mmcif.compress=None"]
+    return Step("export_mmcif", "dials.export", args, [expt, refl], [cif], timeout)
 
 
 def scaling_intervals(wedge_deg: float) -> tuple[float, float]:
@@ -125,9 +150,22 @@ def absences(expt: str, refl: str, timeout=None) -> Step:
     return Step("absences", "dials.symmetry", args, [expt, refl], list(SYMMETRIZED), timeout)
 
 
-def merge(expt: str, refl: str, d_min: float | None, mtz: str, timeout=None) -> Step:
+def merge(
+    expt: str,
+    refl: str,
+    d_min: float | None,
+    mtz: str,
+    timeout=None,
+    names: MtzNames | None = None,
+) -> Step:
     """dials.merge (French–Wilson) to the merged MTZ ``mtz``, cut at ``d_min`` Å when given."""
     args = [expt, refl, f"output.mtz={mtz}"]
+    if names:
+        args += [
+            f"output.project_name={names.project}",
+            f"output.crystal_names={names.crystal}",
+            f"output.dataset_names={names.dataset}",
+        ]
     if d_min:
         args.append(f"d_min={d_min:.3f}")
     return Step("merge", "dials.merge", args, [expt, refl], [mtz], timeout)

@@ -105,6 +105,7 @@ def _merge_clusters(
             d_start=layout.d_start,
             opts=opts,
             engine=engine,
+            sample=layout.sample,
         )
         try:
             result = merge_cluster(job)

@@ -37,8 +37,8 @@ from mxflow.stats.free_flags import add_free_flags
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.observations import Observations
 from mxflow.stats.resolution import estimate_d_min
-from mxflow.util.files import atomic_write_bytes, atomic_write_text, write_json
-from mxflow.util.mtz import write_resolution_cut
+from mxflow.util.files import atomic_write_bytes, atomic_write_text, safe_name, write_json
+from mxflow.util.mtz import remove_absences, write_resolution_cut
 
 
 @dataclass
@@ -54,6 +54,16 @@ class ClusterJob:
     d_start: float | None  # Å
     opts: MergeOptions
     engine: EngineLog
+    sample: str = "sample"
+
+    @property
+    def mtz_names(self) -> merge_steps.MtzNames:
+        """Project and crystal: the sample; dataset: the wavelength of the members (Å)."""
+        lam = [self.sym.items[i].wavelength for i in self.member_idx]
+        known = [x for x in lam if np.isfinite(x)]
+        dataset = f"{float(np.median(known)):.4f}A" if known else "NATIVE"
+        name = safe_name(self.sample, "sample")
+        return merge_steps.MtzNames(name, name, dataset)
 
 
 @dataclass
@@ -149,13 +159,17 @@ def bad_dataset_selection(
     return args, set(bad), removed
 
 
-def finish_run(job: ClusterJob, run: Path, d_cut: float | None) -> tuple[MergingStats, Path]:
+def finish_run(
+    job: ClusterJob, run: Path, d_cut: float | None, final: bool = False
+) -> tuple[MergingStats, Path]:
     """Space group from absences (dials.symmetry), merge (French–Wilson), export, statistics.
 
     Cut at ``d_cut`` Å when given (the unmerged file keeps its uncut twin
-    ``unmerged_fullres.mtz``).  merged.mtz is dials.merge's file with the
-    FreeR_flag column (:mod:`mxflow.stats.free_flags`).  Returns the
-    statistics and the final .expt.
+    ``unmerged_fullres.mtz``).  merged.mtz is dials.merge's file without
+    systematic absences and with the FreeR_flag column
+    (:mod:`mxflow.stats.free_flags`).  The ``final`` run also gets an
+    unmerged mmCIF (all its data, for deposition).  Returns the statistics
+    and the final .expt.
     """
     expt, refl = run / "scaled.expt", run / "scaled.refl"
     try:
@@ -163,17 +177,20 @@ def finish_run(job: ClusterJob, run: Path, d_cut: float | None) -> tuple[Merging
         expt, refl = (run / name for name in merge_steps.SYMMETRIZED)
     except StepFailed as exc:  # keep the cosym space group
         (run / "symmetry_note.txt").write_text(f"absence check failed, kept point group: {exc}\n")
-    timeout = job.opts.timeout
-    job.engine.run(merge_steps.merge(str(expt), str(refl), d_cut, "dials_merged.mtz", timeout), run)
-    write_merged(
-        run / "dials_merged.mtz", run / "merged.mtz", f"{job.method} cluster {job.node.id}"
-    )
+    timeout, names = job.opts.timeout, job.mtz_names
+    step = merge_steps.merge(str(expt), str(refl), d_cut, "dials_merged.mtz", timeout, names)
+    job.engine.run(step, run)
+    what = f"{job.method} cluster {job.node.id} of sample {job.sample}, {run.name}"
+    write_merged(run / "dials_merged.mtz", run / "merged.mtz", what)
     unmerged = "unmerged_fullres.mtz" if d_cut else "unmerged.mtz"
-    job.engine.run(
-        merge_steps.export_unmerged(str(expt), str(refl), unmerged, timeout=timeout), run
-    )
+    step = merge_steps.export_unmerged(str(expt), str(refl), unmerged, timeout=timeout, names=names)
+    job.engine.run(step, run)
     if d_cut:
         write_resolution_cut(run / unmerged, run / "unmerged.mtz", d_cut)
+    if final:
+        step = merge_steps.export_mmcif(str(expt), str(refl), "dials_unmerged.cif", timeout)
+        job.engine.run(step, run)
+        write_unmerged_cif(run / "dials_unmerged.cif", run / "unmerged.cif", run / "merged.mtz")
     stats = stats_from_mtz(run / "unmerged.mtz")
     atomic_write_text(run / "merging_stats.txt", format_table(stats) + "\n")
     write_json(run / "merging_stats.json", stats_to_json(stats))
@@ -181,11 +198,37 @@ def finish_run(job: ClusterJob, run: Path, d_cut: float | None) -> tuple[Merging
 
 
 def write_merged(src: Path, dst: Path, what: str) -> None:
-    """``dst``: dials.merge's file ``src`` with the sample's FreeR_flag column, and its history."""
+    """``dst``: dials.merge's file ``src`` without systematic absences, with the FreeR_flag
+    column, and a history that names mxflow and ``what`` was merged."""
     mtz = gemmi.read_mtz_file(str(src))
-    mtz.history = [*mtz.history, f"mxflow: {what}"]
+    n_absent = remove_absences(mtz)
+    mtz.history = [*mtz.history, f"mxflow: {what}; {n_absent} systematic absences removed"]
     add_free_flags(mtz)
     atomic_write_bytes(dst, mtz.write_to_bytes())
+
+
+def write_unmerged_cif(src: Path, dst: Path, merged_mtz: Path) -> None:
+    """``dst``: dials.export's unmerged mmCIF ``src`` with the cell and space group it lacks.
+
+    DIALS 3.12 writes the observations and statistics but no ``_cell`` or
+    ``_symmetry`` items; they are taken from the cluster's merged MTZ (its
+    average cell and final space group).
+    """
+    doc = gemmi.cif.read(str(src))
+    block = doc.sole_block()
+    mtz = gemmi.read_mtz_file(str(merged_mtz))
+    entry = block.find_value("_entry.id") or block.name
+    block.set_pair("_cell.entry_id", entry)
+    for name, value in zip(
+        ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma"),
+        mtz.cell.parameters,
+        strict=True,
+    ):
+        block.set_pair(f"_cell.{name}", f"{value:.4f}")
+    block.set_pair("_symmetry.entry_id", entry)
+    block.set_pair("_symmetry.space_group_name_H-M", gemmi.cif.quote(mtz.spacegroup.hm))
+    block.set_pair("_symmetry.Int_Tables_number", str(mtz.spacegroup.number))
+    atomic_write_text(dst, doc.as_string())
 
 
 def _wilson_b(merged_mtz: Path) -> float:
@@ -228,10 +271,11 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
     )
     for r in runs[:-1]:
         r.stats, _ = finish_run(job, job.cdir / r.name, None)
-    runs[-1].stats, final_expt = finish_run(job, st.run, d_cut)
+    runs[-1].stats, final_expt = finish_run(job, st.run, d_cut, final=True)
     write_json(st.run / "resolution.json", {**to_dict(fit), "cut_at": d_cut})
-    sg, evidence = _axial(st.run / "merged.mtz")
-    exp = read_experiments(final_expt)[0]
+    sg, evidence = _axial(st.run / "dials_merged.mtz")  # absences kept: they are the evidence
+    exps = read_experiments(final_expt)
+    member_cells = np.array([e.unit_cell for e in exps if e.unit_cell])
     best, worst = analysis.anisotropic_limits(st.obs, 0.5)
     return ClusterResult(
         id=job.node.id,
@@ -242,10 +286,11 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
         node_stats=job.node.stats,
         runs=runs,
         final_run=st.run.name,
-        space_group=exp.space_group or "",
+        space_group=exps[0].space_group or "",
         space_group_note=absences.space_group_note(sg, evidence) if sg else None,
         axial=evidence,
-        unit_cell=tuple(exp.unit_cell) if exp.unit_cell else None,
+        unit_cell=tuple(gemmi.read_mtz_file(str(st.run / "merged.mtz")).cell.parameters),
+        unit_cell_spread=tuple(member_cells.std(axis=0)) if len(member_cells) else None,
         resolution=fit,
         d_cut=d_cut,
         aniso_best=best,

@@ -48,7 +48,7 @@ from mxflow.stats.free_flags import add_free_flags
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.resolution import cc_half_d_min
 from mxflow.util.files import atomic_write_bytes, atomic_write_text, write_json
-from mxflow.util.mtz import keep_resolution
+from mxflow.util.mtz import keep_resolution, remove_absences
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
 MIN_SPOTS = 20
@@ -316,6 +316,8 @@ def _write_merged_mtz(workdir: Path, d_min: float | None) -> None:
     if d_min:
         keep_resolution(mtz, d_min=d_min * (1 - 1e-6))
         mtz.history = [*mtz.history, f"mxflow: resolution cut at {d_min:.3f} A"]
+    n_absent = remove_absences(mtz)
+    mtz.history = [*mtz.history, f"mxflow: {n_absent} systematic absences removed"]
     add_free_flags(mtz)
     atomic_write_bytes(workdir / "merged.mtz", mtz.write_to_bytes())
 

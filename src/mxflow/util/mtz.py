@@ -34,3 +34,14 @@ def write_resolution_cut(src: str | Path, dst: str | Path, d_min: float, note: s
     if note:
         mtz.history = [*mtz.history, note]
     atomic_write_bytes(dst, mtz.write_to_bytes())
+
+
+def remove_absences(mtz: gemmi.Mtz) -> int:
+    """Drop the reflections that the file's space group extinguishes; returns how many."""
+    hkl = np.asarray(mtz.make_miller_array(), dtype=np.int32)
+    if not len(hkl):
+        return 0
+    absent = np.asarray(mtz.spacegroup.operations().systematic_absences(hkl), dtype=bool)
+    if absent.any():
+        mtz.set_data(np.asarray(mtz)[~absent])
+    return int(absent.sum())
