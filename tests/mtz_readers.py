@@ -43,14 +43,19 @@ def cctbx_python() -> str | None:
     return None
 
 
-def read_with_cctbx(path: Path) -> dict:
-    """What iotbx.mtz reads from ``path``: space group, cell, columns, free-set values."""
+def _run(script: str, path: Path) -> dict:
+    """Run ``script`` on ``path`` in a Python that has cctbx; its JSON answer."""
     exe = cctbx_python()
     if exe is None:
         pytest.skip("no Python with cctbx/iotbx (Debian's python3-cctbx)")
-    done = subprocess.run([exe, "-c", _SCRIPT, str(path)], capture_output=True, text=True)
+    done = subprocess.run([exe, "-c", script, str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def read_with_cctbx(path: Path) -> dict:
+    """What iotbx.mtz reads from ``path``: space group, cell, columns, free-set values."""
+    return _run(_SCRIPT, path)
 
 
 _CIF_SCRIPT = r"""
@@ -66,9 +71,4 @@ print(json.dumps({"n": a.size(), "space_group": str(a.space_group_info()),
 
 def read_cif_with_cctbx(path: Path) -> dict:
     """What iotbx.cif reads from an unmerged mmCIF: observations, space group, cell."""
-    exe = cctbx_python()
-    if exe is None:
-        pytest.skip("no Python with cctbx/iotbx (Debian's python3-cctbx)")
-    done = subprocess.run([exe, "-c", _CIF_SCRIPT, str(path)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return _run(_CIF_SCRIPT, path)
