@@ -185,3 +185,29 @@ def test_dataset_rejection_keeps_weak_wedge_with_unique_reflections(seed):
     assert dataset_rejection(obs) == {}
     bad = dataset_rejection(_wedge_observations(rng, garbage=5))
     assert list(bad) == [5] and "bad_cchalf" in bad[5] and "N_unique" in bad[5]
+
+
+def test_wilson_b_is_dials_merges_when_its_log_has_one(tmp_path):
+    from mxflow.merge.runs import wilson_b
+
+    (tmp_path / "dials.merge.log").write_text(
+        "Resolution                                  71.02    2.30\n"
+        "Wilson B factor                              22.457\n"
+        "Anomalous completeness                        0.0\n"
+    )
+    assert wilson_b(tmp_path) == (22.457, "dials.merge")
+    # without one, mxflow's own fall-off, and the source says so
+    rng = np.random.default_rng(8)
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.spacegroup = gemmi.SpaceGroup("P 1")
+    mtz.set_cell_for_all(gemmi.UnitCell(*CELL_P1))
+    mtz.add_dataset("x")
+    mtz.add_column("IMEAN", "J")
+    hkl = np.array(gemmi.make_miller_array(mtz.cell, mtz.spacegroup, 2.0))
+    s2 = 1 / np.asarray(mtz.cell.calculate_d_array(hkl)) ** 2
+    mean = 1000 * np.exp(-30 * s2 / 2) * rng.exponential(1.0, len(hkl))  # B = 30 Å²
+    mtz.set_data(np.column_stack([hkl, mean]).astype(np.float32))
+    mtz.write_to_file(str(tmp_path / "merged.mtz"))
+    (tmp_path / "dials.merge.log").write_text("no table here\n")
+    b, source = wilson_b(tmp_path)
+    assert source.startswith("mxflow fall-off") and 25 < b < 35

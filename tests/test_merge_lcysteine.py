@@ -71,6 +71,8 @@ def test_lcysteine_merges_in_p212121(real_merge):
     # the cluster's cell is the merged data's, with its spread over the members
     assert c.unit_cell == pytest.approx(merged.cell.parameters, abs=1e-4)
     assert c.unit_cell_spread is not None and max(c.unit_cell_spread[:3]) < 0.05
+    # Wilson B as refinement programs compute it: dials.merge's ML estimate, read from its log
+    assert c.wilson_b_source == "dials.merge" and 0 < c.wilson_b < 20
     # the unmerged mmCIF for deposition reads back with gemmi and cctbx, cell and symmetry included
     final_run = out / Path(c.merged_mtz).parent
     block = gemmi.cif.read(str(final_run / "unmerged.cif")).sole_block()

@@ -421,7 +421,8 @@ class ClusterResult:
     d_cut: float | None = None  # where merged.mtz / unmerged.mtz were cut (None: not cut)
     aniso_best: float = math.nan  # Å, CC½ = 0.5 in the best of the a*, b*, c* cones
     aniso_worst: float = math.nan
-    wilson_b: float = math.nan  # Å², overall fall-off (no form-factor normalisation)
+    wilson_b: float = math.nan  # Å², dials.merge's maximum-likelihood Wilson B when it gave one
+    wilson_b_source: str = ""  # "dials.merge", or why mxflow's own fall-off estimate is given
     stats: MergingStats | None = None  # of the final run, to its cut
     merged_mtz: str = ""
     unmerged_mtz: str = ""
