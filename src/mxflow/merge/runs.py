@@ -34,12 +34,12 @@ from mxflow.model import (
     to_dict,
 )
 from mxflow.stats import absences
-from mxflow.stats.free_flags import add_free_flags
+from mxflow.stats.free_flags import write_merged_mtz
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.observations import Observations
 from mxflow.stats.resolution import estimate_d_min
-from mxflow.util.files import atomic_write_bytes, atomic_write_text, safe_name, write_json
-from mxflow.util.mtz import remove_absences, write_resolution_cut
+from mxflow.util.files import atomic_write_text, safe_name, write_json
+from mxflow.util.mtz import write_resolution_cut
 
 
 @dataclass
@@ -182,7 +182,7 @@ def finish_run(
     step = merge_steps.merge(str(expt), str(refl), d_cut, "dials_merged.mtz", timeout, names)
     job.engine.run(step, run)
     what = f"{job.method} cluster {job.node.id} of sample {job.sample}, {run.name}"
-    write_merged(run / "dials_merged.mtz", run / "merged.mtz", what)
+    write_merged_mtz(run / "dials_merged.mtz", run / "merged.mtz", what)
     unmerged = "unmerged_fullres.mtz" if d_cut else "unmerged.mtz"
     step = merge_steps.export_unmerged(str(expt), str(refl), unmerged, timeout=timeout, names=names)
     job.engine.run(step, run)
@@ -196,16 +196,6 @@ def finish_run(
     atomic_write_text(run / "merging_stats.txt", format_table(stats) + "\n")
     write_json(run / "merging_stats.json", stats_to_json(stats))
     return stats, expt
-
-
-def write_merged(src: Path, dst: Path, what: str) -> None:
-    """``dst``: dials.merge's file ``src`` without systematic absences, with the FreeR_flag
-    column, and a history that names mxflow and ``what`` was merged."""
-    mtz = gemmi.read_mtz_file(str(src))
-    n_absent = remove_absences(mtz)
-    mtz.history = [*mtz.history, f"mxflow: {what}; {n_absent} systematic absences removed"]
-    add_free_flags(mtz)
-    atomic_write_bytes(dst, mtz.write_to_bytes())
 
 
 def write_unmerged_cif(src: Path, dst: Path, merged_mtz: Path) -> None:

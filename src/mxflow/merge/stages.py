@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gemmi
 import numpy as np
 
 from mxflow.cluster import ambiguity, cells, intensity, select
@@ -270,8 +271,11 @@ def cc_matrix(
 
 
 def check_selective_breeding(sym: Symmetrized, ccm: CCMatrix, amb: Ambiguity) -> None:
-    """Record whether selective breeding (Brehm & Diederichs) agrees with dials.cosym."""
-    ops = ambiguity.ambiguity_operators(cells.median_cell(sym.cells), sym.space_group)
+    """Record whether selective breeding (Brehm & Diederichs) agrees with dials.cosym.
+
+    The operators are those :func:`apply_reference` found for the lattice (``amb.operators``).
+    """
+    ops = [gemmi.Op(t) for t in amb.operators]
     if len(ops) < 2 or len(ccm.sets) < 2:
         return
     sb = ambiguity.selective_breeding(ccm.sets, ops, sym.space_group)

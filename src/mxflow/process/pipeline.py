@@ -27,8 +27,6 @@ import time
 import traceback
 from pathlib import Path
 
-import gemmi
-
 from mxflow.engine import sweep_steps as D
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
@@ -44,11 +42,10 @@ from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord, to_dict
 from mxflow.process.preflight import check_frames
 from mxflow.stats.absences import axial_summary
-from mxflow.stats.free_flags import add_free_flags
+from mxflow.stats.free_flags import write_merged_mtz
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.resolution import cc_half_d_min
-from mxflow.util.files import atomic_write_bytes, atomic_write_text, write_json
-from mxflow.util.mtz import keep_resolution, remove_absences
+from mxflow.util.files import atomic_write_text, write_json
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
 MIN_SPOTS = 20
@@ -312,14 +309,8 @@ def _write_merged_mtz(workdir: Path, d_min: float | None) -> None:
     column is added (:mod:`mxflow.stats.free_flags`: the same flag for the
     same reflection in every file of a crystal form).
     """
-    mtz = gemmi.read_mtz_file(str(workdir / "merged_fullres.mtz"))
-    if d_min:
-        keep_resolution(mtz, d_min=d_min * (1 - 1e-6))
-        mtz.history = [*mtz.history, f"mxflow: resolution cut at {d_min:.3f} A"]
-    n_absent = remove_absences(mtz)
-    mtz.history = [*mtz.history, f"mxflow: {n_absent} systematic absences removed"]
-    add_free_flags(mtz)
-    atomic_write_bytes(workdir / "merged.mtz", mtz.write_to_bytes())
+    cut = d_min * (1 - 1e-6) if d_min else None
+    write_merged_mtz(workdir / "merged_fullres.mtz", workdir / "merged.mtz", d_min=cut)
 
 
 def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResult) -> float | None:

@@ -16,10 +16,14 @@ their own setting.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gemmi
 import numpy as np
 
 from mxflow.cluster.intensity import canonical_keys
+from mxflow.util.files import atomic_write_bytes
+from mxflow.util.mtz import keep_resolution, remove_absences
 
 LABEL = "FreeR_flag"
 N_FLAGS = 20  # flags 0 … 19; 0 is the test set
@@ -55,3 +59,24 @@ def add_free_flags(mtz: gemmi.Mtz) -> None:
     data[:, mtz.column_labels().index(LABEL)] = flags
     mtz.set_data(data)
     mtz.history = [*mtz.history, f"mxflow: {LABEL} 0-{N_FLAGS - 1} (0 = test set) by hash"]
+
+
+def write_merged_mtz(
+    src: str | Path, dst: str | Path, note: str = "", d_min: float | None = None
+) -> None:
+    """The merged MTZ a user gets: ``src`` (a DIALS merged MTZ) written to ``dst`` with
+    the reflections of d ≥ ``d_min`` Å (when given), no systematic absences and the
+    FreeR_flag column; the history says what mxflow did (``note`` first).
+
+    Used for every merged.mtz: per dataset (mxflow process) and per cluster (merging).
+    ``dst`` is written then renamed.
+    """
+    mtz = gemmi.read_mtz_file(str(src))
+    history = [f"mxflow: {note}"] if note else []
+    if d_min:
+        keep_resolution(mtz, d_min=d_min)
+        history.append(f"mxflow: resolution cut at {d_min:.3f} A")
+    history.append(f"mxflow: {remove_absences(mtz)} systematic absences removed")
+    mtz.history = [*mtz.history, *history]
+    add_free_flags(mtz)
+    atomic_write_bytes(dst, mtz.write_to_bytes())
