@@ -16,7 +16,6 @@ directory of a merge holds symmetry, export and reindex steps, and each
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from mxflow.engine.steps import Step
 from mxflow.engine.sweep_steps import sg_arg
@@ -169,11 +168,3 @@ def merge(
     if d_min:
         args.append(f"d_min={d_min:.3f}")
     return Step("merge", "dials.merge", args, [expt, refl], [mtz], timeout)
-
-
-def relative(path: Path, workdir: Path) -> str:
-    """``path`` relative to ``workdir`` when inside it (Steps sign inputs by name)."""
-    try:
-        return str(Path(path).relative_to(workdir))
-    except ValueError:
-        return str(path)

@@ -184,12 +184,13 @@ def resolve_symmetry(
     engine.run(step, prep)
     expt, refl = (prep / name for name in merge_steps.SYMMETRIZED)
     order = _match_experiments(expt, group)
+    kept = set(order)
     dropped = [
         Rejection(
             it.name, "symmetry", "dropped by dials.cosym (inconsistent cell or too few reflections)"
         )
         for k, it in enumerate(group)
-        if k not in set(order)
+        if k not in kept
     ]
     items = [group[k] for k in order]
     return _symmetrized(prep, expt, refl, items, "unscaled.mtz", engine), dropped
