@@ -385,3 +385,55 @@ def test_default_functions_are_direct_references(tmp_path):
     assert pickle.loads(pickle.dumps(cfg.process_fn)) is process_dataset  # sent to workers by name
     cfg = config_from_args(build_parser("run").parse_args([*argv, "--process-fn", FAKE_PROCESS]))
     assert resolve_function(cfg.process_fn) is fake.process_dataset
+
+
+def _cli_run(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
+         "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0",
+         "--no-merge", *extra],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_run_waits_for_data_still_being_written_then_processes_it(tmp_path):
+    """Data copied a moment ago: `mxflow run` waits until the copy is complete, processes
+    every dataset and exits 0."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    names = make_collection(root, n_multi=2, helical=False)
+    marker = root / "CPS0001-01" / "data00" / "multi_0.writing"
+    marker.write_text("")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
+         "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0",
+         "--no-merge", "--settle-timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    time.sleep(2.5)
+    marker.unlink()  # the copy finishes
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, log
+    assert "waiting for 1 dataset(s) still being written" in log
+    assert time.monotonic() - t0 >= 2.5
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(d["name"] for d in summary["datasets"]) == sorted(names)
+    assert all(d["status"] == "ok" for d in summary["datasets"])
+
+
+def test_run_exits_1_when_data_are_still_being_written_at_the_timeout(tmp_path):
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root, n_multi=2, helical=False)
+    (root / "CPS0001-01" / "data00" / "multi_0.writing").write_text("")
+    proc = _cli_run(root, out, "--settle-timeout", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "multi_0" in proc.stderr and "NOT processed" in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert [d["name"] for d in summary["datasets"]] == ["multi_1"]  # the complete one ran
+
+
+def test_run_that_finds_nothing_exits_1(tmp_path):
+    (tmp_path / "root").mkdir()
+    proc = _cli_run(tmp_path / "root", tmp_path / "out")
+    assert proc.returncode == 1
+    assert "no rotation dataset or raster scan found" in proc.stderr

@@ -133,6 +133,8 @@ DEFAULT_DISCOVER_FN: DiscoverFn = discover_collection
 # a dataset whose newest file is younger than this is taken as still being written;
 # with watch's 10 s polls a finished dataset starts within ~25 s (< 60 s)
 DEFAULT_SETTLE_S = 15.0
+#: `mxflow run` waits this long (s) for datasets still being written (data copied just now)
+DEFAULT_SETTLE_TIMEOUT_S = 300.0
 
 
 def discover(root: Path, config: RunConfig) -> Collection:
@@ -164,6 +166,8 @@ class RunConfig:
     retry_failed: bool = False
     progress: bool = True
     settle_s: float | None = DEFAULT_SETTLE_S
+    # mxflow run: how long to wait for datasets still being written before giving up on them
+    settle_timeout_s: float = DEFAULT_SETTLE_TIMEOUT_S
     merge: bool = True
     hitmap: bool = True
     discover_fn: str | DiscoverFn = DEFAULT_DISCOVER_FN  # developer option, as process_fn
@@ -293,10 +297,33 @@ def session(out: Path, command: str, config: RunConfig, log: Callable[[str], Non
 
 @dataclass
 class RunOutcome:
-    """Status counts of the catalog after a run, and whether a signal stopped it."""
+    """Status counts of the catalog after a run, whether a signal stopped it, and the
+    datasets it left out because their files were still being written."""
 
     counts: dict[str, int]
     stopped: bool = False
+    still_written: list[str] = field(default_factory=list)
+    found_nothing: bool = False
+
+
+def discover_settled(
+    root: Path, config: RunConfig, log: Callable[[str], None], sleep=time.sleep
+) -> Collection:
+    """The collection under ``root``, once no dataset is still being written, or at the
+    timeout ``config.settle_timeout_s`` (s); those still being written then are left out.
+
+    What `mxflow run` uses on data copied a moment ago; `mxflow watch` polls instead.
+    """
+    t_end = time.monotonic() + config.settle_timeout_s
+    collection = discover(root, config)
+    while collection.incomplete and (left := t_end - time.monotonic()) > 0:
+        log(
+            f"mxflow: waiting for {len(collection.incomplete)} dataset(s) still being written "
+            f"(at most {left:.0f} s more; --settle-timeout)"
+        )
+        sleep(min(left, max(1.0, config.settle_s or 0.0)))
+        collection = discover(root, config)
+    return collection
 
 
 def run_collection(
@@ -308,7 +335,7 @@ def run_collection(
     """
     root, out = Path(root), Path(out)
     t0 = time.perf_counter()
-    collection = discover(root, config)
+    collection = discover_settled(root, config, log)
     items = plan(collection, root, config.wedge_deg)
     n_sweeps = sum(1 for i in items if i.kind == "sweep")
     n_wedges = len(items) - n_sweeps
@@ -316,7 +343,7 @@ def run_collection(
         log(f"mxflow: skipped: {_problem_text(problem)}")
     waiting = collection.waiting or {d.name: "still being written" for d in collection.incomplete}
     for name, why in sorted(waiting.items()):
-        log(f"mxflow: left for later: {name}: {why}")
+        log(f"mxflow: left out (still being written at the timeout): {name}: {why}")
     log(
         f"mxflow: {n_sweeps} dataset(s), {n_wedges} wedge(s) of {config.wedge_deg:g}°, "
         f"{len(collection.raster_scans)} raster scan(s)"
@@ -352,7 +379,15 @@ def run_collection(
         + f"; summary in {out / 'summary.json'}"
         + (f"; report: {report}" if report else "")
     )
-    return RunOutcome(counts, stopped=stop())
+    if waiting:
+        log(
+            f"mxflow: {len(waiting)} dataset(s) were still being written and were NOT processed; "
+            "run again when the copy is complete (or use mxflow watch)"
+        )
+    nothing = not items and not collection.raster_scans
+    if nothing:
+        log(f"mxflow: no rotation dataset or raster scan found under {root}")
+    return RunOutcome(counts, stop(), sorted(waiting), nothing)
 
 
 def _write_reports(out: Path, log) -> Path | None:

@@ -6,7 +6,12 @@ import argparse
 
 from mxflow.model import ProcessingOptions
 from mxflow.schedule.cluster import CLUSTER_KINDS
-from mxflow.schedule.collection import DEFAULT_DISCOVER_FN, DEFAULT_SETTLE_S, RunConfig
+from mxflow.schedule.collection import (
+    DEFAULT_DISCOVER_FN,
+    DEFAULT_SETTLE_S,
+    DEFAULT_SETTLE_TIMEOUT_S,
+    RunConfig,
+)
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN
 from mxflow.util.args import space_group_arg, unit_cell_arg
 
@@ -42,6 +47,15 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds a dataset's files must stay unchanged before it is processed "
         f"(default {DEFAULT_SETTLE_S:g}; 0 for data known to be complete)",
+    )
+    g.add_argument(
+        "--settle-timeout",
+        dest="settle_timeout_s",
+        type=float,
+        default=DEFAULT_SETTLE_TIMEOUT_S,
+        metavar="S",
+        help="mxflow run: wait at most S seconds for datasets still being written, then "
+        f"leave them out and exit with status 1 (default {DEFAULT_SETTLE_TIMEOUT_S:g})",
     )
     g = parser.add_argument_group("processing")
     g.add_argument(
@@ -125,5 +139,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         settle_s=args.settle_s,
+        settle_timeout_s=args.settle_timeout_s,
         discover_fn=args.discover_fn,
     )
