@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mxflow.merge.inputs import collect_inputs
 from mxflow.model import DatasetResult, Rejection
 
@@ -67,3 +69,25 @@ def test_merge_refuses_a_mistyped_space_group_before_any_work(tmp_path, capsys):
     assert exc.value.code == 2
     assert "P 21 21 2x" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_relative_paths_become_absolute(tmp_path, shared_data, monkeypatch):
+    """The DIALS steps of a merge run in folders of their own: an input given relative
+    to where mxflow was started (as `mxflow run --workdir out` passes them) must still
+    be found there."""
+    import os
+
+    src = shared_data / "l_cysteine_integrated"
+    monkeypatch.chdir(src.parent)
+    rel = Path(os.path.relpath(src, src.parent))
+    res = DatasetResult(
+        name="cys",
+        path="x",
+        status="ok",
+        integrated_expt=str(rel / "20_integrated_experiments.json"),
+        integrated_refl=str(rel / "20_integrated.pickle"),
+    )
+    for given in ([res], [rel / "20_integrated_experiments.json", rel / "20_integrated.pickle"]):
+        (item,) = collect_inputs(given)[0]
+        assert Path(item.expt).is_absolute() and Path(item.refl).is_absolute()
+        assert Path(item.refl) == (src / "20_integrated.pickle").resolve()

@@ -152,8 +152,10 @@ class _Found:
     seen: set[Path] = field(default_factory=set)
 
     def add_pair(self, expt: Path, refl: Path | None, name: str, sample: str = "") -> None:
-        """Every experiment of one .expt/.refl pair (each file once)."""
+        """Every experiment of one .expt/.refl pair (each file once), by absolute path: the
+        DIALS steps run in folders of their own."""
         expt = expt.resolve()
+        refl = refl.resolve() if refl is not None else None
         if expt in self.seen:
             return
         self.seen.add(expt)

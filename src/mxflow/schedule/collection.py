@@ -304,6 +304,7 @@ class RunOutcome:
     stopped: bool = False
     still_written: list[str] = field(default_factory=list)
     found_nothing: bool = False
+    failed_merges: list[str] = field(default_factory=list)
 
 
 def discover_settled(
@@ -387,7 +388,8 @@ def run_collection(
     nothing = not items and not collection.raster_scans
     if nothing:
         log(f"mxflow: no rotation dataset or raster scan found under {root}")
-    return RunOutcome(counts, stop(), sorted(waiting), nothing)
+    failed = [m.name for m in merges if m.status == "failed"]
+    return RunOutcome(counts, stop(), sorted(waiting), nothing, failed)
 
 
 def _write_reports(out: Path, log) -> Path | None:

@@ -53,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
     outcome = run_collection(args.root, args.workdir, config)
     if outcome.stopped:
         return 130
-    # data left out, or nothing at all to process: the exit status says so
-    return 1 if outcome.still_written or outcome.found_nothing else 0
+    # data left out, nothing at all to process, or a merge that failed: the exit status says so
+    return 1 if outcome.still_written or outcome.found_nothing or outcome.failed_merges else 0
