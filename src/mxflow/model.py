@@ -94,6 +94,7 @@ class Dataset:
     space_group: str | None = None
     unit_cell: UnitCell | None = None
     reference_mtz: str | None = None
+    free_flags_mtz: str | None = None  # MTZ whose FreeR_flag column the merged files take
 
     @property
     def frames(self) -> tuple[int, int]:
@@ -255,6 +256,7 @@ class MergeOptions:
     anomalous: bool = False  # scale I+ and I- apart (dials.scale anomalous=True)
     space_group: str | None = None
     reference: str | None = None  # reference MTZ: indexing setting and cell group
+    free_flags: str | None = None  # MTZ whose FreeR_flag column every merged MTZ takes
     method: Literal["cc", "blend", "both"] = "cc"
     d_min: float | None = None  # starting resolution; default: detector half-corner
     cc_half_target: float = 0.5  # 0.3 is the xia2 choice
@@ -361,6 +363,42 @@ class AxisEvidence:
     tests: list[dict[str, Any]]
     verdict: str
     assigned: int
+
+
+@dataclass
+class SpaceGroupCandidate:
+    """One space group the point group allows, scored by the axial reflections.
+
+    ``probability``: the likelihood of the measured axial reflections under
+    this candidate's extinctions, normalised over all candidates (0–1);
+    ``screws``: the axes (a, b, c of the data's setting) along which it has a screw.
+    """
+
+    space_group: str
+    probability: float
+    screws: str
+
+
+@dataclass
+class SpaceGroupChoice:
+    """The space group of a sample's merged data and why (``MergeSummary.space_group_choice``).
+
+    ``point_group``: the symmorphic group of the Laue class found by
+    dials.cosym / dials.symmetry, in the data's setting; ``space_group``:
+    the chosen one, in its standard setting, written to every merged file;
+    ``reindex``: the change of basis (hkl triplet) applied to get there
+    ("h,k,l": none); ``undetermined``: axes whose screw the data cannot
+    decide (then the point group is written and ``label`` says so).
+    """
+
+    point_group: str
+    space_group: str
+    reindex: str = "h,k,l"
+    source: str = ""
+    label: str = ""
+    undetermined: list[str] = field(default_factory=list)
+    candidates: list[SpaceGroupCandidate] = field(default_factory=list)
+    axial: list[AxisEvidence] = field(default_factory=list)
 
 
 @dataclass
@@ -505,6 +543,7 @@ class MergeSummary:
     d_start: float | None = None
     wavelength_range: tuple[float, float] | None = None
     space_group: str | None = None  # decided by dials.cosym / dials.symmetry on all datasets
+    space_group_choice: SpaceGroupChoice | None = None  # from the axial reflections of all datasets
     ambiguity: Ambiguity | None = None
     options: MergeOptions | None = None  # what the merge was asked to do
     clusters: list[ClusterResult] = field(default_factory=list)
