@@ -10,7 +10,7 @@ does, so a killed merge resumes at the step it was in.
 
 Step names are unique within one working directory: the preparation
 directory of a merge holds symmetry, export and reindex steps, and each
-``run_0N`` directory one scale, symmetry, merge and export.
+``run_0N`` directory one scale, merge and export.
 """
 
 from __future__ import annotations
@@ -52,11 +52,26 @@ def assign_space_group(pairs: list[tuple[str, str]], space_group: str, timeout=N
     return Step("assign_sg", "dials.reindex", args, _pairs(pairs), list(SYMMETRIZED), timeout)
 
 
-def reindex(expt: str, refl: str, change_of_basis: str, timeout=None) -> Step:
-    """dials.reindex by ``change_of_basis`` (hkl triplet, e.g. ``k,h,-l``)."""
-    out = ["reindexed.expt", "reindexed.refl"]
+def reindex(
+    expt: str,
+    refl: str,
+    change_of_basis: str,
+    timeout=None,
+    space_group: str | None = None,
+    name: str = "reindex",
+    stem: str = "reindexed",
+) -> Step:
+    """dials.reindex by ``change_of_basis`` (hkl triplet, new indices in terms of old,
+    e.g. ``l,h,k`` takes cell (a, b, c) to (c, a, b)), then into ``space_group`` when given.
+
+    Writes ``<stem>.expt`` / ``<stem>.refl``.
+    """
+    out = [f"{stem}.expt", f"{stem}.refl"]
     args = [expt, refl, f"change_of_basis_op={change_of_basis}"]
-    return Step("reindex", "dials.reindex", args, [expt, refl], out, timeout)
+    if space_group:
+        args.append(f"space_group={sg_arg(space_group)}")
+    args += [f"output.experiments={out[0]}", f"output.reflections={out[1]}"]
+    return Step(name, "dials.reindex", args, [expt, refl], out, timeout)
 
 
 @dataclass
@@ -134,19 +149,6 @@ def scale(
         args.append("anomalous=True")
     outputs = [*SCALED, "scaled_unmerged.mtz"]
     return Step("scale", "dials.scale", args, [expt, refl], outputs, timeout)
-
-
-def absences(expt: str, refl: str, timeout=None) -> Step:
-    """dials.symmetry with the Laue group kept: the space group from systematic absences."""
-    args = [
-        expt,
-        refl,
-        "laue_group=None",
-        f"output.experiments={SYMMETRIZED[0]}",
-        f"output.reflections={SYMMETRIZED[1]}",
-        "output.html=None",
-    ]
-    return Step("absences", "dials.symmetry", args, [expt, refl], list(SYMMETRIZED), timeout)
 
 
 def merge(

@@ -41,6 +41,7 @@ class MergeInput:
     osc_width: float = math.nan  # degrees per image
     n_images: int = 0
     half_corner_d: float | None = None
+    corner_d: float | None = None  # Å, the detector corner farthest from the beam
     sample: str = ""
 
     @property
@@ -91,6 +92,19 @@ def half_corner_d(exp: Experiment) -> float | None:
     return exp.wavelength / (2 * math.sin(two_theta / 2))
 
 
+def corner_d(exp: Experiment) -> float | None:
+    """Resolution (Å) at the detector corner farthest from the beam (flat detector, normal
+    to the beam; the beam at the image centre when its position is unknown)."""
+    if not (exp.image_size and exp.pixel_size and exp.distance and exp.wavelength):
+        return None
+    w, h = exp.image_size
+    bx, by = exp.beam_center or (w / 2, h / 2)
+    dx = max(bx, w - bx) * exp.pixel_size[0]
+    dy = max(by, h - by) * exp.pixel_size[1]
+    two_theta = math.atan2(math.hypot(dx, dy), exp.distance)
+    return exp.wavelength / (2 * math.sin(two_theta / 2))
+
+
 def _stem(path: Path) -> str:
     name = path.name
     for suf in (*EXPT_SUFFIXES, *REFL_SUFFIXES):
@@ -126,6 +140,7 @@ def _from_pair(name: str, expt: Path, refl: Path, sample: str = "") -> list[Merg
                 osc_width=osc,
                 n_images=e.n_images,
                 half_corner_d=half_corner_d(e),
+                corner_d=corner_d(e),
                 sample=sample,
             )
         )

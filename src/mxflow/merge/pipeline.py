@@ -1,8 +1,9 @@
-"""merge_sample: cell grouping → symmetry and indexing → CC → clustering → run_01..03 → resolution.
+"""merge_sample: cell grouping → symmetry and indexing → space group → CC → clustering → run_01..03 → resolution.
 
 Layout written under ``workdir`` (:class:`MergeLayout`)::
 
-    merge_prep_<d>S_<sample>/        dials.cosym (symmetry + indexing), unscaled export
+    merge_prep_<d>S_<sample>/        dials.cosym (symmetry + indexing), the space group of all
+                                     the data (dials.reindex to its standard setting), unscaled export
     merge_<method>_<d>S_<sample>/
         dendrogram_<method>.json, cc_table.json, cluster_summary.dat, merge_summary.json
         cluster_NNNN/run_01/ (all) [run_02/ (bad frames out)] [run_03/ (bad datasets out)]
@@ -164,6 +165,9 @@ def merge_sample(
         sym, summary.ambiguity = stages.apply_reference(
             sym, reference, opts.reference, layout.prep, opts, engine
         )
+        choice = stages.choose_space_group(sym, opts.space_group, keep_setting=bool(reference))
+        sym = stages.apply_space_group(sym, choice, layout.prep, opts, engine)
+        summary.space_group_choice = choice
     except MxflowError as exc:
         summary.rejected += [
             Rejection(it.name, "symmetry", f"symmetry step failed: {exc}") for it in group

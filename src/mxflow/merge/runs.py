@@ -10,6 +10,7 @@ resumable engine step, so a killed merge resumes at the step it was in.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,6 @@ import numpy as np
 from mxflow.engine import merge_steps
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
-from mxflow.engine.steps import StepFailed
 from mxflow.merge import analysis
 from mxflow.merge.observations import read_observations
 from mxflow.merge.stages import EngineLog, Symmetrized
@@ -31,6 +31,7 @@ from mxflow.model import (
     MergeRun,
     MergingStats,
     Rejection,
+    ResolutionFit,
     to_dict,
 )
 from mxflow.stats import absences
@@ -163,7 +164,7 @@ def bad_dataset_selection(
 def finish_run(
     job: ClusterJob, run: Path, d_cut: float | None, final: bool = False
 ) -> tuple[MergingStats, Path]:
-    """Space group from absences (dials.symmetry), merge (French–Wilson), export, statistics.
+    """Merge (French–Wilson), export, statistics, in the sample's space group.
 
     Cut at ``d_cut`` Å when given (the unmerged file keeps its uncut twin
     ``unmerged_fullres.mtz``).  merged.mtz is dials.merge's file without
@@ -173,11 +174,6 @@ def finish_run(
     and the final .expt.
     """
     expt, refl = run / "scaled.expt", run / "scaled.refl"
-    try:
-        job.engine.run(merge_steps.absences(str(expt), str(refl), job.opts.timeout), run)
-        expt, refl = (run / name for name in merge_steps.SYMMETRIZED)
-    except StepFailed as exc:  # keep the cosym space group
-        (run / "symmetry_note.txt").write_text(f"absence check failed, kept point group: {exc}\n")
     timeout, names = job.opts.timeout, job.mtz_names
     step = merge_steps.merge(str(expt), str(refl), d_cut, "dials_merged.mtz", timeout, names)
     job.engine.run(step, run)
@@ -251,22 +247,20 @@ def _wilson_b(merged_mtz: Path) -> float:
     return analysis.wilson_b(np.asarray(mtz.make_d_array()), np.asarray(col, dtype=float))
 
 
-def merge_cluster(job: ClusterJob) -> ClusterResult:
-    """Scale and merge one cluster (run_01 → run_02 → run_03), cut where CC½ = target.
-
-    Raises StepFailed, MxflowError or ValueError when a step fails; the
-    caller records that as the cluster's error.
-    """
+def _run_chain(job: ClusterJob, folder: str = "") -> tuple[_State, list[MergeRun]]:
+    """run_01 (all members) → run_02 (bad frames out) → run_03 (bad datasets out), each
+    only when the rejection before it removed something; in ``job.cdir / folder``."""
     o, sym = job.opts, job.sym
     ids_all = table_ids(sym.refl, sym.expt)
     use = ",".join(str(ids_all[i]) for i in job.member_idx)
     selection = (
         [f"dataset_selection.use_datasets={use}"] if len(job.member_idx) < len(ids_all) else []
     )
-    run = job.cdir / "run_01"
+    prefix = f"{folder}/" if folder else ""
+    run = job.cdir / f"{prefix}run_01"
     members = [sym.names[i] for i in job.member_idx]
     st = _State(run, _scale(job, run, sym.expt, sym.refl, selection), members)
-    runs = [MergeRun("run_01", list(members))]
+    runs = [MergeRun(f"{prefix}run_01", list(members))]
     for name, enabled, choose in (
         ("run_02", o.reject_frames, bad_frame_selection),
         ("run_03", o.reject_datasets, bad_dataset_selection),
@@ -275,16 +269,85 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
             continue
         args, dropped, why = choose(st, o)
         if args:
-            st = _rescale(job, st, name, args, dropped)
-            runs.append(MergeRun(name, list(st.members), why))
-    fit = estimate_d_min(st.obs.keys, st.obs.i, st.obs.s2, o.cc_half_target)
+            st = _rescale(job, st, f"{prefix}{name}", args, dropped)
+            runs.append(MergeRun(f"{prefix}{name}", list(st.members), why))
+    return st, runs
+
+
+def _fit(st: _State, target: float) -> tuple[ResolutionFit, float | None]:
+    """The CC½ fit of a run and where to cut it (None: CC½ stays above target to its limit)."""
+    fit = estimate_d_min(st.obs.keys, st.obs.i, st.obs.s2, target)
     d_cut = (
         fit.d_min if (fit.d_min and fit.data_limit and fit.d_min > fit.data_limit + 0.005) else None
     )
-    for r in runs[:-1]:
+    return fit, d_cut
+
+
+#: extend only when the corner is at least this much (Å) beyond the half-corner start
+MIN_EXTENSION = 0.02
+
+
+def extension_limit(job: ClusterJob, fit: ResolutionFit, d_cut: float | None) -> float | None:
+    """How far (Å) to extend a cluster's merge beyond its start, or None.
+
+    Extend when CC½ at the starting limit is still above the target (no cut
+    was found inside the data), the start was mxflow's own (the detector
+    half-corner, not ``--d-min``), and the members' detector corner (median)
+    lies beyond it.
+    """
+    if job.opts.d_min or not job.d_start or d_cut is not None or fit.d_min is None:
+        return None
+    corners = [job.sym.items[i].corner_d for i in job.member_idx if job.sym.items[i].corner_d]
+    if not corners:
+        return None
+    corner = float(np.median(corners))
+    return corner if corner < job.d_start - MIN_EXTENSION else None
+
+
+def merge_cluster(job: ClusterJob) -> ClusterResult:
+    """Scale and merge one cluster (run_01 → run_02 → run_03), cut where CC½ = target.
+
+    Starts at ``job.d_start`` (the half-corner, KAMO's start); when CC½ is
+    still above the target there, the whole chain is run again to the
+    detector corner in ``extended/`` and that is the cluster's result
+    (``resolution.json`` says which case applied).  Raises StepFailed,
+    MxflowError or ValueError when a step fails; the caller records that as
+    the cluster's error.
+    """
+    o = job.opts
+    st, runs = _run_chain(job)
+    fit, d_cut = _fit(st, o.cc_half_target)
+    start = job.d_start
+    corner = extension_limit(job, fit, d_cut)
+    if corner is not None:
+        for r in runs:  # the runs at the half-corner stay on disk and in the record
+            r.stats, _ = finish_run(job, job.cdir / r.name, None)
+        first = runs
+        job = dataclasses.replace(job, d_start=corner)
+        st, runs = _run_chain(job, "extended")
+        runs = first + runs
+        fit, d_cut = _fit(st, o.cc_half_target)
+        case = (
+            f"CC½ stayed above {o.cc_half_target} at the half-corner ({start:.2f} Å): "
+            f"merged again to the detector corner ({corner:.2f} Å)"
+        )
+    elif o.d_min:
+        case = f"started at the given d_min {o.d_min:.2f} Å"
+    elif d_cut is None and start:
+        case = (
+            f"CC½ stays above {o.cc_half_target} to the data limit; the detector corner "
+            "is not beyond the half-corner start, so not extended"
+        )
+    else:
+        case = f"started at the half-corner ({start:.2f} Å)" if start else "no starting limit"
+    if d_cut is not None:
+        case += f"; cut where CC½ falls to {o.cc_half_target} ({d_cut:.2f} Å)"
+    final_runs = [r for r in runs if r.name.startswith("extended/")] if corner else runs
+    for r in final_runs[:-1]:
         r.stats, _ = finish_run(job, job.cdir / r.name, None)
     runs[-1].stats, final_expt = finish_run(job, st.run, d_cut, final=True)
-    write_json(st.run / "resolution.json", {**to_dict(fit), "cut_at": d_cut})
+    resolution_info = {"start": start, "corner": corner, "case": case}
+    write_json(st.run / "resolution.json", {**to_dict(fit), "cut_at": d_cut, **resolution_info})
     sg, evidence = _axial(st.run / "dials_merged.mtz")  # absences kept: they are the evidence
     exps = read_experiments(final_expt)
     member_cells = np.array([e.unit_cell for e in exps if e.unit_cell])
@@ -298,7 +361,7 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
         height=job.node.height,
         node_stats=job.node.stats,
         runs=runs,
-        final_run=st.run.name,
+        final_run=runs[-1].name,
         space_group=exps[0].space_group or "",
         space_group_note=absences.space_group_note(sg, evidence) if sg else None,
         axial=evidence,
@@ -306,6 +369,7 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
         unit_cell_spread=tuple(member_cells.std(axis=0)) if len(member_cells) else None,
         resolution=fit,
         d_cut=d_cut,
+        resolution_case=case,
         aniso_best=best,
         aniso_worst=worst,
         wilson_b=b_factor,

@@ -34,9 +34,12 @@ from mxflow.model import (
     MergeOptions,
     NotMerged,
     Rejection,
+    SpaceGroupCandidate,
+    SpaceGroupChoice,
     StepRecord,
     UnitCell,
 )
+from mxflow.stats import absences
 from mxflow.stats.observations import Observations
 
 
@@ -228,6 +231,108 @@ def apply_reference(
     engine.run(step, prep)
     expt, refl = prep / "reindexed.expt", prep / "reindexed.refl"
     return _symmetrized(prep, expt, refl, sym.items, "unscaled_reindexed.mtz", engine), amb
+
+
+# ----------------------------------------------------------- space group
+def _axis_after(op: gemmi.Op, axis: str) -> str:
+    """Which axis of the reindexed setting the data's ``axis`` (a, b or c) becomes."""
+    rot = np.array(op.as_hkl().rot, dtype=int) // gemmi.Op.DEN  # new hkl = rot @ old hkl
+    j = "abc".index(axis)
+    return "abc"[int(np.flatnonzero(rot[:, j])[0])]
+
+
+def choose_space_group(sym: Symmetrized, given: str | None, keep_setting: bool) -> SpaceGroupChoice:
+    """The space group of all the sample's data, from their axial reflections together.
+
+    The point group is dials.cosym's (or dials.symmetry's); every Sohncke
+    group of that point group and lattice is scored by the likelihood of the
+    merged axial reflections of all datasets
+    (:func:`mxflow.stats.absences.score_candidates`), and the most probable
+    is taken — with an unmeasured axis read as "no screw", and the label
+    saying so.  The result is in the reference (standard) setting of its
+    group unless ``keep_setting`` (a reference MTZ fixes the setting); a
+    ``given`` space group (--space-group, sample sheet) is kept as given.
+    """
+    data_sg = gemmi.SpaceGroup(sym.space_group)
+    point_group = gemmi.find_spacegroup_by_ops(data_sg.operations().derive_symmorphic())
+    obs = sym.obs
+    hkl, z = absences.merged_axial(obs.hkl, obs.i, obs.sigma, data_sg)
+    evidence = absences.axial_evidence(hkl, z, point_group)
+    scored = absences.score_candidates(hkl, z, point_group)
+    candidates = []
+    for group, p in scored:
+        ref, _ = absences.reference_setting(group[0])
+        name = ref.hm if ref.hm == group[0].hm else f"{ref.hm} (here {group[0].hm})"
+        if len(group) > 1:
+            name += " or " + " or ".join(g.hm for g in group[1:])
+        candidates.append(SpaceGroupCandidate(name, p, absences.screw_axes(group[0])))
+    n = len(sym.items)
+    choice = SpaceGroupChoice(
+        point_group=point_group.hm,
+        space_group=point_group.hm,
+        candidates=candidates,
+        axial=evidence,
+        undetermined=[e.axis for e in evidence if e.verdict == "undetermined"],
+    )
+    if given:
+        choice.space_group = choice.label = data_sg.hm
+        choice.source = "given (--space-group or the sample sheet)"
+        return choice
+    best_group, p_best = scored[0]
+    best = best_group[0]
+    op = gemmi.Op("x,y,z")
+    if not keep_setting:
+        best, op = absences.reference_setting(best)
+    choice.space_group = best.hm
+    choice.reindex = op.as_hkl().triplet()
+    choice.undetermined = [_axis_after(op, a) for a in choice.undetermined]
+    choice.source = f"axial reflections of all {n} dataset{'s' if n != 1 else ''}"
+    parts = [best.hm]
+    names = {"a": "h00", "b": "0k0", "c": "00l"}
+    if choice.undetermined:
+        axes = ", ".join(choice.undetermined)
+        refl = " / ".join(names[a] for a in choice.undetermined)
+        parts.append(
+            f"screw axis along {axes} undetermined ({refl} not measured, read as no screw)"
+            if len(choice.undetermined) == 1
+            else f"screw axes along {axes} undetermined ({refl} not measured, read as no screws)"
+        )
+    if len(best_group) > 1:
+        parts.append(
+            "axial extinctions cannot tell it from " + ", ".join(g.hm for g in best_group[1:])
+        )
+    if p_best < 0.9 and not choice.undetermined:
+        parts.append(f"probability {p_best:.2f}")
+    choice.label = ", ".join(parts[:1]) + ("; " + "; ".join(parts[1:]) if parts[1:] else "")
+    return choice
+
+
+def apply_space_group(
+    sym: Symmetrized, choice: SpaceGroupChoice, prep: Path, opts: MergeOptions, engine: EngineLog
+) -> Symmetrized:
+    """``sym`` in the chosen space group and setting (dials.reindex; unchanged when it already is).
+
+    Raises MxflowError when DIALS's result is not the expected group.
+    """
+    if choice.reindex == "h,k,l" and gemmi.SpaceGroup(sym.space_group).hm == choice.space_group:
+        return sym
+    step = merge_steps.reindex(
+        str(sym.expt),
+        str(sym.refl),
+        choice.reindex,
+        opts.timeout,
+        space_group=choice.space_group,
+        name="reindex_sg",
+        stem="space_group",
+    )
+    engine.run(step, prep)
+    expt, refl = prep / "space_group.expt", prep / "space_group.refl"
+    out = _symmetrized(prep, expt, refl, sym.items, "unscaled_space_group.mtz", engine)
+    if gemmi.SpaceGroup(out.space_group).hm != choice.space_group:
+        raise MxflowError(
+            f"{expt}: dials.reindex gave {out.space_group}, expected {choice.space_group}"
+        )
+    return out
 
 
 # ------------------------------------------------------------- CC matrix

@@ -205,3 +205,144 @@ def axial_summary(merged_mtz: str | Path) -> dict:
         "space_group_note": space_group_note(sg, evidence),
         "axial": [asdict(e) for e in evidence],
     }
+
+
+# ------------------------------------------------------- space-group choice
+#: fraction of "the other kind" mixed into each reflection's likelihood, so one
+#: ice-ring or overlap outlier cannot decide a screw axis on its own
+OUTLIER_FRACTION = 0.05
+#: basis changes tried to bring a space group to its reference (standard) setting
+_AXIS_PERMUTATIONS = ("x,y,z", "y,z,x", "z,x,y", "y,x,-z", "x,z,-y", "z,y,-x")
+
+
+def merged_axial(
+    hkl: np.ndarray, intensity: np.ndarray, sigma: np.ndarray, space_group: gemmi.SpaceGroup
+) -> tuple[np.ndarray, np.ndarray]:
+    """Axial reflections of unmerged observations, merged: (hkl (n, 3), I/σ (n,)).
+
+    Observations of one symmetry-unique reflection (Friedel mates together)
+    are averaged; σ of the mean is √(Σσ²)/n.  Only reflections with two
+    indices zero are returned (any setting: equivalents of an axial
+    reflection stay on the axis for the axes that carry symmetry).
+    """
+    from mxflow.cluster.intensity import canonical_keys
+
+    hkl = np.asarray(hkl, dtype=np.int64)
+    axial = (np.count_nonzero(hkl, axis=1) == 1) & np.isfinite(intensity) & (sigma > 0)
+    if not axial.any():
+        return np.zeros((0, 3), dtype=int), np.zeros(0)
+    h, i, s = hkl[axial], np.asarray(intensity)[axial], np.asarray(sigma)[axial]
+    keys = canonical_keys(h, space_group)
+    uk, first, inv, n = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    mean = np.bincount(inv, weights=i) / n
+    sig = np.sqrt(np.bincount(inv, weights=s * s)) / n
+    return np.abs(h[first]), mean / sig
+
+
+def _signature(space_group: gemmi.SpaceGroup, max_index: int = 12) -> tuple:
+    """Which axial reflections (index 1 … max_index along a, b, c) the group extinguishes."""
+    ops = space_group.operations()
+    sig = []
+    for j in range(3):
+        for n in range(1, max_index + 1):
+            hkl = [0, 0, 0]
+            hkl[j] = n
+            sig.append(ops.is_systematically_absent(hkl))
+    return tuple(sig)
+
+
+def candidate_space_groups(point_group: gemmi.SpaceGroup) -> list[list[gemmi.SpaceGroup]]:
+    """The Sohncke space groups of ``point_group``'s lattice and rotations, in its setting.
+
+    Groups that axial extinctions cannot tell apart (enantiomorphs such as
+    P 41 / P 43, C 1 2 1 / C 1 21 1, origin-shifted settings) are returned
+    together, the reference-setting, lowest-numbered first (other settings
+    of the same extinctions are left out).  The list starts
+    with the symmorphic group (no screws).
+    """
+    ops = point_group.operations().derive_symmorphic()
+    groups: dict[tuple, list[gemmi.SpaceGroup]] = {}
+    for sg in gemmi.spacegroup_table():
+        other = sg.operations()
+        if sg.is_sohncke() and other.has_same_rotations(ops) and other.has_same_centring(ops):
+            groups.setdefault(_signature(sg), []).append(sg)
+    out = []
+    for g in groups.values():
+        g = sorted(g, key=lambda s: (not s.is_reference_setting(), s.number))
+        out.append([g[0], *(s for s in g[1:] if s.is_reference_setting())])
+    return sorted(out, key=lambda g: (sum(_signature(g[0])), g[0].number))
+
+
+def screw_axes(space_group: gemmi.SpaceGroup) -> str:
+    """The axes (of the group's own setting) along which it extinguishes axial reflections."""
+    sig = _signature(space_group)
+    return " ".join(AXES[j] for j in range(3) if any(sig[12 * j : 12 * (j + 1)]))
+
+
+def axial_log_likelihood(
+    hkl: np.ndarray, i_over_sigma: np.ndarray, space_group: gemmi.SpaceGroup, mean_present: float
+) -> float:
+    """log L of merged axial reflections under ``space_group``'s extinctions.
+
+    An extinguished reflection's I/σ is N(0, 1); a present one's is an
+    acentric Wilson intensity of mean ``mean_present`` (in σ units) plus
+    N(0, 1) noise (an exponentially modified Gaussian).  Each is mixed with
+    OUTLIER_FRACTION of the other, so no single reflection decides.
+    """
+    from scipy import stats
+
+    z = np.asarray(i_over_sigma, dtype=float)
+    if len(z) == 0:
+        return 0.0
+    ops = space_group.operations()
+    absent = np.array([ops.is_systematically_absent(list(map(int, h))) for h in hkl], dtype=bool)
+    p_abs = stats.norm.pdf(z)
+    p_pres = stats.exponnorm.pdf(z, K=max(mean_present, 1.0))
+    eps = OUTLIER_FRACTION
+    p = np.where(absent, (1 - eps) * p_abs + eps * p_pres, (1 - eps) * p_pres + eps * p_abs)
+    return float(np.sum(np.log(np.maximum(p, 1e-300))))
+
+
+def score_candidates(
+    hkl: np.ndarray, i_over_sigma: np.ndarray, point_group: gemmi.SpaceGroup
+) -> list[tuple[list[gemmi.SpaceGroup], float]]:
+    """Every candidate of :func:`candidate_space_groups` with its probability (0–1).
+
+    Uniform prior over the candidates; probabilities from
+    :func:`axial_log_likelihood`.  The mean I/σ of a present reflection is
+    taken from the axial reflections no candidate extinguishes (their index
+    a multiple of 12), else from all axial reflections.  Sorted by
+    probability, the group with fewer screws first among equals (so
+    unmeasured axes are read as "no screw").
+    """
+    cands = candidate_space_groups(point_group)
+    hkl = np.asarray(hkl, dtype=int).reshape(-1, 3)
+    z = np.asarray(i_over_sigma, dtype=float)
+    never = np.abs(hkl).sum(axis=1) % 12 == 0
+    pool = z[never] if never.sum() >= 3 else z
+    mean_present = float(np.mean(pool)) if len(pool) else 10.0
+    logl = np.array([axial_log_likelihood(hkl, z, g[0], mean_present) for g in cands])
+    prob = np.exp(logl - logl.max())
+    prob /= prob.sum()
+    order = sorted(range(len(cands)), key=lambda k: (-round(float(prob[k]), 9), k))
+    return [(cands[k], float(prob[k])) for k in order]
+
+
+def reference_setting(space_group: gemmi.SpaceGroup) -> tuple[gemmi.SpaceGroup, gemmi.Op]:
+    """(the group in its reference setting, the reindexing op that takes data there).
+
+    The op is for :meth:`gemmi.Mtz.reindex`; ``op.as_hkl().triplet()`` is the
+    hkl form (new indices in terms of old, e.g. ``l,h,k``).  Only axis
+    permutations are tried (what non-standard orthorhombic and monoclinic
+    settings from DIALS need); a group none of them brings to its reference
+    setting is returned unchanged with the identity.
+    """
+    if space_group.is_reference_setting():
+        return space_group, gemmi.Op("x,y,z")
+    for t in _AXIS_PERMUTATIONS:
+        ops = space_group.operations()
+        ops.change_basis_forward(gemmi.Op(t))
+        found = gemmi.find_spacegroup_by_ops(ops)
+        if found is not None and found.is_reference_setting():
+            return found, gemmi.Op(t).inverse()
+    return space_group, gemmi.Op("x,y,z")
