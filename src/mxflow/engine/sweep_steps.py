@@ -255,7 +255,8 @@ def integrate_step(options: ProcessingOptions) -> Step:
 
 
 def symmetry_step(space_group: str | None) -> Step:
-    """dials.symmetry, or (space group given) dials.reindex to that space group."""
+    """dials.symmetry for the Laue group (mxflow decides the screw axes:
+    :func:`space_group_step`), or (space group given) dials.reindex to that space group."""
     outputs = ["symmetrized.expt", "symmetrized.refl"]
     inputs = ["integrated.expt", "integrated.refl"]
     out_args = ["output.experiments=symmetrized.expt", "output.reflections=symmetrized.refl"]
@@ -267,16 +268,32 @@ def symmetry_step(space_group: str | None) -> Step:
             inputs=inputs,
             outputs=outputs,
         )
-    return Step("symmetry", "dials.symmetry", [*inputs, *out_args], inputs=inputs, outputs=outputs)
+    args = [*inputs, "systematic_absences.check=False", *out_args]
+    return Step("symmetry", "dials.symmetry", args, inputs=inputs, outputs=outputs)
 
 
-def scale_step(options: ProcessingOptions) -> Step:
+def space_group_step(space_group: str) -> Step:
+    """dials.reindex of the symmetrized data into ``space_group`` (same setting and cell:
+    the screw axes mxflow found in the point group dials.symmetry gave)."""
+    inputs = ["symmetrized.expt", "symmetrized.refl"]
+    outputs = ["space_group.expt", "space_group.refl"]
+    args = [
+        *inputs,
+        f"space_group={sg_arg(space_group)}",
+        "output.experiments=space_group.expt",
+        "output.reflections=space_group.refl",
+    ]
+    return Step("space_group", "dials.reindex", args, inputs=inputs, outputs=outputs)
+
+
+def scale_step(options: ProcessingOptions, stem: str = "symmetrized") -> Step:
     """dials.scale of one dataset; it also writes the unmerged MTZ (``scaled.mtz``, as
     dials.export would) and the merged MTZ at full resolution (``merged_fullres.mtz``:
     I, SIGI, anomalous I±, French–Wilson F, as dials.merge's defaults give), which
     saves two program runs per dataset; :func:`mxflow.process.pipeline` cuts the
-    merged file at the dataset's resolution limit."""
-    args = ["symmetrized.expt", "symmetrized.refl", f"nproc={options.nproc}"]
+    merged file at the dataset's resolution limit.  Reads ``<stem>.expt`` / ``.refl``."""
+    inputs = [f"{stem}.expt", f"{stem}.refl"]
+    args = [*inputs, f"nproc={options.nproc}"]
     if options.anomalous:
         args.append("anomalous=True")
     if options.d_min:
@@ -291,6 +308,6 @@ def scale_step(options: ProcessingOptions) -> Step:
         "scale",
         "dials.scale",
         args,
-        inputs=["symmetrized.expt", "symmetrized.refl"],
+        inputs=inputs,
         outputs=["scaled.expt", "scaled.refl", "scaled.mtz", "merged_fullres.mtz"],
     )

@@ -148,3 +148,53 @@ def cc_half_d_min(unmerged_mtz: str | Path, target: float = 0.5) -> ResolutionFi
     if fit.d_min is not None and not math.isfinite(fit.d_min):
         fit.d_min = None
     return fit
+
+
+def sparse_shell_limit(
+    d_measured: np.ndarray,
+    d_possible: np.ndarray,
+    d_min: float,
+    n_bins: int = 20,
+    fraction: float = 0.5,
+) -> float:
+    """The limit (Å) that leaves out nearly empty outer shells; ``d_min`` when none are.
+
+    ``d_measured``: d (Å) of each measured unique reflection; ``d_possible``:
+    d of every possible unique reflection (to at least ``d_min``).  The
+    possible reflections to ``d_min`` are split into ``n_bins`` shells of
+    equal count; outer shells are dropped while their completeness is below
+    ``fraction`` × the median shell completeness (a small wedge is sparse
+    everywhere; only shells sparser than its own typical shell go).  The
+    limit returned is the outer edge (smallest d) of the last shell kept,
+    never below ``d_min``.
+    """
+    d_possible = np.sort(np.asarray(d_possible, dtype=float)[np.asarray(d_possible) >= d_min])[::-1]
+    d_measured = np.asarray(d_measured, dtype=float)
+    if len(d_possible) < n_bins * 5:
+        return d_min
+    shells = np.array_split(d_possible, n_bins)
+    edges = [(s[0], s[-1]) for s in shells]  # (largest d, smallest d) of each shell
+    cmpl = []
+    for k, (_, lo) in enumerate(edges):
+        inner = np.inf if k == 0 else edges[k - 1][1]
+        n = np.count_nonzero((d_measured >= lo) & (d_measured < inner))
+        cmpl.append(n / len(shells[k]))
+    ref = float(np.median(cmpl))
+    k = n_bins
+    while k > 1 and cmpl[k - 1] < fraction * ref:
+        k -= 1
+    return d_min if k == n_bins else float(edges[k - 1][1])
+
+
+def sparse_shell_limit_from_mtz(
+    unmerged_mtz: str | Path, d_min: float, n_bins: int = 20, fraction: float = 0.5
+) -> float:
+    """:func:`sparse_shell_limit` of a scaled unmerged MTZ, cut at ``d_min`` Å."""
+    import gemmi
+
+    obs = read_unmerged_mtz(unmerged_mtz, d_min=d_min)
+    _, first = np.unique(obs.keys, return_index=True)
+    d_measured = 1.0 / np.sqrt(obs.s2[first])
+    hkl = gemmi.make_miller_array(obs.cell, obs.space_group, d_min * (1 - 1e-6))
+    d_possible = np.asarray(obs.cell.calculate_d_array(hkl))
+    return sparse_shell_limit(d_measured, d_possible, d_min, n_bins, fraction)
