@@ -465,6 +465,7 @@ class ClusterResult:
     stats: MergingStats | None = None  # of the final run, to its cut
     merged_mtz: str = ""
     unmerged_mtz: str = ""
+    diagnostics: ClusterDiagnostics | None = None  # per image / per dataset, of the final run
 
     @property
     def ok(self) -> bool:
@@ -636,3 +637,85 @@ def _convert(tp: Any, v: Any) -> Any:
     if tp is float:
         return float(v)
     return v
+
+
+# ---------------------------------------------------------------- merge diagnostics
+@dataclass
+class ImageSeries:
+    """Values per image group of one dataset of a merged cluster (:mod:`mxflow.merge.diagnostics`).
+
+    Group ``n`` holds images ``first[n]``..``last[n]`` (inclusive, image numbers
+    of the dataset's scan) and ``n_obs[n]`` observations.  ``scale``: the
+    relative scale k of the fit ln g = ln k + B·s²/2 to dials.scale's
+    inverse scale factors g (SCALEUSED) of the group; ``b``: its B in Å²
+    (relative; falls with radiation damage); ``r_merge``: Σ|I − ⟨I⟩| / ΣI
+    against the cluster's mean intensities (a fraction); ``i_over_sigma``:
+    mean I/σ(I) of the group's unmerged observations; ``cc_rest``: Pearson CC
+    of the group's mean intensities with those of the rest of the cluster
+    (the group and all other observations as the two halves).  NaN where a
+    group has too few observations for the value.
+    """
+
+    first: list[int] = field(default_factory=list)
+    last: list[int] = field(default_factory=list)
+    n_obs: list[int] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
+    b: list[float] = field(default_factory=list)
+    r_merge: list[float] = field(default_factory=list)
+    i_over_sigma: list[float] = field(default_factory=list)
+    cc_rest: list[float] = field(default_factory=list)
+
+    @property
+    def centre(self) -> list[float]:
+        """Middle image number of each group."""
+        return [(a + b) / 2 for a, b in zip(self.first, self.last, strict=True)]
+
+
+@dataclass
+class DatasetDiagnostics:
+    """One dataset of a merged cluster: its completeness, ΔCC½ and per-image series.
+
+    ``completeness`` in % of the cluster's possible reflections (alone);
+    ``delta_cc_half`` = CC½(cluster) − CC½(cluster without this dataset), σ-τ,
+    averaged over resolution bins (negative: the cluster is better without
+    it); ``group_width``: images per point of ``images``.
+    """
+
+    name: str
+    n_obs: int = 0
+    n_unique: int = 0
+    completeness: float = math.nan
+    delta_cc_half: float = math.nan
+    cc_half_without: float = math.nan
+    group_width: int = 0
+    images: ImageSeries = field(default_factory=ImageSeries)
+
+
+@dataclass
+class ClusterDiagnostics:
+    """Per-image and per-dataset diagnostics of a cluster's final run (``ClusterResult.diagnostics``).
+
+    Computed from ``<run>/scaled_unmerged.mtz`` between ``d_max`` and
+    ``d_min`` (Å); ``run``: that run's folder below the cluster's folder
+    (as :class:`MergeRun` names it, e.g. ``run_02``); ``cc_half``: σ-τ CC½
+    of all of it averaged over resolution bins (the reference of the ΔCC½
+    values); ``image_group``: the merge's images per group, ``min_obs``:
+    observations a point should have on average (groups are widened to
+    reach it); ``note``: why there is nothing to show, when so.
+    ``completeness_order``: the datasets in order of decreasing completeness
+    alone, and ``completeness_curve[n]`` the completeness (%) of the first
+    n + 1 of them merged, of ``n_possible`` reflections; the last value is
+    the cluster's completeness.
+    """
+
+    run: str
+    d_min: float | None = None
+    d_max: float | None = None
+    image_group: int = 0
+    min_obs: int = 0
+    cc_half: float = math.nan
+    n_possible: int = 0
+    completeness_order: list[str] = field(default_factory=list)
+    completeness_curve: list[float] = field(default_factory=list)
+    datasets: list[DatasetDiagnostics] = field(default_factory=list)
+    note: str = ""
