@@ -124,13 +124,18 @@ def scale(
     anomalous: bool,
     nproc: int,
     timeout=None,
+    html: str | None = None,
 ) -> Step:
     """dials.scale (physical model, intervals from the wedge width in degrees).
 
     ``selection``: dataset / image selection arguments
     (``dataset_selection.use_datasets=...``, ``exclude_images=...``);
     ``d_min`` in Å.  Writes scaled.expt, scaled.refl and the unmerged MTZ
-    scaled_unmerged.mtz.
+    scaled_unmerged.mtz; with ``html`` (e.g. ``dials.scale.html``) also
+    dials.scale's HTML report.  The report is not a required output, and
+    without ``html`` the arguments are those of earlier versions, so their
+    finished steps are still reused (with it, a run scaled without the
+    report is scaled again once).
     """
     si, di = scaling_intervals(wedge_deg)
     args = [
@@ -139,7 +144,7 @@ def scale(
         *selection,
         f"physical.scale_interval={si}",
         f"physical.decay_interval={di}",
-        "output.html=None",
+        f"output.html={html or None}",
         "output.unmerged_mtz=scaled_unmerged.mtz",
         f"nproc={nproc}",
     ]
@@ -159,7 +164,11 @@ def merge(
     timeout=None,
     names: MtzNames | None = None,
 ) -> Step:
-    """dials.merge (French–Wilson) to the merged MTZ ``mtz``, cut at ``d_min`` Å when given."""
+    """dials.merge (French–Wilson) to the merged MTZ ``mtz``, cut at ``d_min`` Å when given.
+
+    dials.merge also writes its HTML report ``dials.merge.html`` (its default;
+    not a required output).
+    """
     args = [expt, refl, f"output.mtz={mtz}"]
     if names:
         args += [
