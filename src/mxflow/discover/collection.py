@@ -70,6 +70,7 @@ class SampleEntry:
     space_group: str | None = None
     unit_cell: UnitCell | None = None
     reference_mtz: str | None = None
+    free_flags_mtz: str | None = None
     line: int = 0
 
 
@@ -83,6 +84,16 @@ _COLUMNS = {
     "space_group": ("space_group", "spacegroup", "sg"),
     "unit_cell": ("unit_cell", "cell"),
     "reference_mtz": ("reference", "reference_mtz", "ref_mtz"),
+    "free_flags_mtz": (
+        "free_flags",
+        "free_flags_mtz",
+        "freer",
+        "freer_flag",
+        "freer_flags",
+        "free_r_flags",
+        "r_free_flags",
+        "rfree",
+    ),
 }
 _TRUE = {"true", "yes", "y", "1", "t", "anom", "anomalous", "on"}
 _FALSE = {"false", "no", "n", "0", "f", "", "noanom", "off"}
@@ -111,7 +122,10 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
     * optional ``mode`` (single / helical / multi / other), ``anomalous``
       (true/false, yes/no, 1/0), ``space_group`` (any name gemmi knows),
       ``unit_cell`` (six numbers, Å and degrees), ``reference`` (an MTZ
-      file, relative paths taken from the sheet's directory).
+      file, relative paths taken from the sheet's directory), ``free_flags``
+      (or ``free_flags_mtz``, ``freer``: an MTZ whose FreeR flags the
+      sample's merged files take, relative as ``reference``; checked for a
+      flag column when the sheet is read).
 
     Blank lines and lines starting with ``#`` are skipped.  Errors name the
     file and the line.
@@ -200,6 +214,9 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
             if not ref_path.is_file():
                 raise BadInputError(path, f"line {line}: reference MTZ {ref!r} not found")
             entry.reference_mtz = str(ref_path)
+        flags = cell("free_flags_mtz")
+        if flags:
+            entry.free_flags_mtz = _free_flags_file(path, line, flags)
         entries.append(entry)
     seen: dict[str, int] = {}
     for e in entries:
@@ -208,6 +225,20 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
             raise BadInputError(path, f"line {e.line}: {key} is already listed on line {seen[key]}")
         seen[key] = e.line
     return entries
+
+
+def _free_flags_file(sheet: Path, line: int, value: str) -> str:
+    """The sheet's free-flag MTZ ``value`` (relative to the sheet), checked for a flag column."""
+    from mxflow.stats.free_flags import load_free_flag_source  # numpy/gemmi: only when used
+
+    mtz = Path(value) if Path(value).is_absolute() else sheet.parent / value
+    if not mtz.is_file():
+        raise BadInputError(sheet, f"line {line}: free-flag MTZ {value!r} not found")
+    try:
+        load_free_flag_source(mtz)
+    except BadInputError as exc:
+        raise BadInputError(sheet, f"line {line}: free-flag MTZ {exc}") from None
+    return str(mtz)
 
 
 def match_sample(
@@ -296,6 +327,7 @@ def make_wedges(ds: Dataset, wedge_deg: float | None) -> list[Dataset]:
             space_group=ds.space_group,
             unit_cell=ds.unit_cell,
             reference_mtz=ds.reference_mtz,
+            free_flags_mtz=ds.free_flags_mtz,
         )
         for a, b in ranges
     ]
@@ -442,6 +474,7 @@ def discover_collection(
             space_group=entry.space_group if entry else None,
             unit_cell=entry.unit_cell if entry else None,
             reference_mtz=entry.reference_mtz if entry else None,
+            free_flags_mtz=entry.free_flags_mtz if entry else None,
         )
         header = found.headers[sweep.template]
         why = _still_written(found.files[sweep.template], header, sweep, now, settle_s)

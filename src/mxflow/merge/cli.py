@@ -20,6 +20,7 @@ from mxflow.catalog.merge_table import FINAL_DIR, format_clusters
 from mxflow.merge.final import recommend
 from mxflow.merge.pipeline import merge_sample
 from mxflow.model import ClusterResult, MergeOptions, MergeSummary, Thresholds
+from mxflow.stats.free_flags import free_flags_arg
 from mxflow.util.args import space_group_arg
 
 
@@ -35,6 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="force this space group (e.g. 'P 21 21 21' or 19); checked before any work starts",
     )
     p.add_argument("--reference", help="reference MTZ: indexing setting and cell group")
+    p.add_argument(
+        "--free-flags",
+        type=free_flags_arg,
+        metavar="MTZ",
+        help="take the FreeR flags of every merged MTZ from this MTZ (FreeR_flag, FREE, "
+        "R-free-flags or FreeRflag; the data reindexed into its setting; reflections beyond "
+        "it extended); checked before any work starts",
+    )
     p.add_argument(
         "--anomalous", action="store_true", help="anomalous data: scale I+ and I- separately"
     )
@@ -68,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         sample=args.sample,
         space_group=args.space_group,
         reference=args.reference,
+        free_flags=args.free_flags,
         anomalous=args.anomalous,
         method=args.method,
         d_min=args.d_min,

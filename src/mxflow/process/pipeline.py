@@ -211,7 +211,7 @@ def _pipeline(
     run.step(D.symmetry_step(sg))
     run.step(D.scale_step(options))
     d_min = _decide_d_min(workdir, options, result)
-    _write_merged_mtz(workdir, d_min)
+    _write_merged_mtz(workdir, d_min, dataset.free_flags_mtz)
 
     result.unmerged_mtz = "scaled.mtz"
     result.merged_mtz = "merged.mtz"
@@ -300,17 +300,27 @@ def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
         run.step(D.refine_step(f"{stem}.expt", f"{stem}.refl"))
 
 
-def _write_merged_mtz(workdir: Path, d_min: float | None) -> None:
+def _write_merged_mtz(workdir: Path, d_min: float | None, free_flags: str | None = None) -> None:
     """merged.mtz: dials.scale's merged_fullres.mtz with the reflections of d ≥ ``d_min`` (Å).
 
     The French–Wilson amplitudes were computed on all resolution shells; the
     cut only drops the outer reflections (d_min × (1 − 10⁻⁶), so a reflection
     exactly at the limit stays).  ``None`` keeps everything.  A FreeR_flag
     column is added (:mod:`mxflow.stats.free_flags`: the same flag for the
-    same reflection in every file of a crystal form).
+    same reflection in every file of a crystal form), taken from the MTZ
+    ``free_flags`` (the sample's, from the sheet or ``--free-flags``) when
+    given; when that free set does not fit this one dataset (its cell or
+    lattice differ, as a small wedge's lower symmetry can), the hash flags
+    are used and the file's history says why.
     """
     cut = d_min * (1 - 1e-6) if d_min else None
-    write_merged_mtz(workdir / "merged_fullres.mtz", workdir / "merged.mtz", d_min=cut)
+    src, dst = workdir / "merged_fullres.mtz", workdir / "merged.mtz"
+    try:
+        write_merged_mtz(src, dst, d_min=cut, free_flags=free_flags)
+    except BadInputError as exc:
+        if not free_flags:
+            raise
+        write_merged_mtz(src, dst, note=f"FreeR flags by hash, not from {exc}", d_min=cut)
 
 
 def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResult) -> float | None:

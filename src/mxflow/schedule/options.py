@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from pathlib import Path
+from typing import Any
 
+from mxflow.discover.collection import Collection
 from mxflow.model import ProcessingOptions
 from mxflow.schedule.cluster import CLUSTER_KINDS
 from mxflow.schedule.collection import (
@@ -12,7 +16,8 @@ from mxflow.schedule.collection import (
     DEFAULT_SETTLE_TIMEOUT_S,
     RunConfig,
 )
-from mxflow.schedule.tasks import DEFAULT_PROCESS_FN
+from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, resolve_function
+from mxflow.stats.free_flags import free_flags_arg
 from mxflow.util.args import space_group_arg, unit_cell_arg
 
 
@@ -70,6 +75,13 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--d-min", type=float, metavar="Å", help="high-resolution limit")
     g.add_argument("--anomalous", action="store_true", help="keep Friedel mates separate")
     g.add_argument(
+        "--free-flags",
+        type=free_flags_arg,
+        metavar="MTZ",
+        help="take the FreeR flags of every merged MTZ from this MTZ (extended beyond its "
+        "resolution); for every sample the sample sheet gives no free_flags file",
+    )
+    g.add_argument(
         "--retry-failed",
         action="store_true",
         help="process again datasets that failed in an earlier run",
@@ -118,6 +130,31 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     )  # developer option: e.g. mxflow.schedule.fake:discover_collection
 
 
+def discover_with_free_flags(
+    root: str | Path, *, free_flags: str, discover_fn: Any, **kwargs: Any
+) -> Collection:
+    """``discover_fn``'s collection with ``free_flags`` (an MTZ) as the flag file of every
+    sample the sample sheet gives none (``mxflow run --free-flags``).
+
+    A sample whose sheet rows name one flag file has it on all its datasets;
+    one naming several is left as the sheet says (merging then uses none).
+    """
+    coll = resolve_function(discover_fn)(root, **kwargs)
+    everything = [*coll.datasets, *coll.wedges, *coll.incomplete]
+    named: dict[str, set[str]] = {}
+    for ds in everything:
+        named.setdefault(ds.sample, set())
+        if ds.free_flags_mtz:
+            named[ds.sample].add(ds.free_flags_mtz)
+    for ds in everything:
+        given = named[ds.sample]
+        if not given:
+            ds.free_flags_mtz = free_flags
+        elif len(given) == 1:
+            ds.free_flags_mtz = next(iter(given))
+    return coll
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     options = ProcessingOptions(
         space_group=args.space_group,
@@ -140,5 +177,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         progress=not args.no_progress,
         settle_s=args.settle_s,
         settle_timeout_s=args.settle_timeout_s,
-        discover_fn=args.discover_fn,
+        discover_fn=(
+            functools.partial(
+                discover_with_free_flags, free_flags=args.free_flags, discover_fn=args.discover_fn
+            )
+            if args.free_flags
+            else args.discover_fn
+        ),
     )

@@ -130,12 +130,15 @@ class SampleSettings:
     space_group: str | None = None
     reference: str | None = None  # reference MTZ
     anomalous: bool = False
+    free_flags: str | None = None  # MTZ whose FreeR flags the merged files take
 
 
 def sample_settings(datasets: Sequence[Dataset]) -> dict[str, SampleSettings]:
-    """Per sample, the sample sheet's space group, reference MTZ and anomalous flag.
+    """Per sample, the sample sheet's space group, reference MTZ, anomalous flag and
+    free-flag MTZ (``mxflow run --free-flags`` sets it on the datasets of the samples
+    whose sheet rows give none).
 
-    A space group or reference is taken when every dataset of the sample
+    A space group, reference or free-flag MTZ is taken when every dataset of the sample
     that has one agrees (a sheet giving two space groups for one sample name
     is ambiguous: neither is used); the sample is anomalous when any of its
     datasets is.
@@ -144,7 +147,11 @@ def sample_settings(datasets: Sequence[Dataset]) -> dict[str, SampleSettings]:
     for d in datasets:
         sample = d.sample or "sample"
         seen[sample]  # every sample gets settings, even an empty one
-        for key, value in (("space_group", d.space_group), ("reference", d.reference_mtz)):
+        for key, value in (
+            ("space_group", d.space_group),
+            ("reference", d.reference_mtz),
+            ("free_flags", d.free_flags_mtz),
+        ):
             if value:
                 seen[sample][key].add(value)
         if d.anomalous:
@@ -175,6 +182,7 @@ def merge_options(
         nproc=available_cores(),
         space_group=given_sg if use_given_sg else None,
         reference=sheet.reference,
+        free_flags=sheet.free_flags,
         anomalous=cli.anomalous or sheet.anomalous,
     )
 
