@@ -336,3 +336,28 @@ def test_cluster_diagnostics_refuses_what_it_cannot_read(real_merge, tmp_path):
     mtz.write_to_file(str(tmp_path / "scaled_unmerged.mtz"))
     with pytest.raises(MxflowError, match="SCALEUSED"):
         dg.cluster_diagnostics(tmp_path, c.members, None, 10)
+
+
+def test_report_series_leave_out_panels_without_data():
+    """The merge page draws only the panels with a value; the others are named with why."""
+    from mxflow.report.pages import diagnostics_series
+
+    nan = float("nan")
+    series = ImageSeries([1, 11], [10, 20], [4, 5], [nan, nan], [nan, nan], [0.1, 0.2], [3.0, 2.0])
+    series.cc_rest = [nan, nan]
+    d = ClusterDiagnostics(
+        run="run_01",
+        completeness_order=["a", "b"],
+        completeness_curve=[40.0, 70.0],
+        datasets=[
+            DatasetDiagnostics("a", 9, 40, 40.0, nan, nan, 10, series),
+            DatasetDiagnostics("b", 0, 0, 0.0, nan, nan, 0, ImageSeries()),
+        ],
+    )
+    js = diagnostics_series(d)
+    assert [p["key"] for p in js["panels"]] == ["r_merge", "i_over_sigma", "completeness"]
+    assert len(js["missing"]) == 4 and any(m.startswith("ΔCC½") for m in js["missing"])
+    assert js["datasets"][0]["r_merge"] == pytest.approx([10.0, 20.0])  # in %
+    assert js["datasets"][0]["x"] == [5.5, 15.5] and js["curve"] == [40.0, 70.0]
+    assert js["datasets"][0]["scale"] == [None, None]  # NaN is null in the page's JSON
+    assert diagnostics_series(None) is None

@@ -321,6 +321,65 @@ def test_real_merge_page(browser, real_merge, tmp_path):
     assert blocked == [], blocked
 
 
+@pytest.mark.dials
+def test_real_merge_against_image(browser, real_merge, tmp_path):
+    """The "Against image" panels of a real merge's clusters: every panel the page lists is
+    drawn, each with data (one line per dataset, the ΔCC½ bars, the completeness curve), and
+    none is left empty."""
+    import merge_fixtures
+    from test_report_real_merge import add_diagnostics
+
+    context, blocked = browser
+    out = merge_fixtures.write_collection(real_merge, tmp_path / "OUT")
+    ms = add_diagnostics(real_merge, out)
+    write_reports(out)
+    mdir = out / merge_fixtures.METHOD_DIR
+    w = Watched(context)
+    page = w.page
+    w.open((mdir / "report.html").as_uri())
+    figs = page.locator("#against-image figure.chart")
+    n_figs = figs.count()
+    merged = [c for c in ms.clusters if c.ok]
+    assert n_figs == 7 * len(merged)  # every panel has data in this merge
+    page.locator("#against-image").scroll_into_view_if_needed()
+    for k in range(n_figs):  # drawn lazily: bring each into view
+        figs.nth(k).scroll_into_view_if_needed()
+    page.wait_for_function(
+        "[...document.querySelectorAll('#against-image figure.chart')].every("
+        "f => f.dataset.drawn || f.classList.contains('empty'))",
+        timeout=20000,
+    )
+    assert page.locator("#against-image figure.chart.empty").count() == 0
+    drawn = page.evaluate(
+        """() => [...document.querySelectorAll('#against-image figure.chart')].map(f => [
+            f.dataset.cluster, f.dataset.img,
+            f.querySelector('div.plot').data.map(t => [t.name || '', t.type,
+                t.y.filter(v => typeof v === 'number' && isFinite(v)).length, t.y])])"""
+    )
+    for cid, key, traces in drawn:
+        c = next(x for x in merged if str(x.id) == cid)
+        d = c.diagnostics
+        assert traces and all(n > 0 for _, _, n, _ in traces), (cid, key)
+        if key == "delta_cc_half":
+            ((_, kind, _, y),) = traces
+            assert kind == "bar"
+            assert y == pytest.approx([x.delta_cc_half for x in d.datasets], rel=1e-3)
+        elif key == "completeness":
+            ((_, _, n, y),) = traces
+            assert n == len(c.members) and y[-1] == pytest.approx(100 * c.completeness, abs=0.01)
+        else:  # one line per dataset of the cluster
+            assert [t[0] for t in traces] == c.members, (key, traces)
+            for (_, _, n, _), x in zip(traces, d.datasets, strict=True):
+                assert n == len(x.images.first)
+    # a DIALS report link of the cluster opens the file (relative, offline)
+    href = page.locator("#against-image .dials-reports a").first.get_attribute("href")
+    assert (mdir / href).is_file()
+    page.locator("#against-image").screenshot(path=str(shots_dir(tmp_path) / "merge_images.png"))
+    publish(shots_dir(tmp_path))
+    assert w.errors == [], w.errors
+    assert blocked == [], blocked
+
+
 def test_dashboard_refreshes_over_loopback(browser, tmp_path):
     context, blocked = browser
     out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=8, with_refl=False)

@@ -22,7 +22,7 @@ from mxflow.catalog.summary import write_summary as write_catalog_summary
 from mxflow.cli import main
 from mxflow.merge.final import write_final
 from mxflow.merge.outputs import read_cc_table, read_dendrogram, read_summary, write_summary
-from mxflow.model import DatasetResult, MergeRecord, from_dict, to_dict
+from mxflow.model import DatasetResult, MergeRecord, MergeSummary, from_dict, to_dict
 from mxflow.report import write_reports
 from mxflow.report.dashboard import collect_status
 from test_report_pages import f2, parse
@@ -228,3 +228,92 @@ def test_unaccounted_dataset_is_flagged(collection, tmp_path):
     write_reports(out)
     html = (p.parent / "report.html").read_text()
     assert "1 not accounted for" in html and lost in html.split("Not accounted for:")[1]
+
+
+# ---------------------------------------------------------------- per-image diagnostics
+def add_diagnostics(real_merge: Path, out: Path) -> MergeSummary:
+    """The merge summary of ``out`` with every merged cluster's diagnostics computed from the
+    real merge's final run (what merge_cluster stores), and the DIALS HTML reports of its run
+    folders copied next to the copies of the runs (the collection leaves them out)."""
+    from mxflow.merge.diagnostics import cluster_diagnostics
+
+    p = merge_dir(out) / "merge_summary.json"
+    ms = read_summary(p)
+    for c in ms.clusters:
+        if not c.ok:
+            continue
+        run = real_merge / METHOD_DIR.parent / Path(c.merged_mtz).parent
+        c.diagnostics = cluster_diagnostics(run, c.members, c.d_cut or c.d_min_estimate, 10)
+        cdir = run.parents[len(Path(c.final_run).parts) - 1]
+        for html in cdir.glob("**/dials.*.html"):
+            target = p.parent / cdir.name / html.relative_to(cdir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(html, target)
+    write_summary(p, ms)
+    return ms
+
+
+@pytest.fixture(scope="module")
+def with_diag(real_merge, tmp_path_factory) -> tuple[Path, MergeSummary]:
+    import merge_fixtures
+
+    out = merge_fixtures.write_collection(real_merge, tmp_path_factory.mktemp("diag") / "OUT")
+    ms = add_diagnostics(real_merge, out)
+    write_reports(out)
+    return out, ms
+
+
+def test_merge_page_against_image(with_diag):
+    """The "Against image" section: every panel of each cluster, drawn from its diagnostics."""
+    out, ms = with_diag
+    mdir = merge_dir(out)
+    html = (mdir / "report.html").read_text()
+    data = json.loads(parse(mdir / "report.html").data_json)
+    section = html.split('id="against-image"')[1].split("</section>")[0]
+    for c, jc in zip(ms.clusters, data["clusters"], strict=True):
+        if not c.ok:
+            assert jc["diag"] is None
+            continue
+        d, jd = c.diagnostics, jc["diag"]
+        block = section.split(f'id="diag-{c.id}"')[1].split('<div class="diag"')[0]
+        panels = re.findall(r'data-img="(\w+)" data-cluster="(\d+)"', block)
+        # the real data has every value: all seven panels, none said missing
+        assert panels == [
+            (k, str(c.id))
+            for k in (
+                "scale",
+                "b",
+                "r_merge",
+                "i_over_sigma",
+                "cc_rest",
+                "delta_cc_half",
+                "completeness",
+            )
+        ]
+        assert "Not drawn" not in block
+        assert [x["name"] for x in jd["datasets"]] == c.members == [x.name for x in d.datasets]
+        for jx, x in zip(jd["datasets"], d.datasets, strict=True):
+            s = x.images
+            assert jx["x"] == s.centre and jx["n_obs"] == s.n_obs
+            assert jx["b"] == pytest.approx(s.b, rel=1e-3, abs=1e-6)
+            assert jx["r_merge"] == pytest.approx([100 * v for v in s.r_merge], rel=1e-3)
+            assert jx["cc_rest"] == pytest.approx(s.cc_rest, rel=1e-3)
+            assert jx["delta_cc_half"] == pytest.approx(x.delta_cc_half, rel=1e-3)
+        assert jd["order"] == d.completeness_order
+        assert jd["curve"][-1] == pytest.approx(100 * c.completeness, abs=0.01)
+        # DIALS' own reports of the cluster's runs, linked relative to the page
+        links = re.findall(r'<a href="([^"]+)">[^<]*dials\.\w+\.html</a>', block)
+        assert links and all((mdir / h).is_file() for h in links)
+        assert f"cluster_{c.id:04d}/{c.final_run}/dials.merge.html" in links
+
+
+def test_cluster_without_diagnostics_says_so(collection):
+    """A summary written before the diagnostics existed: a sentence, no empty panels."""
+    out, _ = collection
+    html = (merge_dir(out) / "report.html").read_text()
+    section = html.split('id="against-image"')[1].split("</section>")[0]
+    assert "data-img" not in section
+    ms = read_summary(merge_dir(out) / "merge_summary.json")
+    assert section.count("No per-image diagnostics for this cluster") == sum(
+        c.ok for c in ms.clusters
+    )

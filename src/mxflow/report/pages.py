@@ -23,6 +23,7 @@ from mxflow.merge.final import recommend
 from mxflow.merge.inputs import WAVELENGTH_TOLERANCE
 from mxflow.model import (
     CCPair,
+    ClusterDiagnostics,
     ClusterResult,
     DatasetResult,
     MergeOptions,
@@ -416,6 +417,113 @@ def _sample_rows(md: MergeDir, rows: list[DatasetRow]) -> list[DatasetRow]:
     return mine
 
 
+#: the DIALS HTML reports a run folder may hold (dials.scale's only when the merge asked for it)
+DIALS_REPORTS = ("dials.scale.html", "dials.merge.html")
+
+#: the per-image panels of the "Against image" section: (key of the series, caption)
+IMAGE_PANELS = (
+    ("scale", "Scale k (dials.scale, at d = ∞)"),
+    ("b", "Relative B (Å²)"),
+    ("r_merge", "R<sub>merge</sub> (%) against the cluster's means"),
+    ("i_over_sigma", "⟨I/σ(I)⟩ of the unmerged observations"),
+    ("cc_rest", "CC of the image group with the rest of the cluster"),
+)
+
+
+def _sig(v: float | None, digits: int = 4) -> float | None:
+    """``v`` rounded to ``digits`` significant digits (None when not finite): keeps page JSON small."""
+    f = finite(v)
+    if f is None or f == 0:
+        return f
+    return round(f, digits - 1 - int(math.floor(math.log10(abs(f)))))
+
+
+def diagnostics_series(d: ClusterDiagnostics | None) -> dict[str, Any] | None:
+    """The numbers the "Against image" charts of one cluster draw (None without diagnostics).
+
+    Per dataset: the middle image of each group (``x``), the group's image
+    range and observation count, and the series of ``IMAGE_PANELS``
+    (Rmerge in %); ΔCC½ per dataset; the completeness curve (%)
+    with the dataset added at each step.  ``panels``: the keys of the
+    panels that have something to draw; ``missing``: why the others have not.
+    """
+    if d is None:
+        return None
+    datasets = []
+    for x in d.datasets:
+        s = x.images
+        series: dict[str, list[float | None]] = {
+            "scale": [_sig(v) for v in s.scale],
+            "b": [_sig(v) for v in s.b],
+            "r_merge": [_sig(100 * v) for v in s.r_merge],
+            "i_over_sigma": [_sig(v) for v in s.i_over_sigma],
+            "cc_rest": [_sig(v) for v in s.cc_rest],
+        }
+        datasets.append(
+            {
+                "name": x.name,
+                "x": s.centre,
+                "first": list(s.first),
+                "last": list(s.last),
+                "n_obs": list(s.n_obs),
+                "width": x.group_width,
+                "delta_cc_half": _sig(x.delta_cc_half),
+                "completeness": _sig(x.completeness),
+                **series,
+            }
+        )
+    panels, missing = [], []
+    for key, caption in IMAGE_PANELS:
+        if any(v is not None for ds in datasets for v in ds[key]):
+            panels.append({"key": key, "caption": caption})
+        else:
+            missing.append(f"{caption}: no image group has enough observations for it")
+    if any(ds["delta_cc_half"] is not None for ds in datasets):
+        panels.append({"key": "delta_cc_half", "caption": "ΔCC½ of each dataset"})
+    else:
+        missing.append("ΔCC½: not defined for any dataset (too few repeated reflections)")
+    if d.completeness_curve:
+        panels.append(
+            {
+                "key": "completeness",
+                "caption": "Completeness (%) against the number of crystals merged",
+            }
+        )
+    else:
+        missing.append("completeness against crystals: no observations")
+    widths = sorted({ds["width"] for ds in datasets if ds["width"]})
+    return {
+        "run": d.run,
+        "d_min": finite(d.d_min),
+        "d_max": finite(d.d_max),
+        "cc_half": _sig(d.cc_half),
+        "image_group": d.image_group,
+        "min_obs": d.min_obs,
+        "widths": widths,
+        "datasets": datasets,
+        "order": list(d.completeness_order),
+        "curve": [_sig(v) for v in d.completeness_curve],
+        "panels": panels,
+        "missing": missing + ([d.note] if d.note else []),
+    }
+
+
+def dials_reports(c: ClusterResult, md: MergeDir) -> list[dict[str, str]]:
+    """The DIALS HTML reports on disk in the cluster's run folders, as relative links."""
+    if not c.merged_mtz or not c.final_run:
+        return []
+    final = md.files_base / Path(c.merged_mtz).parent
+    cdir = final.parents[len(PurePosixPath(c.final_run).parts) - 1]
+    out = []
+    for run in c.runs:
+        for name in DIALS_REPORTS:
+            p = cdir / run.name / name
+            if p.is_file():
+                href = rel_link(str(p), md.path, md.path)
+                out.append({"run": run.name, "label": name, "href": href or ""})
+    return out
+
+
 def cluster_entry(
     c: ClusterResult,
     md: MergeDir,
@@ -476,6 +584,8 @@ def cluster_entry(
         ),
         "error": c.error,
         "ok": c.ok,
+        "diag": diagnostics_series(c.diagnostics) if c.ok else None,
+        "dials_reports": dials_reports(c, md),
     }
 
 
@@ -491,6 +601,7 @@ _JS_CLUSTER_KEYS = (
     "space_group",
     "error",
     "res",
+    "diag",
 )
 
 

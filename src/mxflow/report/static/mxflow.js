@@ -226,6 +226,60 @@
     }));
   }
 
+  /* One line per dataset against image number (a point per image group).  datasets: [{name, x (middle
+   * image of each group), first, last, n_obs, <key>: values}] as mxflow.report.pages.diagnostics_series
+   * writes them; datasets without a finite value are left out, no trace at all clears the figure. */
+  function imageChart(fig, datasets, key, o) {
+    var shown = datasets.filter(function (ds) { return (ds[key] || []).some(isNum); });
+    if (!shown.length) return clear(fig, o.label + ": no image group has a value");
+    var traces = shown.map(function (ds, i) {
+      var c = PALETTE[i % PALETTE.length];
+      return {
+        type: "scatter", mode: ds.x.length <= 60 ? "lines+markers" : "lines", name: ds.name,
+        x: ds.x, y: ds[key], customdata: ds.first.map(function (f, j) { return [f, ds.last[j], ds.n_obs[j]]; }),
+        line: { color: c, width: 1.5 }, marker: { color: c, size: 4.5 },
+        hovertemplate: esc(ds.name) + ", images %{customdata[0]}–%{customdata[1]} (%{customdata[2]} obs): <b>%{y:." + o.digits + "f}</b><extra></extra>"
+      };
+    });
+    var legend = shown.length > 1 && shown.length <= 10;
+    return plot(fig, traces, layout({
+      showlegend: legend, margin: { l: 52, r: 14, t: legend ? 26 : 10, b: 36 },
+      xaxis: axis("image"), yaxis: axis(o.label, { range: o.range || undefined })
+    }));
+  }
+
+  /* ΔCC½ of each dataset as bars (negative: the cluster is better without it, drawn red). */
+  function deltaCcChart(fig, datasets) {
+    var v = datasets.map(function (ds) { return ds.delta_cc_half; });
+    if (!v.some(isNum)) return clear(fig, "ΔCC½: not defined for any dataset");
+    var names = datasets.map(function (ds) { return ds.name; }), idx = names.map(function (_, i) { return i; });
+    var labels = names.length <= 30;
+    return plot(fig, [{
+      type: "bar", x: idx, y: v, text: names.map(esc), textposition: "none",
+      marker: { color: v.map(function (x) { return isNum(x) && x < 0 ? MERGED : "#8fb4de"; }), line: { color: GREY, width: 0.5 } },
+      hovertemplate: "%{text}: ΔCC½ <b>%{y:.4f}</b><extra></extra>"
+    }], layout({
+      margin: { l: 56, r: 14, t: 10, b: labels ? 90 : 36 },
+      xaxis: axis(labels ? "" : "dataset #", { tickmode: labels ? "array" : "auto", tickvals: labels ? idx : undefined,
+        ticktext: labels ? names.map(esc) : undefined, tickangle: labels ? 45 : 0, tickfont: { size: 9 } }),
+      yaxis: axis("ΔCC½", { zeroline: true, zerolinecolor: "#98a2b3" })
+    }));
+  }
+
+  /* Completeness (%) of the first n crystals merged against n; order: the name added at each step. */
+  function completenessChart(fig, curve, order) {
+    if (!curve.some(isNum)) return clear(fig, "Completeness: no observations");
+    return plot(fig, [{
+      type: "scatter", mode: curve.length <= 80 ? "lines+markers" : "lines",
+      x: curve.map(function (_, i) { return i + 1; }), y: curve, text: order.map(esc),
+      line: { color: PALETTE[2], width: 1.8, shape: "hv" }, marker: { color: PALETTE[2], size: 5 },
+      hovertemplate: "%{x} crystals (+ %{text}): <b>%{y:.1f} %</b><extra></extra>"
+    }], layout({
+      xaxis: axis("crystals merged", { rangemode: "tozero", dtick: curve.length <= 10 ? 1 : undefined }),
+      yaxis: axis("completeness (%)", { range: [0, 105] })
+    }));
+  }
+
   /* Pairwise CC matrix as a heat map (blue low, red high; grey where no common reflections). */
   function ccHeatmap(fig, cc, sorted) {
     var n = cc.cc.length, names = cc.names;
@@ -508,13 +562,26 @@
       var key = fig.dataset.perds, members = selected ? selected.members : [];
       perDatasetChart(fig, names, inputs.map(function (d) { return d[key]; }), members, { ylabel: key === "d_min" ? "d_min (Å)" : "CC½" });
     }
+    var IMG = {
+      scale: { label: "scale k", digits: 3 }, b: { label: "B (Å²)", digits: 2 }, r_merge: { label: "Rmerge (%)", digits: 1 },
+      i_over_sigma: { label: "⟨I/σ(I)⟩", digits: 1 }, cc_rest: { label: "CC with the rest", digits: 3 }
+    };
+    function drawImage(fig) {  // the "Against image" charts of one cluster (its diagnostics)
+      var key = fig.dataset.img, c = clusters.find(function (x) { return String(x.id) === fig.dataset.cluster; });
+      var d = c && c.diag;
+      if (!d) return clear(fig, "No per-image diagnostics for this cluster");
+      if (key === "delta_cc_half") return deltaCcChart(fig, d.datasets);
+      if (key === "completeness") return completenessChart(fig, d.curve, d.order);
+      return imageChart(fig, d.datasets, key, IMG[key] || { label: key, digits: 3 });
+    }
     function drawAny(fig) {
       if (fig.dataset.hist !== undefined) drawHist(fig);
       else if (fig.dataset.res !== undefined) drawRes(fig);
       else if (fig.dataset.perds !== undefined) drawPerDataset(fig);
+      else if (fig.dataset.img !== undefined) drawImage(fig);
       fig.dataset.seen = "1";
     }
-    lazy(Array.prototype.slice.call(document.querySelectorAll("figure[data-hist], figure[data-res], figure[data-perds]")), drawAny);
+    lazy(Array.prototype.slice.call(document.querySelectorAll("figure[data-hist], figure[data-res], figure[data-perds], figure[data-img]")), drawAny);
     function redrawSeen() {  // after a selection: charts already shown follow it; the others will when shown
       document.querySelectorAll("figure[data-res][data-seen], figure[data-perds][data-seen]").forEach(drawAny);
     }
