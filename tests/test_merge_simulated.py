@@ -350,3 +350,56 @@ def test_reference_mtz_fixes_the_setting(wedges):
         assert cc_twin < cc_id - 0.3
     # one of the two references needed the whole set re-indexed: that path ran too
     assert sorted(chosen_ops) == sorted(o.triplet() for o in ops_p4()), chosen_ops
+
+
+def test_free_flags_from_a_file_in_the_other_setting_are_honoured(wedges, merged, tmp_path):
+    """--free-flags: a merged MTZ in the other indexing setting of the P4 lattice, with a
+    free set of its own; every merged MTZ of a rerun takes its flags through the operator."""
+    wd, s, _ = merged
+    c = next(c for c in s.clusters if c.ok)
+    twin = ops_p4()[1]
+    src = gemmi.read_mtz_file(str(wd / c.merged_mtz))
+    data = np.array(src, copy=True)
+    data[:, :3] = data[:, :3].astype(np.int64) @ op_matrix(twin).T
+    rng = np.random.default_rng(7)
+    flag_col = src.column_labels().index("FreeR_flag")
+    data[:, flag_col] = rng.integers(0, 20, len(data))  # a free set the hash would not give
+    src.set_data(data)
+    src.ensure_asu()
+    flags_mtz = tmp_path / "flags_other_setting.mtz"
+    src.write_to_file(str(flags_mtz))
+    source = free_flag_map(flags_mtz)
+
+    # the same merge again (DIALS steps reused), with the flags from the file
+    rerun = tmp_path / "merge"
+    shutil.copytree(wd, rerun)
+    names = [n for n in wedges.ok if n != wedges.lone_source]
+    inputs = [*pair_inputs(wedges.proc, names), wedges.lone_dir]
+    opts = MergeOptions(
+        sample="sim", d_min=D_MIN, nproc=2, thresholds=THRESHOLDS, free_flags=str(flags_mtz)
+    )
+    s2 = merge_sample(inputs, rerun, opts)
+    assert [x.id for x in s2.clusters if x.ok] == [x.id for x in s.clusters if x.ok]
+    sg = gemmi.SpaceGroup(SG)
+    for x in s2.clusters:
+        mtz = gemmi.read_mtz_file(str(rerun / x.merged_mtz))
+        hkl = np.asarray(mtz.make_miller_array()).astype(np.int64)
+        flags = np.asarray(mtz.column_with_label("FreeR_flag"), dtype=int)
+        in_src = canonical_keys(hkl @ op_matrix(twin).T, sg)
+        src_keys = {
+            int(k): v
+            for k, v in zip(
+                canonical_keys(np.array(list(source)), sg), source.values(), strict=True
+            )
+        }
+        same = [
+            src_keys[int(k)] == f for k, f in zip(in_src, flags, strict=True) if int(k) in src_keys
+        ]
+        assert len(same) > 500 and all(same), (x.id, sum(same), len(same))
+        # without the operator most would disagree: the test can fail
+        direct = canonical_keys(hkl, sg)
+        naive = [
+            src_keys[int(k)] == f for k, f in zip(direct, flags, strict=True) if int(k) in src_keys
+        ]
+        assert sum(naive) < 0.5 * len(naive)
+        assert any("flags_other_setting.mtz" in h for h in mtz.history)

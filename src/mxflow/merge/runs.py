@@ -178,7 +178,9 @@ def finish_run(
     step = merge_steps.merge(str(expt), str(refl), d_cut, "dials_merged.mtz", timeout, names)
     job.engine.run(step, run)
     what = f"{job.method} cluster {job.node.id} of sample {job.sample}, {run.name}"
-    write_merged_mtz(run / "dials_merged.mtz", run / "merged.mtz", what)
+    write_merged_mtz(
+        run / "dials_merged.mtz", run / "merged.mtz", what, free_flags=job.opts.free_flags
+    )
     unmerged = "unmerged_fullres.mtz" if d_cut else "unmerged.mtz"
     step = merge_steps.export_unmerged(str(expt), str(refl), unmerged, timeout=timeout, names=names)
     job.engine.run(step, run)
