@@ -12,7 +12,9 @@ whose inputs did not change are skipped on a rerun
 (:mod:`mxflow.engine.steps`).
 
 Space group: without one, the lattice comes from
-dials.refine_bravais_settings and the space group from dials.symmetry.  A
+dials.refine_bravais_settings, the point group from dials.symmetry and the
+screw axes from the dataset's own axial reflections (:func:`_screw_axes`:
+an axis they do not reach is read as no screw, and the note says so).  A
 given one (command line or sample sheet) is used for indexing and skips
 both, unless it explains too few spots compared with indexing without it
 (CHECK_GIVEN_SG_BELOW, GIVEN_SG_MARGIN): then the dataset is processed as
@@ -26,6 +28,9 @@ import dataclasses
 import time
 import traceback
 from pathlib import Path
+
+import gemmi
+import numpy as np
 
 from mxflow.engine import sweep_steps as D
 from mxflow.engine.expt import read_experiments
@@ -41,10 +46,11 @@ from mxflow.engine.steps import (
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord, to_dict
 from mxflow.process.preflight import check_frames
+from mxflow.stats import absences
 from mxflow.stats.absences import axial_summary
 from mxflow.stats.free_flags import write_merged_mtz
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
-from mxflow.stats.resolution import cc_half_d_min
+from mxflow.stats.resolution import cc_half_d_min, sparse_shell_limit_from_mtz
 from mxflow.util.files import atomic_write_text, write_json
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
@@ -209,7 +215,13 @@ def _pipeline(
         _choose_lattice_and_refine(run, stem)
     run.step(D.integrate_step(options))
     run.step(D.symmetry_step(sg))
-    run.step(D.scale_step(options))
+    stem = "symmetrized"
+    if not sg:
+        screws = _screw_axes(workdir)
+        if screws:
+            run.step(D.space_group_step(screws))
+            stem = "space_group"
+    run.step(D.scale_step(options, stem))
     d_min = _decide_d_min(workdir, options, result)
     _write_merged_mtz(workdir, d_min, dataset.free_flags_mtz)
 
@@ -300,6 +312,39 @@ def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
         run.step(D.refine_step(f"{stem}.expt", f"{stem}.refl"))
 
 
+def _screw_axes(workdir: Path) -> str | None:
+    """The space group (H-M) the dataset's own axial reflections support, when it has screws.
+
+    dials.symmetry gave the point group; the axial reflections of the
+    integrated data (profile-fitted intensities, summation where there are
+    none) decide the screws (:func:`mxflow.stats.absences.most_probable_space_group`),
+    in the same setting, so every dataset of a sample keeps one cell setting.
+    None: no screws (or nothing to decide from).
+    """
+    expt = read_experiments(workdir / "symmetrized.expt")[0]
+    if not expt.space_group:
+        return None
+    try:
+        t = read_reflections(workdir / "symmetrized.refl")
+    except BadInputError:
+        return None
+    if "miller_index" not in t or "flags" not in t:
+        return None
+    for kind in ("prf", "sum"):
+        v, var = f"intensity.{kind}.value", f"intensity.{kind}.variance"
+        if v in t and var in t:
+            ok = t.has_flag(f"integrated_{kind}") & (t[var] > 0)
+            if ok.any():
+                break
+    else:
+        return None
+    hkl = np.asarray(t["miller_index"])[ok]
+    best, _ = absences.most_probable_space_group(
+        hkl, t[v][ok], np.sqrt(t[var][ok]), gemmi.SpaceGroup(expt.space_group)
+    )
+    return best.hm if best.hm != gemmi.SpaceGroup(expt.space_group).hm else None
+
+
 def _write_merged_mtz(workdir: Path, d_min: float | None, free_flags: str | None = None) -> None:
     """merged.mtz: dials.scale's merged_fullres.mtz with the reflections of d ≥ ``d_min`` (Å).
 
@@ -327,7 +372,8 @@ def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResu
     """The resolution limit (Å) of this dataset's merged data and statistics.
 
     A given ``options.d_min`` wins; otherwise the CC½ = 0.5 point of the tanh
-    fit (KAMO's per-dataset cut), never beyond the data.  The unmerged MTZ
+    fit (KAMO's per-dataset cut), never beyond the data, and not into outer
+    shells that are nearly empty (:func:`~mxflow.stats.resolution.sparse_shell_limit`).  The unmerged MTZ
     keeps every reflection (merging decides again on many datasets).  The
     decision is written to ``resolution.json``.
     """
@@ -340,6 +386,16 @@ def _decide_d_min(workdir: Path, options: ProcessingOptions, result: DatasetResu
     except (BadInputError, ValueError) as exc:
         d_min, info = None, {"d_min": None, "note": f"no resolution estimate: {exc}"}
     info["method"] = f"CC1/2 = {CC_HALF_CUT} (tanh fit)"
+    if d_min:
+        with contextlib.suppress(BadInputError, ValueError, RuntimeError):
+            trimmed = sparse_shell_limit_from_mtz(workdir / "scaled.mtz", d_min)
+            if trimmed > d_min + 1e-3:
+                info["sparse_shells"] = (
+                    f"outer shells beyond {trimmed:.3f} A are less than half as complete as the "
+                    f"dataset's median shell: cut there instead of at {d_min:.3f} A"
+                )
+                info["d_min_cc_half"], d_min = d_min, trimmed
+                info["d_min"] = d_min
     write_json(workdir / "resolution.json", info)
     return round(d_min, 3) if d_min else None
 
