@@ -232,9 +232,10 @@ def test_unaccounted_dataset_is_flagged(collection, tmp_path):
 
 # ---------------------------------------------------------------- per-image diagnostics
 def add_diagnostics(real_merge: Path, out: Path) -> MergeSummary:
-    """The merge summary of ``out`` with every merged cluster's diagnostics computed from the
-    real merge's final run (what merge_cluster stores), and the DIALS HTML reports of its run
-    folders copied next to the copies of the runs (the collection leaves them out)."""
+    """The merge summary of ``out``, checked to hold every merged cluster's diagnostics as
+    merge_cluster stored them (the same as computed again from the final run), with the DIALS
+    HTML reports of its run folders copied next to the copies of the runs (the collection
+    leaves them out)."""
     from mxflow.merge.diagnostics import cluster_diagnostics
 
     p = merge_dir(out) / "merge_summary.json"
@@ -243,7 +244,12 @@ def add_diagnostics(real_merge: Path, out: Path) -> MergeSummary:
         if not c.ok:
             continue
         run = real_merge / METHOD_DIR.parent / Path(c.merged_mtz).parent
-        c.diagnostics = cluster_diagnostics(run, c.members, c.d_cut or c.d_min_estimate, 10)
+        again = cluster_diagnostics(run, c.members, c.d_cut or c.d_min_estimate, 10)
+        assert c.diagnostics is not None and c.diagnostics.run == c.final_run
+        assert [x.name for x in c.diagnostics.datasets] == [x.name for x in again.datasets]
+        for x, y in zip(c.diagnostics.datasets, again.datasets, strict=True):
+            assert x.images.n_obs == y.images.n_obs
+        assert c.diagnostics.completeness_curve == pytest.approx(again.completeness_curve)
         cdir = run.parents[len(Path(c.final_run).parts) - 1]
         for html in cdir.glob("**/dials.*.html"):
             target = p.parent / cdir.name / html.relative_to(cdir)
@@ -307,9 +313,17 @@ def test_merge_page_against_image(with_diag):
         assert f"cluster_{c.id:04d}/{c.final_run}/dials.merge.html" in links
 
 
-def test_cluster_without_diagnostics_says_so(collection):
-    """A summary written before the diagnostics existed: a sentence, no empty panels."""
-    out, _ = collection
+def test_cluster_without_diagnostics_says_so(real_merge, tmp_path):
+    """A cluster whose diagnostics could not be computed: a sentence, no empty panels."""
+    import merge_fixtures
+
+    out = merge_fixtures.write_collection(real_merge, tmp_path / "OUT")
+    p = merge_dir(out) / "merge_summary.json"
+    stripped = read_summary(p)
+    for c in stripped.clusters:
+        c.diagnostics = None
+    write_summary(p, stripped)
+    write_reports(out)
     html = (merge_dir(out) / "report.html").read_text()
     section = html.split('id="against-image"')[1].split("</section>")[0]
     assert "data-img" not in section

@@ -224,7 +224,7 @@ class DatasetResult:
 # ---------------------------------------------------------------- merging
 #: version of the ``merge_summary.json`` layout (:class:`MergeSummary`); raised on every
 #: change that a reader of an older file would misread
-MERGE_SCHEMA = 1
+MERGE_SCHEMA = 2  # 2: space_group is the sample's decided group (was dials.cosym's), extended/ runs
 
 
 @dataclass

@@ -21,10 +21,13 @@ import numpy as np
 from mxflow.engine import merge_steps
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
+from mxflow.errors import MxflowError
 from mxflow.merge import analysis
+from mxflow.merge.diagnostics import cluster_diagnostics
 from mxflow.merge.observations import read_observations
 from mxflow.merge.stages import EngineLog, Symmetrized
 from mxflow.model import (
+    ClusterDiagnostics,
     ClusterResult,
     DendrogramNode,
     MergeOptions,
@@ -91,7 +94,15 @@ def _scale(
 ) -> Observations:
     o = job.opts
     step = merge_steps.scale(
-        str(expt), str(refl), selection, job.wedge, job.d_start, o.anomalous, o.nproc, o.timeout
+        str(expt),
+        str(refl),
+        selection,
+        job.wedge,
+        job.d_start,
+        o.anomalous,
+        o.nproc,
+        o.timeout,
+        html="dials.scale.html",
     )
     job.engine.run(step, run)
     return read_observations(run / "scaled_unmerged.mtz", run / "scaled.expt")
@@ -355,6 +366,11 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
     member_cells = np.array([e.unit_cell for e in exps if e.unit_cell])
     best, worst = analysis.anisotropic_limits(st.obs, 0.5)
     b_factor, b_source = wilson_b(st.run)
+    try:
+        diagnostics = cluster_diagnostics(st.run, st.members, d_cut or fit.d_min, o.image_group)
+        diagnostics.run = runs[-1].name
+    except (MxflowError, ValueError, OSError, RuntimeError) as exc:
+        diagnostics = ClusterDiagnostics(runs[-1].name, note=f"no diagnostics: {exc}")
     return ClusterResult(
         id=job.node.id,
         method=job.method,
@@ -379,6 +395,7 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
         stats=runs[-1].stats,
         merged_mtz=str((st.run / "merged.mtz").relative_to(job.engine.root)),
         unmerged_mtz=str((st.run / "unmerged.mtz").relative_to(job.engine.root)),
+        diagnostics=diagnostics,
     )
 
 

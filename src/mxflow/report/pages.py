@@ -549,6 +549,7 @@ def cluster_entry(
         "d_min": c.d_min,
         "d_min_estimate": c.d_min_estimate,
         "d_cut": c.d_cut,
+        "resolution_case": c.resolution_case,
         "cc_half": finite(c.cc_half),
         "completeness": finite(c.completeness),
         "multiplicity": finite(c.multiplicity),
@@ -677,7 +678,12 @@ def _merge_facts(md: MergeDir) -> list[tuple[str, Any]]:
         ("Clustering", md.method),
         ("Start resolution (Å)", summary.d_start),
         ("Datasets given", summary.n_inputs),
-        ("Space group (all datasets)", summary.space_group or "–"),
+        (
+            "Space group (all datasets)",
+            summary.space_group_choice.label
+            if summary.space_group_choice
+            else summary.space_group or "–",
+        ),
         (
             "Wavelength (Å)",
             " – ".join(f"{x:.4f}" for x in sorted(set(summary.wavelength_range)))
@@ -756,6 +762,7 @@ def merge_context(
         "notes": list(summary.notes),
         "failure": summary.failure_reason(),
         "ambiguity": amb,
+        "sg_choice": summary.space_group_choice,
         "downloads": downloads,
         "steps": steps,
         "inputs": inputs,
