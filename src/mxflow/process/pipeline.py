@@ -215,9 +215,9 @@ def _pipeline(
         _choose_lattice_and_refine(run, stem)
     run.step(D.integrate_step(options))
     run.step(D.symmetry_step(sg))
-    stem = "symmetrized"
+    stem, screw_note = "symmetrized", None
     if not sg:
-        screws = _screw_axes(workdir)
+        screws, screw_note = _screw_axes(workdir)
         if screws:
             run.step(D.space_group_step(screws))
             stem = "space_group"
@@ -231,7 +231,8 @@ def _pipeline(
     result.integrated_refl = "integrated.refl"
     (exp, *_) = read_experiments(workdir / "scaled.expt")
     result.space_group = exp.space_group
-    notes = [given_sg_note, axial_summary(workdir / "merged_fullres.mtz")["space_group_note"]]
+    axial_note = screw_note or axial_summary(workdir / "merged_fullres.mtz")["space_group_note"]
+    notes = [given_sg_note, axial_note]
     result.space_group_note = "; ".join(n for n in notes if n) or None
     result.unit_cell = [round(x, 4) for x in exp.unit_cell] if exp.unit_cell else None
     full = stats_from_mtz(workdir / "scaled.mtz")
@@ -312,24 +313,27 @@ def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
         run.step(D.refine_step(f"{stem}.expt", f"{stem}.refl"))
 
 
-def _screw_axes(workdir: Path) -> str | None:
-    """The space group (H-M) the dataset's own axial reflections support, when it has screws.
+def _screw_axes(workdir: Path) -> tuple[str | None, str | None]:
+    """(the space group to write, when it has screws; a note, when the screws stay open).
 
     dials.symmetry gave the point group; the axial reflections of the
     integrated data (profile-fitted intensities, summation where there are
-    none) decide the screws (:func:`mxflow.stats.absences.most_probable_space_group`),
-    in the same setting, so every dataset of a sample keeps one cell setting.
-    None: no screws (or nothing to decide from).
+    none) decide the screws (:func:`mxflow.stats.absences.score_candidates`).
+    A dataset whose axial reflections do not reach every axis keeps the
+    point group's symmorphic group (``P 2 2 2``) and the note says that the
+    screws are undetermined, with what was seen; so does one whose space
+    group's standard setting would permute the axes (the sample's datasets
+    keep one cell setting: merging assigns the space group).
     """
     expt = read_experiments(workdir / "symmetrized.expt")[0]
     if not expt.space_group:
-        return None
+        return None, None
     try:
         t = read_reflections(workdir / "symmetrized.refl")
     except BadInputError:
-        return None
+        return None, None
     if "miller_index" not in t or "flags" not in t:
-        return None
+        return None, None
     for kind in ("prf", "sum"):
         v, var = f"intensity.{kind}.value", f"intensity.{kind}.variance"
         if v in t and var in t:
@@ -337,12 +341,40 @@ def _screw_axes(workdir: Path) -> str | None:
             if ok.any():
                 break
     else:
-        return None
-    hkl = np.asarray(t["miller_index"])[ok]
-    best, _ = absences.most_probable_space_group(
-        hkl, t[v][ok], np.sqrt(t[var][ok]), gemmi.SpaceGroup(expt.space_group)
+        return None, None
+    pg = gemmi.SpaceGroup(expt.space_group)
+    hkl, z = absences.merged_axial(
+        np.asarray(t["miller_index"])[ok], t[v][ok], np.sqrt(t[var][ok]), pg
     )
-    return best.hm if best.hm != gemmi.SpaceGroup(expt.space_group).hm else None
+    evidence = absences.axial_evidence(hkl, z, pg)
+    (best, p), *_ = absences.score_candidates(hkl, z, pg)
+    best = best[0]
+    names = {"a": "h00", "b": "0k0", "c": "00l"}
+    seen = [
+        f"{names[e.axis]} {'shows' if e.verdict == 'screw' else 'shows no'} screw extinctions"
+        for e in evidence
+        if e.verdict != "undetermined"
+    ]
+    unknown = [e.axis for e in evidence if e.verdict == "undetermined"]
+    if unknown:
+        refl = " / ".join(names[a] for a in unknown)
+        note = (
+            f"{pg.hm}, screw axes undetermined: the point group, not a space-group assignment "
+            f"({refl} not measured in this dataset"
+            + ("; " + ", ".join(seen) if seen else "")
+            + "); merging decides the space group from all datasets"
+        )
+        return None, note
+    if best.hm == pg.hm:
+        return None, None
+    ref, op = absences.reference_setting(best)
+    if op.triplet() != "x,y,z":
+        return None, (
+            f"{pg.hm} (point group): the axial reflections show {ref.hm} (here {best.hm}, "
+            f"probability {p:.2f}); kept in the point group's setting, which the sample's "
+            "datasets share; merging assigns the space group in its standard setting"
+        )
+    return best.hm, None
 
 
 def _write_merged_mtz(workdir: Path, d_min: float | None, free_flags: str | None = None) -> None:
