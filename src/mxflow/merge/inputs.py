@@ -5,20 +5,36 @@
   failed ones are listed as rejected with their recorded reason;
 * ``.expt`` + ``.refl`` pairs (also the old ``*_experiments.json`` +
   ``*.pickle`` names), as xia2.multiplex accepts them;
-* directories holding such pairs (searched recursively, e.g. a tree of
-  ``integrated.expt`` files).
+* directories holding such pairs, searched recursively: one dataset per
+  dataset folder, never a DIALS intermediate.  Inside an mxflow output
+  directory (``OUT/proc``, ``OUT/proc_30deg/<pin>``, a dataset folder ...)
+  the datasets recorded in ``OUT/summary.json`` (or a folder's
+  ``mxflow_result.json``) under it; otherwise each folder's final pairs:
+  ``integrated.expt`` / ``.refl`` (``NN_integrated_experiments.json`` /
+  ``NN_integrated.pickle`` of the DIALS tutorials), else ``scaled`` ones,
+  else pairs with names of their own; ``imported``, ``indexed``,
+  ``refined``, ``bravais_setting_N``, ``reindexed`` and ``symmetrized``
+  files never count.
+
+An experiment identifier met twice (the same data given under two names)
+is an error naming both files: dials.cosym cannot merge them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mxflow.engine.expt import Experiment, read_experiments
-from mxflow.errors import BadInputError
+from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import DatasetResult, Rejection
 from mxflow.util.files import read_json
+
+#: what ``mxflow process`` / ``mxflow run`` write (OUT/summary.json, OUT/<dataset>/mxflow_result.json)
+SUMMARY_FILE = "summary.json"
+RESULT_FILE = "mxflow_result.json"
 
 EXPT_SUFFIXES = (".expt", "_experiments.json")
 REFL_SUFFIXES = (".refl", ".pickle")
@@ -43,6 +59,7 @@ class MergeInput:
     half_corner_d: float | None = None
     corner_d: float | None = None  # Å, the detector corner farthest from the beam
     sample: str = ""
+    identifier: str = ""  # the DIALS experiment identifier ("" in files too old to have one)
 
     @property
     def total_rotation(self) -> float:
@@ -142,6 +159,7 @@ def _from_pair(name: str, expt: Path, refl: Path, sample: str = "") -> list[Merg
                 half_corner_d=half_corner_d(e),
                 corner_d=corner_d(e),
                 sample=sample,
+                identifier=e.identifier,
             )
         )
     return out
@@ -205,26 +223,69 @@ class _Found:
             return
         self.add_pair(expt, refl, res.name, res.sample)
 
-    def add_summary(self, root: Path) -> None:
-        """Every dataset of an mxflow output directory's summary.json."""
-        rows = read_json(root / "summary.json")
-        if isinstance(rows, dict):
-            rows = rows.get("datasets", [])
-        for row in rows:
-            self.add_result(DatasetResult.from_dict(row), root)
+    def add_summary(self, root: Path, under: Path | None = None) -> None:
+        """Every dataset of an mxflow output directory's summary.json (only those whose work
+        directory lies in ``under``, when given)."""
+        for res in _summary_results(root):
+            if under is None or _workdir_under(res, root, under):
+                self.add_result(res, root)
 
     def add_tree(self, root: Path) -> None:
-        """Every .expt / *_experiments.json below ``root`` (merge outputs left out)."""
-        found = sorted(
-            q
-            for suf in EXPT_SUFFIXES
-            for q in root.rglob(f"*{suf}")
-            if not _in_merge_output(q, root)
-        )
-        if not found:
+        """One dataset per dataset folder below ``root`` (merge outputs left out): the
+        datasets an enclosing mxflow output directory recorded there, else each folder's
+        own result or final pairs (see the module docstring)."""
+        out = _enclosing_output(root)
+        if out is not None:
+            self.add_summary(out, under=root)
+            return
+        folders: dict[Path, list[Path]] = {}
+        for suf in EXPT_SUFFIXES:
+            for q in root.rglob(f"*{suf}"):
+                if not _in_merge_output(q, root):
+                    folders.setdefault(q.parent, []).append(q)
+        if not folders:
             raise BadInputError(root, "no summary.json and no .expt / *_experiments.json files")
-        for q in found:
-            self.add_pair(q, _partner_refl(q), _name_for(q, root))
+        for folder in sorted(folders):
+            self.add_folder(folder, sorted(folders[folder]), root)
+
+    def add_folder(self, folder: Path, expts: list[Path], root: Path) -> None:
+        """The dataset(s) of one folder: its mxflow result, else its final pairs."""
+        res = _folder_result(folder)
+        if res is not None:
+            self.add_result(res, _output_of(folder, res))
+            return
+        ranked = [(_rank(q), q) for q in expts]
+        best = min((r for r, _ in ranked if r is not None), default=None)
+        if best is None:
+            name = _folder_name(folder, root)
+            files = ", ".join(q.name for q in expts)
+            self.rejected.append(
+                Rejection(
+                    name,
+                    "input",
+                    f"{folder}: no integrated .expt/.refl, only DIALS intermediates ({files}): "
+                    "not processed to the end?",
+                )
+            )
+            return
+        for rank, q in ranked:
+            if rank == best:
+                self.add_pair(q, _partner_refl(q), _name_for(q, root))
+
+    def check_identifiers(self) -> None:
+        """Raise BadInputError when two inputs hold an experiment of the same identifier."""
+        first: dict[str, MergeInput] = {}
+        for item in self.inputs:
+            if not item.identifier:
+                continue
+            seen = first.setdefault(item.identifier, item)
+            if seen is not item:
+                raise BadInputError(
+                    item.expt,
+                    f"experiment identifier {item.identifier} is also in {seen.expt} "
+                    f"({seen.name} and {item.name} are the same data given twice; "
+                    "give each dataset once)",
+                )
 
 
 def collect_inputs(
@@ -237,7 +298,8 @@ def collect_inputs(
     ``paths`` may also hold DatasetResult objects with absolute file paths
     (what ``mxflow run`` passes): they keep their dataset names.  An .expt
     followed by a .refl is one pair.  Raises BadInputError for a path that is
-    none of the accepted kinds.
+    none of the accepted kinds, and when two inputs hold the same experiment
+    (by its DIALS identifier), naming both files.
     """
     found = _Found(sample)
     pending = [p if isinstance(p, DatasetResult) else Path(p) for p in paths]
@@ -247,7 +309,7 @@ def collect_inputs(
         i += 1
         if isinstance(p, DatasetResult):  # from the collection runner: keeps its full name
             found.add_result(p, None)
-        elif p.is_dir() and (p / "summary.json").exists():
+        elif p.is_dir() and (p / SUMMARY_FILE).exists():
             found.add_summary(p)
         elif p.is_dir():
             found.add_tree(p)
@@ -269,6 +331,7 @@ def collect_inputs(
             raise BadInputError(p, "no such file or directory")
         else:
             raise BadInputError(p, "not an mxflow output directory, .expt or .refl file")
+    found.check_identifiers()
     return found.inputs, found.rejected
 
 
@@ -288,3 +351,84 @@ def _name_for(expt: Path, root: Path) -> str:
         rel = expt.parent.relative_to(root) if expt.parent != root else Path(expt.parent.name)
         return str(rel).replace("/", "_") or stem
     return stem
+
+
+#: DIALS steps' outputs that are never a dataset to merge (``bravais_setting_N`` too)
+INTERMEDIATES = ("imported", "indexed", "refined", "reindexed", "symmetrized", "combined")
+
+
+def _rank(expt: Path) -> int | None:
+    """How final a DIALS file is: 0 integrated, 1 scaled, 2 a name of its own, None an
+    intermediate."""
+    stem = Path(_stem(expt)).name
+    last = stem.rsplit("_", 1)[-1]
+    if stem == "integrated" or stem.endswith("_integrated"):
+        return 0
+    if stem == "scaled" or stem.endswith("_scaled"):
+        return 1
+    if last in INTERMEDIATES or re.search(r"(^|_)bravais_setting_\d+$", stem):
+        return None
+    return 2
+
+
+def _folder_name(folder: Path, root: Path) -> str:
+    rel = folder.relative_to(root) if folder != root else Path(folder.name)
+    return str(rel).replace("/", "_") or folder.name
+
+
+def _summary_results(out: Path) -> list[DatasetResult]:
+    """The datasets of ``out/summary.json`` (an mxflow summary: a list of rows, or a dict
+    with ``datasets``)."""
+    rows = read_json(out / SUMMARY_FILE)
+    if isinstance(rows, dict):
+        rows = rows.get("datasets", [])
+    if not isinstance(rows, list):
+        raise BadInputError(out / SUMMARY_FILE, "not an mxflow summary (no list of datasets)")
+    return [DatasetResult.from_dict(row) for row in rows]
+
+
+def _enclosing_output(folder: Path) -> Path | None:
+    """The nearest directory above ``folder`` holding an mxflow summary.json that records
+    datasets in ``folder`` (None when there is none)."""
+    folder = folder.resolve()
+    for parent in folder.parents:
+        if not (parent / SUMMARY_FILE).is_file():
+            continue
+        try:
+            results = _summary_results(parent)
+        except (MxflowError, OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue  # someone else's summary.json
+        if any(_workdir_under(res, parent, folder) for res in results):
+            return parent
+    return None
+
+
+def _workdir_under(res: DatasetResult, out: Path, folder: Path) -> bool:
+    """Whether a dataset recorded in ``out``'s summary was processed in ``folder`` or below."""
+    where = res.workdir or (str(Path(res.integrated_expt).parent) if res.integrated_expt else "")
+    if not where:
+        return False
+    wd = Path(where)
+    wd = (wd if wd.is_absolute() else out / wd).resolve()
+    return wd == folder.resolve() or folder.resolve() in wd.parents
+
+
+def _folder_result(folder: Path) -> DatasetResult | None:
+    """The result ``mxflow run`` left in a dataset folder (None when absent or unreadable)."""
+    path = folder / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return DatasetResult.from_dict(read_json(path))
+    except (MxflowError, OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _output_of(folder: Path, res: DatasetResult) -> Path:
+    """The directory ``res``'s paths are relative to: OUT (``res.workdir`` is the folder
+    relative to OUT), else the folder itself."""
+    rel = Path(res.workdir or "")
+    parts = rel.parts
+    if parts and not rel.is_absolute() and folder.resolve().parts[-len(parts) :] == parts:
+        return folder.resolve().parents[len(parts) - 1]
+    return folder
