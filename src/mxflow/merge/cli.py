@@ -1,7 +1,10 @@
 """Cluster and merge many datasets of one sample (KAMO / xia2.multiplex style).
 
 INPUT can be an mxflow output directory (with summary.json), DIALS integrated
-.expt/.refl pairs, or directories holding them.  Datasets are grouped by
+.expt/.refl pairs, or directories holding them: one dataset per folder (its
+integrated pair, never DIALS' intermediate files; inside an mxflow output
+directory, e.g. OUT/proc, the datasets its summary.json records there).
+The same experiment given twice is an error.  Datasets are grouped by
 reduced cell, indexed consistently (dials.cosym; a reference MTZ fixes the
 setting), clustered by cell (BLEND-style) and/or intensity CC, and every
 chosen cluster is scaled and merged: run_01 (all) -> run_02 (bad image groups
@@ -26,7 +29,11 @@ from mxflow.util.args import space_group_arg
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="mxflow output dir, .expt/.refl files or dirs"
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="mxflow output dir (or a folder of it, e.g. OUT/proc), .expt/.refl files, or "
+        "folders of them (one dataset per folder)",
     )
     p.add_argument("--workdir", required=True, help="output directory")
     p.add_argument("--sample", help="sample name (also selects that sample from an mxflow summary)")
@@ -47,29 +54,87 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--anomalous", action="store_true", help="anomalous data: scale I+ and I- separately"
     )
-    p.add_argument("--method", choices=["blend", "cc", "both"], default="cc")
+    p.add_argument(
+        "--method",
+        choices=["blend", "cc", "both"],
+        default="cc",
+        help="how datasets are clustered: 'cc' by intensity correlation (Ward, on "
+        "sqrt(1 - CC)), 'blend' by unit cell (BLEND-style), 'both' each in its own folder (default: cc)",
+    )
     p.add_argument("--d-min", type=float, help="starting resolution in Å (default: half-corner)")
     p.add_argument(
         "--cc-half",
         type=float,
         default=0.5,
-        help="CC1/2 target of the resolution cut (0.3 as xia2)",
+        help="CC1/2 where the resolution is cut (default: 0.5; xia2 uses 0.3)",
     )
-    p.add_argument("--min-completeness", type=float, default=90.0, help="%% (KAMO min_cmpl)")
-    p.add_argument("--min-multiplicity", type=float, default=2.0, help="KAMO min_redun")
-    p.add_argument("--max-lcv", type=float, help="%%")
-    p.add_argument("--max-alcv", type=float, help="Å")
-    p.add_argument("--max-height", type=float, help="maximum cluster height")
-    p.add_argument("--max-clusters", type=int, default=10)
+    p.add_argument(
+        "--min-completeness",
+        type=float,
+        default=90.0,
+        metavar="PCT",
+        help="merge only clusters at least this complete, in %% (default: 90; KAMO's min_cmpl)",
+    )
+    p.add_argument(
+        "--min-multiplicity",
+        type=float,
+        default=2.0,
+        metavar="X",
+        help="merge only clusters of at least this multiplicity (default: 2; KAMO's min_redun)",
+    )
+    p.add_argument(
+        "--max-lcv",
+        type=float,
+        metavar="PCT",
+        help="merge only clusters whose cells' linear cell variation (BLEND's LCV) is at "
+        "most this, in %% (default: no limit)",
+    )
+    p.add_argument(
+        "--max-alcv",
+        type=float,
+        metavar="Å",
+        help="merge only clusters whose absolute linear cell variation (aLCV) is at most "
+        "this, in Å (default: no limit)",
+    )
+    p.add_argument(
+        "--max-height",
+        type=float,
+        metavar="H",
+        help="merge only dendrogram nodes at most this high, in the method's linkage "
+        "distance (default: no limit)",
+    )
+    p.add_argument(
+        "--max-clusters",
+        type=int,
+        default=10,
+        metavar="N",
+        help="merge at most N clusters, the largest first (default: 10)",
+    )
     p.add_argument(
         "--merge-near-duplicates",
         action="store_true",
         help="also merge clusters that lack only max(1, 10%%) of the datasets of one "
         "already merged (KAMO merges them all; skipped by default)",
     )
-    p.add_argument("--no-frame-rejection", action="store_true")
-    p.add_argument("--no-dataset-rejection", action="store_true")
-    p.add_argument("--nproc", type=int, default=1)
+    p.add_argument(
+        "--no-frame-rejection",
+        action="store_true",
+        help="keep every image: skip run_02, which leaves out groups of 10 images whose "
+        "ΔCC1/2 marks them as outliers (default: run_02 runs)",
+    )
+    p.add_argument(
+        "--no-dataset-rejection",
+        action="store_true",
+        help="keep every dataset of a cluster: skip run_03, which leaves out datasets whose "
+        "ΔCC1/2 or CC to the rest marks them as outliers (default: run_03 runs)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="CPU cores each DIALS program may use (default: 1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,16 +35,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = SimulationConfig()
     parser.add_argument("out", help="output directory (created)")
-    parser.add_argument("--format", choices=["cbf", "eiger"], default=d.format)
+    parser.add_argument(
+        "--format",
+        choices=["cbf", "eiger"],
+        default=d.format,
+        help=f"image files: miniCBF per frame, or an Eiger HDF5 master file (default: {d.format})",
+    )
     parser.add_argument(
         "--layout",
         choices=["plain", "zoo"],
         default=d.layout,
         help="plain: OUT/<prefix>_NN_######.cbf; zoo: OUT/<puck>-<pin>/data00/...",
     )
-    parser.add_argument("--zoo-mode", choices=["multi", "single", "helical"], default=d.zoo_mode)
+    parser.add_argument(
+        "--zoo-mode",
+        choices=["multi", "single", "helical"],
+        default=d.zoo_mode,
+        help="zoo layout: multi puts every crystal on one pin, single and helical one crystal "
+        f"per pin (default: {d.zoo_mode})",
+    )
     parser.add_argument("--prefix", default=d.prefix, help="file prefix in the plain layout")
-    parser.add_argument("--n-crystals", type=int, default=d.n_crystals)
+    parser.add_argument(
+        "--n-crystals",
+        type=int,
+        default=d.n_crystals,
+        metavar="N",
+        help=f"crystals to simulate, one sweep each (default: {d.n_crystals})",
+    )
     parser.add_argument("--frames", type=int, default=d.frames, help="frames per crystal")
     parser.add_argument("--osc", type=float, default=d.osc_width, help="degrees per frame")
     parser.add_argument(
@@ -53,7 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="start angle (deg); default random per crystal",
     )
-    parser.add_argument("--space-group", type=space_group_arg, default=d.space_group)
+    parser.add_argument(
+        "--space-group",
+        type=space_group_arg,
+        default=d.space_group,
+        metavar="SG",
+        help=f"space group of the crystals, e.g. P212121 or 19 (default: {d.space_group})",
+    )
     parser.add_argument(
         "--unit-cell",
         type=unit_cell_arg,
@@ -110,7 +133,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ROWS,COLS",
         help="also write a raster scan of stills",
     )
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"random seed: the same seed writes the same images (default: {d.seed})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
