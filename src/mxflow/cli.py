@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
 import sys
 
 from mxflow.errors import MxflowError
@@ -85,13 +87,46 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args._module.run(args) or 0)
+        status = int(args._module.run(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe (a DIALS program's, a socket): a real error
+        return _reader_gone()
     except KeyboardInterrupt:
         print("mxflow: interrupted", file=sys.stderr)
         return 130
     except MxflowError as exc:
         print(f"mxflow {args.command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+#: exit status of a command whose output reader went away (128 + SIGPIPE, as cat or grep)
+BROKEN_PIPE_STATUS = 141
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (POLLERR on its write end)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fileno (a test's capture), no poll
+        return False
+
+
+def _reader_gone() -> int:
+    """The end of a command whose standard output was closed by its reader (``mxflow
+    status | head``): no traceback, and nothing more is written to the closed pipe (the
+    output still buffered would otherwise fail again when Python exits)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return BROKEN_PIPE_STATUS
 
 
 if __name__ == "__main__":

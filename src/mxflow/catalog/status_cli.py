@@ -3,7 +3,8 @@
 Columns: dataset (its work directory under OUT), sample, wavelength (Å),
 total rotation φ and Δφ per frame (degrees), % of spots indexed, space group,
 unit cell (Å, degrees), resolution (Å), completeness (%), and the status —
-with the reason for failed datasets.  Then per merge a table of its merged
+with the reason for failed datasets ("no dataset has status S" when
+--status S matches none).  Then per merge a table of its merged
 clusters (datasets, SG, cell, d_min, completeness, multiplicity, CC½, I/σ)
 with the recommended one marked and the path of its final/merged.mtz (or
 the merge's status and why), and one line per hit map.  Safe to run while
@@ -107,8 +108,13 @@ def run(args: argparse.Namespace) -> int:
             print()
             return 0
         rows = catalog.rows(args.only)
-        print(format_table([row_cells(r, args.width) for r in rows]))
         counts = catalog.counts()
+        if rows:
+            print(format_table([row_cells(r, args.width) for r in rows]))
+        elif args.only:
+            print(f"no dataset has status {args.only}")
+        else:
+            print("no datasets yet")
         print()
         print("datasets: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
         for m in catalog.merges():
