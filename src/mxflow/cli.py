@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "merge": "mxflow.merge.cli",
     "report": "mxflow.report.cli",
     "serve": "mxflow.report.serve_cli",
+    "archive": "mxflow.report.archive_cli",
     "hitmap": "mxflow.hitmap.cli",
 }
 
@@ -44,6 +45,7 @@ SUMMARIES: dict[str, str] = {
     "merge": "cluster and merge many datasets of one sample",
     "report": "write the HTML reports of an output directory",
     "serve": "live dashboard of an output directory (loopback)",
+    "archive": "a .tgz of the reports, summaries and merged data, no images",
     "hitmap": "spot counts and heat maps of raster scans",
 }
 
