@@ -499,3 +499,37 @@ def test_default_name_and_never_inside_the_raw_tree(tmp_path, capsys):
                  "--raw-data", str(tmp_path / "other")]) == 1  # fmt: skip
     assert "inside the raw data tree" in capsys.readouterr().err
 
+
+def test_run_archive_at_the_end(tmp_path):
+    """`mxflow run --archive`: the default archive beside OUT once the run is done, nothing
+    of ROOT in it; a run that failed (found nothing) is archived too and says so."""
+    from test_schedule_run import FAKE_DISCOVER, FAKE_PROCESS, make_collection
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root, n_multi=2, helical=False)
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
+             "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0",
+             "--no-merge", "--archive", *extra],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+
+    proc = run()
+    assert proc.returncode == 0, proc.stderr
+    (tgz,) = list(tmp_path.glob("*.tgz"))
+    assert tgz == default_archive_path(out)
+    assert f"mxflow: archive: {tgz} (" in proc.stdout
+    names = [m.name for m in members(tgz)]
+    assert f"{tgz.name[:-4]}/summary.json" in names
+    assert f"{tgz.name[:-4]}/report/index.html" in names
+    assert not any(n.endswith((".dataset.json", ".sqlite")) for n in names)
+    # a failed run: still archived (the day's archive replaced), and said so
+    shutil.rmtree(root)
+    root.mkdir()
+    shutil.rmtree(out)
+    proc = run()
+    assert proc.returncode == 1
+    assert "did not end cleanly (exit status 1)" in proc.stderr
+    assert f"mxflow: archive: {tgz} (" in proc.stdout

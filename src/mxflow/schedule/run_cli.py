@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_collection_arguments(parser)
     parser.add_argument("--no-merge", action="store_true", help="process only; do not merge")
     parser.add_argument("--no-hitmap", action="store_true", help="no hit maps of raster scans")
+    parser.add_argument(
+        "--archive",
+        action="store_true",
+        help="at the end (also of a failed run, not of an interrupted one) write "
+        "OUT/../YYMMDD_<name of OUT>.tgz to take home, as 'mxflow archive OUT' does "
+        "(the day's archive is replaced)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,4 +61,9 @@ def run(args: argparse.Namespace) -> int:
     if outcome.stopped:
         return 130
     # data left out, nothing at all to process, or a merge that failed: the exit status says so
-    return 1 if outcome.still_written or outcome.found_nothing or outcome.failed_merges else 0
+    status = 1 if outcome.still_written or outcome.found_nothing or outcome.failed_merges else 0
+    if args.archive:
+        from mxflow.report.archive_cli import archive_after_run
+
+        status = archive_after_run(args.workdir, args.root, status) or status
+    return status
