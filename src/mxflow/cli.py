@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "serve": "mxflow.report.serve_cli",
     "archive": "mxflow.report.archive_cli",
     "hitmap": "mxflow.hitmap.cli",
+    "check": "mxflow.check",
 }
 
 SUMMARIES: dict[str, str] = {
@@ -47,6 +48,7 @@ SUMMARIES: dict[str, str] = {
     "serve": "live dashboard of an output directory (loopback)",
     "archive": "a .tgz of the reports, summaries and merged data, no images",
     "hitmap": "spot counts and heat maps of raster scans",
+    "check": "installation self-test: DIALS, Python packages, machine",
 }
 
 

@@ -11,7 +11,10 @@ an overall row.  Definitions (Friedel mates merged unless stated):
 * I/σ: mean over unique reflections of Ī/σ(Ī), with Ī the inverse-variance
   weighted mean and σ(Ī) = (Σ 1/σᵢ²)^-½;
 * Rmerge, Rmeas, Rpim and CC½ (σ-τ method) from ``gemmi.Intensities.
-  calculate_merging_stats`` on the same shells;
+  calculate_merging_stats`` on the same shells.  The R values are Σ|Iᵢ − Ī| /
+  ΣĪ over reflections measured more than once: a shell with none of those, or
+  whose ΣĪ is not positive (noise beyond the diffraction limit), has no R
+  value (NaN, printed "-"), never a negative one;
 * CCano: Pearson correlation of ΔI = I(+) − I(−) between two random halves
   of the observations (acentric reflections whose I(+) and I(−) are both
   measured in both halves), seeded so the table is reproducible;
@@ -105,6 +108,16 @@ def _cc_ano(
     return float(np.corrcoef(a, b)[0, 1]), h2[[q for _, q in pairs]]
 
 
+def r_value(r: float) -> float:
+    """An R factor (Rmerge, Rmeas, Rpim) as a fraction, or NaN where it is undefined.
+
+    The numerator Σ|Iᵢ − Ī| is never negative, so a negative (or infinite) R
+    means ΣĪ ≤ 0: a shell of noise, where an R factor says nothing.
+    """
+    r = float(r)
+    return r if math.isfinite(r) and r >= 0 else math.nan
+
+
 def _shell_row(
     obs: Observations,
     mask: np.ndarray,
@@ -126,9 +139,9 @@ def _shell_row(
     row.multiplicity = row.n_obs / n_unique
     row.i_over_sigma = float(np.mean(mean / sig))
     if gemmi_stats is not None and gemmi_stats.stats_refl > 0:
-        row.r_merge = float(gemmi_stats.r_merge())
-        row.r_meas = float(gemmi_stats.r_meas())
-        row.r_pim = float(gemmi_stats.r_pim())
+        row.r_merge = r_value(gemmi_stats.r_merge())
+        row.r_meas = r_value(gemmi_stats.r_meas())
+        row.r_pim = r_value(gemmi_stats.r_pim())
         row.cc_half = float(gemmi_stats.cc_half())
     centric = obs.space_group.operations().centric_flag_array(hkl)
     _, delta, sdelta = _anomalous_pairs(hkl, sign, i, sigma, centric)
@@ -213,7 +226,7 @@ def format_table(stats: MergingStats) -> str:
             f"{_fmt(s.d_max, '.2f', 6)} {_fmt(s.d_min, '.2f', 6)} {s.n_obs:>8d} {s.n_unique:>7d} "
             f"{s.n_possible:>7d} {_fmt(100 * s.completeness, '.1f', 7)} "
             f"{_fmt(s.multiplicity, '.1f', 5)} {_fmt(s.i_over_sigma, '.1f', 6)} "
-            f"{_fmt(100 * s.r_meas, '.1f', 7)} {_fmt(s.cc_half, '.3f', 6)} "
+            f"{_fmt(100 * r_value(s.r_meas), '.1f', 7)} {_fmt(s.cc_half, '.3f', 6)} "
             f"{_fmt(s.cc_ano, '.3f', 6)} {_fmt(s.sig_ano, '.2f', 6)}{label}"
         )
 
