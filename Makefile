@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO   ?= mxflow-demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast install dials venv lint bench clean
+.PHONY: demo test test-fast install dials venv lint bench clean check
 
 demo: install
 	$(BIN)/mxflow demo --workdir $(DEMO)
@@ -22,6 +22,10 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 install: dials venv
+
+# installation self-test: OK / WARN / FAIL per item, with the fix for each
+check: venv
+	$(BIN)/mxflow check
 
 # DIALS is the integration engine; Debian/Ubuntu ship it as a package.
 # A DIALS already on PATH (for example from conda) is used as it is.
