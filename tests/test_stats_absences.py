@@ -130,11 +130,20 @@ def test_the_true_screws_get_the_highest_probability(screws):
     assert abs(p + sum(q for _, q in rest) - 1) < 1e-9
 
 
-def test_an_unmeasured_axis_is_read_as_no_screw_and_ties():
+def test_an_unmeasured_axis_is_taken_as_a_screw_and_ties():
     hkl, z = _axial_set("abc", axes="ab")  # no 00l measured
     (best, p), (second, q), *_ = score_candidates(hkl, z, gemmi.SpaceGroup("P 2 2 2"))
-    assert best[0].hm == "P 21 21 2" and second[0].hm == "P 21 21 21"
+    assert best[0].hm == "P 21 21 21" and second[0].hm == "P 21 21 2"
     assert abs(p - q) < 1e-9 and abs(p - 0.5) < 1e-3
+
+
+def test_among_equals_the_setting_of_the_data_is_kept():
+    # 0k0 not measured, h00 and 00l show screws: P 21 21 21 (no change of axes) and
+    # P 21 2 21 (standard P 21 21 2 only after permuting the axes) are equally likely
+    hkl, z = _axial_set("ac", axes="ac")
+    (best, p), (second, q), *_ = score_candidates(hkl, z, gemmi.SpaceGroup("P 2 2 2"))
+    assert {best[0].hm, second[0].hm} == {"P 21 21 21", "P 21 2 21"} and abs(p - q) < 1e-9
+    assert best[0].hm == "P 21 21 21"
 
 
 def test_one_strong_outlier_does_not_remove_a_screw():

@@ -248,8 +248,8 @@ def choose_space_group(sym: Symmetrized, given: str | None, keep_setting: bool) 
     group of that point group and lattice is scored by the likelihood of the
     merged axial reflections of all datasets
     (:func:`mxflow.stats.absences.score_candidates`), and the most probable
-    is taken — with an unmeasured axis read as "no screw", and the label
-    saying so.  The result is in the reference (standard) setting of its
+    is taken — with an unmeasured axis taken as a screw (see
+    :func:`~mxflow.stats.absences.score_candidates`), and the label saying so.  The result is in the reference (standard) setting of its
     group unless ``keep_setting`` (a reference MTZ fixes the setting); a
     ``given`` space group (--space-group, sample sheet) is kept as given.
     """
@@ -293,9 +293,9 @@ def choose_space_group(sym: Symmetrized, given: str | None, keep_setting: bool) 
         axes = ", ".join(choice.undetermined)
         refl = " / ".join(names[a] for a in choice.undetermined)
         parts.append(
-            f"screw axis along {axes} undetermined ({refl} not measured, read as no screw)"
+            f"screw axis along {axes} undetermined ({refl} not measured, taken as a screw)"
             if len(choice.undetermined) == 1
-            else f"screw axes along {axes} undetermined ({refl} not measured, read as no screws)"
+            else f"screw axes along {axes} undetermined ({refl} not measured, taken as screws)"
         )
     if len(best_group) > 1:
         parts.append(

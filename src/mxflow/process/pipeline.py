@@ -14,7 +14,8 @@ whose inputs did not change are skipped on a rerun
 Space group: without one, the lattice comes from
 dials.refine_bravais_settings, the point group from dials.symmetry and the
 screw axes from the dataset's own axial reflections (:func:`_screw_axes`:
-an axis they do not reach is read as no screw, and the note says so).  A
+when they do not reach every axis, the point group stays and the note says
+the screws are undetermined).  A
 given one (command line or sample sheet) is used for indexing and skips
 both, unless it explains too few spots compared with indexing without it
 (CHECK_GIVEN_SG_BELOW, GIVEN_SG_MARGIN): then the dataset is processed as
