@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -388,13 +389,56 @@ def test_default_functions_are_direct_references(tmp_path):
     assert resolve_function(cfg.process_fn) is fake.process_dataset
 
 
-def _cli_run(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _cli_run(
+    root: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
          "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0",
          "--no-merge", *extra],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
     )  # fmt: skip
+
+
+def test_run_without_a_terminal_prints_and_logs_one_line_per_dataset(tmp_path):
+    """nohup, a batch job, `> log`: each finished dataset is one line (status, figures, its
+    time, done/total, time left) in the output and in OUT/run.log; the last line counts
+    what was processed, already done, failed and waited for."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_collection(root, n_multi=4, helical=True)  # 5 sweeps + 2 wedges
+    proc = _cli_run(root, out, "--workers", "2", env={"MXFLOW_FAKE_FAIL": r"^multi_1$"})
+    assert proc.returncode == 0, proc.stderr
+    with Catalog(out, readonly=True) as cat:
+        keys = sorted(r["key"] for r in cat.rows())
+    assert len(keys) == 7
+    lines = [ln for ln in proc.stderr.splitlines() if re.match(r"mxflow: \[\d+/7\] ", ln)]
+    assert [ln.split()[1] for ln in lines] == [f"[{i}/7]" for i in range(1, 8)]
+    assert sorted(ln.split()[2].removesuffix(":") for ln in lines) == keys  # one per dataset
+    by_key = {ln.split()[2].removesuffix(":"): ln for ln in lines}
+    failed = by_key.pop("proc/CPS0001-02/data01/multi_1")
+    assert re.search(
+        r": FAILED in [\d.]+ s: fake failure: indexing found no lattice; 1 failed", failed
+    )
+    for ln in by_key.values():
+        assert re.search(r": ok in [\d.]+ s: P 43 21 2, d_min 1.80 Å, 50.0% complete; ", ln), ln
+    assert all(re.search(r"; (1 failed, )?about [\d.]+ s left$", ln) for ln in lines[:-1])
+    assert lines[-1].endswith("all done")
+    final = proc.stderr.splitlines()[-1]
+    assert (
+        final.startswith("mxflow: done in ")
+        and ": 7 processed (6 ok, 1 failed), 0 already done, 0 waited for; " in final
+    )
+    run_log = (out / "run.log").read_text()
+    assert run_log.count("==== mxflow run ") == 1
+    assert all(ln in run_log for ln in [*lines, final])
+    assert run_log.count("] proc") == 7  # each dataset once in the log too
+
+    # a rerun processes nothing: every dataset is already done (the failure too)
+    proc = _cli_run(root, out, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert not re.search(r"mxflow: \[\d+/\d+\] ", proc.stderr)
+    assert ": 0 processed, 7 already done, 0 waited for; " in proc.stderr.splitlines()[-1]
+    assert (out / "run.log").read_text().count("==== mxflow run ") == 2
 
 
 def test_run_waits_for_data_still_being_written_then_processes_it(tmp_path):
@@ -416,6 +460,7 @@ def test_run_waits_for_data_still_being_written_then_processes_it(tmp_path):
     log, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, log
     assert "waiting for 1 dataset(s) still being written" in log
+    assert ": 2 processed (2 ok), 0 already done, 1 waited for; " in log
     assert time.monotonic() - t0 >= 2.5
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(d["name"] for d in summary["datasets"]) == sorted(names)
@@ -429,6 +474,10 @@ def test_run_exits_1_when_data_are_still_being_written_at_the_timeout(tmp_path):
     proc = _cli_run(root, out, "--settle-timeout", "1")
     assert proc.returncode == 1, proc.stderr
     assert "multi_0" in proc.stderr and "NOT processed" in proc.stderr
+    assert (
+        ": 1 processed (1 ok), 0 already done, "
+        "1 waited for (1 still being written at the timeout: NOT processed); "
+    ) in proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert [d["name"] for d in summary["datasets"]] == ["multi_1"]  # the complete one ran
 

@@ -7,6 +7,10 @@ Work directories (and catalog keys) mirror the data tree, as KAMO's
     OUT/proc_30deg/<pin>/<dir>/<dataset>_<a>-<b>/    wedges of <wedge_deg>°
     OUT/merge/<sample>/, OUT/merge_30deg/<sample>/   merges
     OUT/hitmap/<pin>/<dir>/<scan>/                   raster-scan hit maps
+    OUT/run.log                                      every line the runs printed
+
+Without a terminal each finished dataset and each merge stage is one line of
+the log (:mod:`mxflow.schedule.progress`).
 
 where ``<pin>/<dir>`` is the directory of the images relative to ROOT.
 """
@@ -36,6 +40,7 @@ from mxflow.model import Dataset, ProcessingOptions
 from mxflow.schedule import post
 from mxflow.schedule.cluster import start_cluster
 from mxflow.schedule.executor import Executor, WorkItem
+from mxflow.schedule.progress import RUN_LOG, RunLog, RunTally, format_final_line
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, ProcessFn, resolve_function
 from mxflow.util.files import safe_name
 
@@ -267,6 +272,7 @@ def session(out: Path, command: str, config: RunConfig, log: Callable[[str], Non
                 retry_failed=config.retry_failed,
                 progress=config.progress,
                 log=log,
+                file_log=log.to_file if isinstance(log, RunLog) else None,
             )
             yield catalog, executor
             status = "ok"
@@ -308,16 +314,23 @@ class RunOutcome:
 
 
 def discover_settled(
-    root: Path, config: RunConfig, log: Callable[[str], None], sleep=time.sleep
+    root: Path,
+    config: RunConfig,
+    log: Callable[[str], None],
+    sleep=time.sleep,
+    waited: set[str] | None = None,
 ) -> Collection:
     """The collection under ``root``, once no dataset is still being written, or at the
     timeout ``config.settle_timeout_s`` (s); those still being written then are left out.
 
     What `mxflow run` uses on data copied a moment ago; `mxflow watch` polls instead.
+    ``waited``, when given, receives the names of the datasets found still being written.
     """
     t_end = time.monotonic() + config.settle_timeout_s
     collection = discover(root, config)
     while collection.incomplete and (left := t_end - time.monotonic()) > 0:
+        if waited is not None:
+            waited.update(d.name for d in collection.incomplete)
         log(
             f"mxflow: waiting for {len(collection.incomplete)} dataset(s) still being written "
             f"(at most {left:.0f} s more; --settle-timeout)"
@@ -336,7 +349,22 @@ def run_collection(
     """
     root, out = Path(root), Path(out)
     t0 = time.perf_counter()
-    collection = discover_settled(root, config, log)
+    run_log = RunLog(log)  # also to OUT/run.log, once the run holds OUT
+    try:
+        return _run_collection(root, out, config, run_log, t0)
+    finally:
+        run_log.close()
+
+
+def open_run_log(log: Callable[[str], None], out: Path, command: str) -> None:
+    """Start writing ``log`` (a :class:`RunLog`) to ``OUT/run.log``, after a header line."""
+    if isinstance(log, RunLog):
+        log.open(out / RUN_LOG, f"==== mxflow {command} → {out} (pid {os.getpid()})")
+
+
+def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: float) -> RunOutcome:
+    waited: set[str] = set()
+    collection = discover_settled(root, config, log, waited=waited)
     items = plan(collection, root, config.wedge_deg)
     n_sweeps = sum(1 for i in items if i.kind == "sweep")
     n_wedges = len(items) - n_sweeps
@@ -353,6 +381,7 @@ def run_collection(
     stop = StopFlag(log)
     command = "run " + str(root)
     with stop.installed(), session(out, command, config, log) as (catalog, executor):
+        open_run_log(log, out, command)
         executor.add(items)
         n_todo = len(executor.queue)
         log(f"mxflow: {n_todo} to process, {len(items) - n_todo} already done")
@@ -371,12 +400,25 @@ def run_collection(
                 post.hitmaps(out, root, catalog, collection.raster_scans, log)
         counts = catalog.counts()
         merges = catalog.merges()
+        processed = dict(executor.tracker.counts)
     report = _write_reports(out, log)
     for m in merges:
         log(format_record(m, out))
+    merge_counts: dict[str, int] = {}
+    for m in merges:
+        merge_counts[m.status] = merge_counts.get(m.status, 0) + 1
+    tally = RunTally(
+        elapsed_s=time.perf_counter() - t0,
+        processed=processed,
+        already_done=len(items) - n_todo,
+        not_started=n_todo - sum(processed.values()),
+        waited_for=len(waited | set(waiting)),
+        left_out=len(waiting),
+        merges=merge_counts,
+        catalog=counts,
+    )
     log(
-        f"mxflow: done in {time.perf_counter() - t0:.1f} s: "
-        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        format_final_line(tally)
         + f"; summary in {out / 'summary.json'}"
         + (f"; report: {report}" if report else "")
     )

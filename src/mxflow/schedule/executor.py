@@ -16,6 +16,10 @@ whether work is needed at all (:meth:`Executor.decide`):
 Results are stored in the catalog one transaction each, and ``summary.json``
 is rewritten atomically (at most every ``summary_every`` seconds, and at the
 end).
+
+Progress: on a terminal a bar (done/total, failed, time left); otherwise, or
+with ``progress=False``, one line per finished dataset through ``log``
+(:mod:`mxflow.schedule.progress`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ from mxflow.catalog.db import Catalog
 from mxflow.catalog.summary import write_summary
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions
 from mxflow.schedule.cluster import RESOURCE, ClusterHandle
+from mxflow.schedule.progress import (
+    ProgressTracker,
+    format_bar_postfix,
+    format_dataset_line,
+    is_terminal,
+)
 from mxflow.schedule.tasks import (
     DEFAULT_PROCESS_FN,
     RESULT_FILE,
@@ -72,6 +82,7 @@ class Executor:
         progress: bool = True,
         summary_every: float = 2.0,
         log=None,
+        file_log=None,
     ):
         self.out = Path(out).resolve()
         self.catalog = catalog
@@ -84,15 +95,28 @@ class Executor:
         self.summary_every = summary_every
         self.queue: deque[WorkItem] = deque()
         self.in_flight: dict[Any, WorkItem] = {}  # future -> item
+        self.submitted: dict[Any, float] = {}  # future -> time.monotonic() at submission
         self.seen: set[str] = set()
         self.done = {"ok": 0, "failed": 0, "skipped": 0, "reused": 0}
         self._last_summary = 0.0
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        # where the per-dataset lines go while the bar is drawn (the run's log file)
+        self.file_log = file_log
+        self.tracker = ProgressTracker(workers=handle.slots)
         self.bar = None
-        if progress:
+        # without a terminal (or with --no-progress) a bar says nothing: one line per dataset
+        self.lines = not (progress and is_terminal())
+        if not self.lines:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=0, unit="dataset", desc="processing", disable=None, leave=True)
+            self.bar = tqdm(
+                total=0,
+                unit="dataset",
+                desc="processing",
+                leave=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                "[{elapsed}{postfix}]",
+            )
 
     # -- deciding ---------------------------------------------------------
     def decide(self, item: WorkItem) -> str:
@@ -133,6 +157,7 @@ class Executor:
                 continue
             self.queue.append(item)
             queued += 1
+        self.tracker.total += queued
         if self.bar is not None and queued:
             self.bar.total += queued
             self.bar.refresh()
@@ -164,6 +189,7 @@ class Executor:
                 resources={RESOURCE: 1},
             )
             self.in_flight[future] = item
+            self.submitted[future] = time.monotonic()
 
     def collect(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for tasks to finish; record them; returns how many finished."""
@@ -186,6 +212,7 @@ class Executor:
         return len(done)
 
     def _record(self, item: WorkItem, future: Any) -> None:
+        since = self.submitted.pop(future, None)
         try:
             result = future.result()
         except Exception as exc:  # KilledWorker after too many deaths, cancelled …
@@ -205,11 +232,19 @@ class Executor:
             )
         self.catalog.record_result(item.key, result, self.run_id)
         self.done[result.status if result.status in self.done else "failed"] += 1
+        # the dataset's own time on its worker; else (a worker that died) since submission
+        elapsed = result.wall_s or (time.monotonic() - since if since is not None else 0.0)
+        progress = self.tracker.finished(item.key, result, elapsed)
+        if self.lines:
+            self.log(format_dataset_line(progress))
+            return
+        if self.file_log is not None:
+            self.file_log(format_dataset_line(progress))
         if result.status == "failed":
-            self.log(f"mxflow: {item.key}: failed: {result.reason}")
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(ok=self.done["ok"], failed=self.done["failed"], refresh=False)
+            with self.bar.external_write_mode():
+                self.log(f"mxflow: {item.key}: failed: {result.reason}")
+        self.bar.set_postfix_str(format_bar_postfix(self.tracker), refresh=False)
+        self.bar.update(1)
 
     def run_all(self, poll: float = 1.0, should_stop=lambda: False) -> bool:
         """Process everything queued; returns False if stopped early by ``should_stop``."""
@@ -227,6 +262,7 @@ class Executor:
             self.handle.client.cancel(futures, force=True)
         for future in futures:
             item = self.in_flight.pop(future)
+            self.submitted.pop(future, None)
             self.catalog.set_status(item.key, "pending", "interrupted by the user; will be resumed")
             n += 1
         self.queue.clear()

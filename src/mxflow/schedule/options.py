@@ -115,7 +115,12 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="times a dataset is retried when its worker dies (default 2)",
     )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar: one line per finished dataset instead, as when the output "
+        "is not a terminal (every line also goes to OUT/run.log)",
+    )
     g.add_argument(
         "--process-fn",
         default=DEFAULT_PROCESS_FN,

@@ -8,6 +8,9 @@ polls the loop records finished datasets as they come back, so the delay
 from a dataset's last frame to the start of its processing is at most
 discovery's settle time plus one interval (plus any wait for a free worker).
 
+Without a terminal each finished dataset is one line of the output, as in
+``mxflow run``; every line also goes to ``OUT/run.log``.
+
 SIGINT / SIGTERM: no new datasets are started, the running ones finish and
 are recorded, then watch exits; a second signal stops at once and the
 interrupted datasets are resumed by the next ``run`` or ``watch``.
@@ -20,7 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mxflow.schedule.collection import RunConfig, StopFlag, _log, discover, plan, session
+from mxflow.schedule.collection import (
+    RunConfig,
+    StopFlag,
+    _log,
+    discover,
+    open_run_log,
+    plan,
+    session,
+)
+from mxflow.schedule.progress import RunLog
 
 DEFAULT_INTERVAL_S = 10.0
 
@@ -46,10 +58,27 @@ def watch_collection(
     discoveries and finish what was found; otherwise run until SIGINT/SIGTERM.
     """
     root, out = Path(root), Path(out)
+    run_log = RunLog(log)  # also to OUT/run.log, once watch holds OUT
+    try:
+        return _watch(root, out, config, interval, max_iterations, run_log)
+    finally:
+        run_log.close()
+
+
+def _watch(
+    root: Path,
+    out: Path,
+    config: RunConfig,
+    interval: float,
+    max_iterations: int | None,
+    log: RunLog,
+) -> WatchOutcome:
     stop = StopFlag(log)
     iteration = 0
     waiting: set[str] = set()
-    with stop.installed(), session(out, f"watch {root}", config, log) as (catalog, executor):
+    command = f"watch {root}"
+    with stop.installed(), session(out, command, config, log) as (catalog, executor):
+        open_run_log(log, out, command)
         while not stop():
             t_poll = time.monotonic()
             try:
