@@ -13,8 +13,11 @@ import pytest
 
 from mxflow.catalog.db import Catalog
 from mxflow.model import (
+    ClusterResult,
     Dataset,
     DatasetResult,
+    MergeRecord,
+    MergeSummary,
     MergingStats,
     ProcessingOptions,
     ShellStats,
@@ -22,16 +25,21 @@ from mxflow.model import (
 from mxflow.schedule import executor as executor_module
 from mxflow.schedule import fake
 from mxflow.schedule.executor import Executor, WorkItem
+from mxflow.schedule.post import merge_progress_lines
 from mxflow.schedule.progress import (
     DatasetProgress,
+    MergeProgress,
     ProgressTracker,
     RunLog,
     RunTally,
     eta_s,
     format_bar_postfix,
+    format_cluster_line,
     format_dataset_line,
     format_duration,
     format_final_line,
+    format_merge_done,
+    format_merge_start,
 )
 
 
@@ -126,6 +134,46 @@ def test_bar_postfix_has_the_failed_count_and_time_left():
     for k in "bcd":
         t.finished(k, ok_result(), 30.0)
     assert format_bar_postfix(t) == "1 failed"
+
+
+def cluster(cid: int, error: str = "") -> ClusterResult:
+    shell = ShellStats(50.0, 1.62, completeness=0.981, cc_half=0.9973)
+    return ClusterResult(
+        cid, "cc", ["a", "b", "c"], members=[] if error else ["a", "b"], error=error,
+        space_group="P 21 21 21", stats=None if error else MergingStats.one_shell(shell),
+    )  # fmt: skip
+
+
+def test_merge_lines_start_clusters_and_end():
+    m = MergeProgress("proc/lyso", 1, 2, 5)
+    assert format_merge_start(m) == "mxflow: merge 1/2 proc/lyso: merging 5 dataset(s)"
+    assert format_cluster_line(m, "7", cluster(7)) == (
+        "mxflow: merge 1/2 proc/lyso: cluster 7 (2 dataset(s)): "
+        "P 21 21 21, d_min 1.62 Å, CC½ 0.997, 98.1% complete"
+    )
+    assert format_cluster_line(m, "8", cluster(8, "dials.scale failed")) == (
+        "mxflow: merge 1/2 proc/lyso: cluster 8 (3 dataset(s)): not merged: dials.scale failed"
+    )
+    summary = MergeSummary("lyso", clusters=[cluster(7), cluster(8, "dials.scale failed")])
+    m.elapsed_s = 190.0
+    lines = merge_progress_lines(m, MergeRecord("proc/lyso", "ok", summary=summary))
+    assert lines == [
+        format_cluster_line(m, "7", cluster(7)),
+        format_cluster_line(m, "8", cluster(8, "dials.scale failed")),
+        "mxflow: merge 1/2 proc/lyso: ok in 3 min 10 s, 1 of 2 cluster(s) merged",
+    ]
+    assert (m.status, m.n_clusters, m.n_merged) == ("ok", 2, 1)
+    failed = MergeProgress(
+        "30deg/thau", 2, 2, 2, "failed", "ValueError: no usable datasets", elapsed_s=1.5
+    )
+    assert format_merge_done(failed) == (
+        "mxflow: merge 2/2 30deg/thau: FAILED in 1.5 s: ValueError: no usable datasets"
+    )
+    # a merge that raised has no summary: only its end
+    raised = MergeRecord("proc/x", "failed", "RuntimeError: boom")
+    assert merge_progress_lines(MergeProgress("proc/x", 1, 1, 2, elapsed_s=2.0), raised) == [
+        "mxflow: merge 1/1 proc/x: FAILED in 2.0 s: RuntimeError: boom"
+    ]  # fmt: skip
 
 
 def test_final_line_counts_processed_already_done_failed_and_waited_for():
@@ -295,3 +343,50 @@ def test_watch_without_a_terminal_prints_and_logs_one_line_per_dataset(tmp_path,
     log = (out / "run.log").read_text()
     assert "==== mxflow watch" in log
     assert all(ln in log for ln in lines)
+
+
+def test_merge_samples_logs_each_merge_stage(tmp_path, monkeypatch):
+    """post.merge_samples: per merge its start, its clusters and its end, numbered among
+    the merges run; a merge of too few datasets or of unchanged inputs says so."""
+    from mxflow.schedule import post
+
+    def res(name: str) -> tuple[str, DatasetResult]:
+        r = DatasetResult(name=name, path=name, status="ok", wavelength=1.0, workdir=name)
+        r.integrated_expt, r.integrated_refl = f"{name}/i.expt", f"{name}/i.refl"
+        return (f"proc/{name}", r)
+
+    groups = {
+        ("lyso", "proc"): [res("a"), res("b"), res("c")],
+        ("thau", "proc"): [res("d")],
+        ("zz", "proc"): [res("e"), res("f")],
+    }
+    monkeypatch.setattr(post, "merge_groups", lambda catalog: groups)
+
+    def fake_merge(inputs, workdir, options):
+        if options.sample == "zz":
+            raise RuntimeError("boom")
+        return MergeSummary(options.sample, clusters=[cluster(1), cluster(2, "too few")])
+
+    out = tmp_path / "out"
+    messages: list[str] = []
+    with Catalog(out) as cat:
+        post.merge_samples(out, cat, ProcessingOptions(), messages.append, merge_fn=fake_merge)
+    timed = [re.sub(r" in [\d.]+ s", " in T", m) for m in messages]
+    assert timed == [
+        "mxflow: merge proc/thau: skipped: only 1 processed dataset(s)",
+        "mxflow: merge 1/2 proc/lyso: merging 3 dataset(s)",
+        "mxflow: merge 1/2 proc/lyso: cluster 1 (2 dataset(s)): "
+        "P 21 21 21, d_min 1.62 Å, CC½ 0.997, 98.1% complete",
+        "mxflow: merge 1/2 proc/lyso: cluster 2 (3 dataset(s)): not merged: too few",
+        "mxflow: merge 1/2 proc/lyso: ok in T, 1 of 2 cluster(s) merged",
+        "mxflow: merge 2/2 proc/zz: merging 2 dataset(s)",
+        "mxflow: merge 2/2 proc/zz: FAILED in T: RuntimeError: boom",
+    ]
+    messages.clear()
+    with Catalog(out) as cat:  # again: lyso's inputs are unchanged, zz failed and is redone
+        post.merge_samples(out, cat, ProcessingOptions(), messages.append, merge_fn=fake_merge)
+    assert messages[:2] == [
+        "mxflow: merge proc/lyso: already merged (the same 3 dataset(s))",
+        "mxflow: merge proc/thau: skipped: only 1 processed dataset(s)",
+    ]
+    assert messages[2] == "mxflow: merge 1/1 proc/zz: merging 2 dataset(s)"

@@ -10,6 +10,10 @@ Merge routes per sample (as ZOO does with KAMO):
 ``proc``   every successfully processed whole dataset → ``OUT/merge/<sample>/``
 ``30deg``  the wedges plus the uncut small-wedge (``multi``) datasets →
            ``OUT/merge_30deg/<sample>/`` (only when the sample has wedges)
+
+Each merge is logged as it goes: its start, then once it returns one line per
+cluster (space group, d_min, CC½, completeness, or why not merged) and its
+end with the time it took (:mod:`mxflow.schedule.progress`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mxflow.catalog.db import Catalog
+from mxflow.catalog.merge_table import cluster_label
 from mxflow.catalog.summary import write_summary
 from mxflow.hitmap import hitmap
 from mxflow.merge import merge_sample
@@ -39,6 +45,12 @@ from mxflow.model import (
     ProcessingOptions,
 )
 from mxflow.schedule.cluster import available_cores
+from mxflow.schedule.progress import (
+    MergeProgress,
+    format_cluster_line,
+    format_merge_done,
+    format_merge_start,
+)
 from mxflow.util.files import safe_name
 
 
@@ -229,16 +241,21 @@ def merge_samples(
         for (sample, route), members in sorted(merge_groups(catalog).items())
         for label, group in split_by_wavelength(members)
     ]
+    todo = []
     for sample, route, label, members in jobs:
         name = f"{route}/{sample}" + (f"/{label}" if label else "")
         keys = sorted(k for k, _ in members)
         previous = done.get(name)
         if previous and previous.status == "ok" and previous.inputs == keys:
+            log(f"mxflow: merge {name}: already merged (the same {len(keys)} dataset(s))")
             continue
         if len(members) < MIN_DATASETS_TO_MERGE:
             why = f"only {len(members)} processed dataset(s)"
             catalog.record_merge(MergeRecord(name, "skipped", why, inputs=keys))
+            log(f"mxflow: merge {name}: skipped: {why}")
             continue
+        todo.append((name, sample, route, label, members))
+    for index, (name, sample, route, label, members) in enumerate(todo, 1):
         workdir = (
             out / ("merge" if route == "proc" else f"merge_{route}") / safe_name(sample, "sample")
         )
@@ -251,13 +268,29 @@ def merge_samples(
                 f"mxflow: sample {sample}: the given space group did not fit {len(refuted)} "
                 f"dataset(s) (e.g. {refuted[0]}); merging decides it from the data"
             )
-        at = f", {wavelength_words(label)}" if label else ""
-        log(f"mxflow: merging {len(members)} dataset(s) of sample {sample} ({route}{at})")
+        progress = MergeProgress(name, index, len(todo), len(members))
+        log(format_merge_start(progress))
         options = merge_options(sample, cli, label, settings.get(sample), not refuted)
-        catalog.record_merge(_merge_one(name, members, workdir, options, out, merge_fn))
+        t0 = time.perf_counter()
+        record = _merge_one(name, members, workdir, options, out, merge_fn)
+        progress.elapsed_s = time.perf_counter() - t0
+        for line in merge_progress_lines(progress, record):
+            log(line)
+        catalog.record_merge(record)
         write_summary(out, catalog)
         n_run += 1
     return n_run
+
+
+def merge_progress_lines(progress: MergeProgress, record: MergeRecord) -> list[str]:
+    """The lines of a finished merge: one per cluster, then its end (fills ``progress``)."""
+    summary = record.summary
+    clusters = summary.clusters if summary else []
+    progress.status, progress.reason = record.status, record.reason
+    progress.n_clusters = len(clusters)
+    progress.n_merged = sum(c.ok for c in clusters)
+    lines = [format_cluster_line(progress, cluster_label(c, summary), c) for c in clusters]
+    return [*lines, format_merge_done(progress)]
 
 
 def scan_paths(scan: ImageSweep) -> list[str]:
