@@ -403,9 +403,70 @@ def cc_matrix(pairs: list[CCPair]) -> dict[str, Any] | None:
     return {"names": [by_index[k] for k in order], "cc": mat}
 
 
-def _sample_rows(md: MergeDir, rows: list[DatasetRow]) -> list[DatasetRow]:
-    """The datasets of the merge's sample (of its wavelengths, when it is one of several)."""
+def _run_tree(md: MergeDir, out_dir: Path | None) -> str | None:
+    """Which datasets a merge of ``mxflow run`` takes: "sweeps" (OUT/merge/...: the whole
+    sweeps), "wedges" (OUT/merge_<N>deg/...: the wedges, and the sweeps that were not cut),
+    None for any other merge (``mxflow merge``: whatever it was given)."""
+    if out_dir is None:
+        return None
+    try:
+        top = md.path.resolve().relative_to(Path(out_dir).resolve()).parts[0]
+    except (ValueError, IndexError):
+        return None
+    if top == "merge":
+        return "sweeps"
+    return "wedges" if re.fullmatch(r"merge_[0-9.]+deg", top) else None
+
+
+def _is_wedge(row: DatasetRow) -> bool:
+    return row.kind == "wedge" or (row.result.wedge or "full") != "full"
+
+
+def _cut_sweeps(rows: list[DatasetRow]) -> tuple[set[str], set[str]]:
+    """(image templates, catalog keys) of the whole sweeps that were cut into wedges: a wedge
+    shares its sweep's template, and its key is the sweep's under proc_<N>deg/ plus _<a>-<b>."""
+    templates, keys = set(), set()
+    for row in rows:
+        if not _is_wedge(row):
+            continue
+        if row.result.path:
+            templates.add(row.result.path)
+        tree, _, rest = row.key.partition("/")
+        if re.fullmatch(r"proc_[0-9.]+deg", tree) and rest:
+            keys.add("proc/" + re.sub(r"_\d+-\d+$", "", rest))
+    return templates, keys
+
+
+def _of_other_merge(row: DatasetRow, tree: str | None, cut: tuple[set[str], set[str]]) -> bool:
+    """Whether ``mxflow run`` gives ``row`` to the other merge of its sample, not this one: a
+    wedge to the 30° merge (not the full one), a sweep cut into wedges to the full merge."""
+    if tree == "sweeps":
+        return _is_wedge(row)
+    if tree == "wedges":
+        return not _is_wedge(row) and (row.result.path in cut[0] or row.key in cut[1])
+    return False
+
+
+def _sample_rows(
+    md: MergeDir, rows: list[DatasetRow], out_dir: Path | None = None
+) -> list[DatasetRow]:
+    """The datasets of the merge's sample (of its wavelengths, when it is one of several).
+
+    In ``mxflow run``'s merges (``out_dir`` given) the datasets of the sample's other merge
+    are left out: the full sweeps cut into wedges from a 30° merge, the wedges from the full
+    merge; any dataset the merge itself names (dendrogram leaf, cluster member, rejected)
+    stays.
+    """
     mine = [row for row in rows if row.result.sample == md.sample]
+    tree = _run_tree(md, out_dir)
+    if tree is not None:
+        cut = _cut_sweeps(mine)
+        named = {m for c in md.summary.clusters for m in c.members}
+        named |= {r.name for r in md.summary.rejected}
+        named |= set(md.dendrogram.leaves) if md.dendrogram else set()
+        mine = [
+            row for row in mine if row.result.name in named or not _of_other_merge(row, tree, cut)
+        ]
     if md.summary.label and md.summary.wavelength_range:
         lo, hi = md.summary.wavelength_range
         tol = WAVELENGTH_TOLERANCE
@@ -701,7 +762,7 @@ def merge_context(
     """Everything one merge report shows, and the JSON its scripts read."""
     summary = md.summary
     page_dir = md.path
-    sample_rows = _sample_rows(md, rows)
+    sample_rows = _sample_rows(md, rows, out_dir)
     entries = dataset_entries(sample_rows, out_dir, page_dir, with_spots=False)
     by_name = {e["name"]: e for e in entries}
     member_files = {row.result.name: dataset_inputs(row.result, out_dir) for row in sample_rows}
