@@ -17,7 +17,10 @@ Tables
               log path, whether it was skipped because already complete).
 ``runs``      one row per ``mxflow run`` / ``watch`` invocation (PID, times,
               counts, peak memory of the orchestrator and of its children).
-``products``  merges and hit maps (kind, name, status, reason, result).
+``products``  merges and hit maps (kind, name, status, reason, result), and
+              the samples decided after processing (kind ``sample_group``:
+              ``mxflow run --group-by-cell``; the rows keep their discovered
+              sample, :meth:`Catalog.grouped_samples` says which they merge as).
 
 Consistency rules: only one process writes (the run that holds
 ``OUT/.mxflow.lock``); every update is one transaction; a dataset becomes
@@ -32,7 +35,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,8 @@ from typing import Any
 from mxflow.model import Dataset, DatasetResult, MergeRecord, MergeSummary, from_dict, to_dict
 
 CATALOG_NAME = "mxflow.sqlite"
+#: products of this kind record the samples decided after processing (grouped by cell)
+SAMPLE_GROUP = "sample_group"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -337,6 +342,40 @@ class Catalog:
         if record.summary is not None:
             payload["summary"] = to_dict(record.summary)
         self.record_product("merge", record.name, record.status, record.reason, payload)
+
+    def forget_merge(self, name: str) -> None:
+        """Remove the record of merge ``name`` (one for a sample that no longer exists)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM products WHERE kind = 'merge' AND name = ?", (name,))
+
+    # -- samples decided after processing (mxflow run --group-by-cell) -------
+    def record_sample_groups(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the recorded sample groups by ``groups`` (none: every dataset has its
+        discovered sample again).
+
+        Each group is a dict with at least ``name`` (the sample its datasets are merged
+        as) and ``datasets`` (their catalog keys); the rest (how it was decided, its
+        space group and cell, the samples it joins) is kept as given.
+        """
+        now = time.time()
+        with self.transaction() as c:
+            c.execute("DELETE FROM products WHERE kind = ?", (SAMPLE_GROUP,))
+            c.executemany(
+                "INSERT INTO products VALUES (?, ?, 'ok', '', ?, ?)",
+                [(SAMPLE_GROUP, g["name"], json.dumps(dict(g)), now) for g in groups],
+            )
+
+    def sample_groups(self) -> list[dict[str, Any]]:
+        """The recorded sample groups (see :meth:`record_sample_groups`), by name."""
+        return [p["result"] for p in self.products(SAMPLE_GROUP) if p["result"]]
+
+    def grouped_samples(self) -> dict[str, str]:
+        """Catalog key → the sample a recorded group gives it (only the grouped datasets).
+
+        Rows keep the sample discovery gave them; this says which sample they are
+        merged and shown as.
+        """
+        return {key: g["name"] for g in self.sample_groups() for key in g.get("datasets", [])}
 
     def merges(self) -> list[MergeRecord]:
         """Every merge recorded, by name."""

@@ -7,7 +7,9 @@ with the reason for failed datasets ("no dataset has status S" when
 --status S matches none).  Then per merge a table of its merged
 clusters (datasets, SG, cell, d_min, completeness, multiplicity, CC½, I/σ)
 with the recommended one marked and the path of its final/merged.mtz (or
-the merge's status and why), and one line per hit map.  Safe to run while
+the merge's status and why), one line per sample group (pins merged as
+one sample by 'mxflow run --group-by-cell', whose datasets the table shows under
+the group's name) and one line per hit map.  Safe to run while
 'mxflow run' or 'mxflow watch' is writing OUT (the catalog is read-only here).
 """
 
@@ -19,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from mxflow.catalog.db import Catalog
+from mxflow.catalog.db import SAMPLE_GROUP, Catalog
 from mxflow.catalog.lock import lock_holder
 from mxflow.catalog.merge_table import format_record
 from mxflow.catalog.summary import summary_dict
@@ -89,6 +91,23 @@ def row_cells(row: dict[str, Any], width: int = 60) -> list[str]:
     ]
 
 
+def format_sample_group(group: dict[str, Any]) -> str:
+    """One recorded sample group: ``sample cell1 (grouped by cell): 16 dataset(s) of
+    16 sample(s) (CPS0001-01 … CPS0016-01), P 43 21 2, 78.0 78.0 37.0 90.0 90.0 90.0``."""
+    samples = group.get("samples") or []
+    joined = f"{samples[0]} … {samples[-1]}" if len(samples) > 2 else ", ".join(samples)
+    text = (
+        f"sample {group['name']} (grouped by {group.get('by', 'cell')}): "
+        f"{len(group.get('datasets') or [])} dataset(s) of {len(samples)} sample(s)"
+        + (f" ({joined})" if joined else "")
+    )
+    if group.get("space_group"):
+        text += f", {group['space_group']}"
+    if group.get("cell"):
+        text += ", " + " ".join(f"{x:.1f}" for x in group["cell"])
+    return text
+
+
 def format_table(rows: list[list[str]], header: tuple[str, ...] = COLUMNS) -> str:
     """Left-aligned text columns; the last column is not padded."""
     table = [list(header), *rows]
@@ -108,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
             print()
             return 0
         rows = catalog.rows(args.only)
+        grouped = catalog.grouped_samples()
+        for r in rows:  # grouped datasets show the sample they are merged as
+            r["sample"] = grouped.get(r["key"], r["sample"])
         counts = catalog.counts()
         if rows:
             print(format_table([row_cells(r, args.width) for r in rows]))
@@ -117,10 +139,12 @@ def run(args: argparse.Namespace) -> int:
             print("no datasets yet")
         print()
         print("datasets: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+        for g in catalog.sample_groups():
+            print(format_sample_group(g))
         for m in catalog.merges():
             print(format_record(m, args.out))
         for p in catalog.products():
-            if p["kind"] != "merge":  # hit maps
+            if p["kind"] not in ("merge", SAMPLE_GROUP):  # hit maps
                 extra = f": {p['reason']}" if p["reason"] else ""
                 print(f"{p['kind']} {p['name']}: {p['status']}{extra}")
         runs = catalog.runs()

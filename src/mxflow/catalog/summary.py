@@ -7,7 +7,10 @@ or wedge) and ``attempts``.  Paths of outputs are relative to OUT; ``path`` is
 the raw image template (outside OUT, absolute).  Merges, when run, are
 listed under ``"merges"`` (each a :class:`~mxflow.model.MergeRecord` as a
 dict: name, status, reason, inputs, workdir, summary) and hit maps under
-``"hitmaps"``.  The file is always written atomically (write then rename).
+``"hitmaps"``.  Samples decided after processing (``mxflow run --group-by-cell``)
+are listed under ``"sample_groups"`` (name, by, space_group, cell, datasets,
+samples); a grouped dataset's ``sample`` is its group, ``grouped_from`` the
+sample discovery gave it.  The file is always written atomically (write then rename).
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ from mxflow.util.files import write_json
 SUMMARY_NAME = "summary.json"
 
 
-def dataset_entry(row: dict[str, Any]) -> dict[str, Any]:
-    """One summary entry from a ``datasets`` row (finished or not)."""
+def dataset_entry(row: dict[str, Any], group: str | None = None) -> dict[str, Any]:
+    """One summary entry from a ``datasets`` row (finished or not).
+
+    ``group``: the sample a recorded sample group (``mxflow run --group-by-cell``)
+    gives the dataset; it is then the entry's ``sample``, and ``grouped_from`` the
+    sample discovery gave it.
+    """
     if row.get("result_json"):
         entry = json.loads(row["result_json"])
     else:
@@ -48,6 +56,8 @@ def dataset_entry(row: dict[str, Any]) -> dict[str, Any]:
         kind=row["kind"],
         attempts=row["attempts"],
     )
+    if group:
+        entry.update(sample=group, grouped_from=row["sample"] or "")
     entry.setdefault("path", row["template"])
     if not entry.get("path"):
         entry["path"] = row["template"]
@@ -56,7 +66,8 @@ def dataset_entry(row: dict[str, Any]) -> dict[str, Any]:
 
 def summary_dict(catalog: Catalog) -> dict[str, Any]:
     """The whole summary as a plain dict."""
-    datasets = [dataset_entry(r) for r in catalog.rows()]
+    grouped = catalog.grouped_samples()
+    datasets = [dataset_entry(r, grouped.get(r["key"])) for r in catalog.rows()]
     out: dict[str, Any] = {
         "datasets": datasets,
         "counts": catalog.counts(),
@@ -64,6 +75,9 @@ def summary_dict(catalog: Catalog) -> dict[str, Any]:
     }
     merges = [to_dict(m) for m in catalog.merges()]
     hitmaps = [_product(p) for p in catalog.products("hitmap")]
+    sample_groups = catalog.sample_groups()
+    if sample_groups:
+        out["sample_groups"] = sample_groups
     if merges:
         out["merges"] = merges
     if hitmaps:
