@@ -174,6 +174,9 @@ class RunConfig:
     # mxflow run: how long to wait for datasets still being written before giving up on them
     settle_timeout_s: float = DEFAULT_SETTLE_TIMEOUT_S
     merge: bool = True
+    # mxflow run --group-by-cell: pins without a sample from the sheet or --sample whose
+    # processed cells agree are merged as one sample (post.merge_samples)
+    group_by_cell: bool = False
     hitmap: bool = True
     discover_fn: str | DiscoverFn = DEFAULT_DISCOVER_FN  # developer option, as process_fn
 
@@ -392,10 +395,22 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
             while executor.in_flight and not stop.forced:
                 executor.collect(0.5)
         executor.maybe_write_summary(force=True)
+        hints: list[str] = []
         if finished:
             if config.merge:
                 settings = post.sample_settings(collection.datasets)
-                post.merge_samples(out, catalog, config.options, log, settings)
+                given = post.given_samples(config.sample_sheet, config.default_sample)
+                post.merge_samples(
+                    out,
+                    catalog,
+                    config.options,
+                    log,
+                    settings,
+                    group_by_cell=config.group_by_cell,
+                    given=given,
+                )
+                # pins of one cell left apart, each with too little to merge: said at the end
+                hints = post.merge_hints(catalog, given)
             if config.hitmap:
                 post.hitmaps(out, root, catalog, collection.raster_scans, log)
         counts = catalog.counts()
@@ -422,6 +437,8 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
         + f"; summary in {out / 'summary.json'}"
         + (f"; report: {report}" if report else "")
     )
+    for hint in hints:  # not an error (a fragment screen's pins are rightly apart)
+        log(hint)
     if waiting:
         log(
             f"mxflow: {len(waiting)} dataset(s) were still being written and were NOT processed; "

@@ -11,6 +11,13 @@ Merge routes per sample (as ZOO does with KAMO):
 ``30deg``  the wedges plus the uncut small-wedge (``multi``) datasets →
            ``OUT/merge_30deg/<sample>/`` (only when the sample has wedges)
 
+Samples are discovery's (the sheet's, ``--sample``, else one per pin), unless
+``mxflow run --group-by-cell`` joins the pins of compatible processed cells
+(:func:`group_by_cell`, a pure function; the groups are recorded in the catalog,
+so summary.json, ``mxflow status`` and the reports show each dataset under its
+group).  Pins left with one dataset each whose cells agree are named at the end
+of the run (:func:`merge_hints`).
+
 Each merge is logged as it goes: its start, then once it returns one line per
 cluster (space group, d_min, CC½, completeness, or why not merged) and its
 end with the time it took (:mod:`mxflow.schedule.progress`).
@@ -24,14 +31,18 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import gemmi
+
 from mxflow.catalog.db import Catalog
 from mxflow.catalog.merge_table import cluster_label
 from mxflow.catalog.summary import write_summary
+from mxflow.cluster.cells import cell_groups, median_cell, niggli_cell
+from mxflow.discover.collection import read_sample_sheet
 from mxflow.hitmap import hitmap
 from mxflow.merge import merge_sample
 from mxflow.merge.inputs import wavelength_groups
@@ -65,15 +76,26 @@ class MergeFn(Protocol):
 MIN_DATASETS_TO_MERGE = 2
 
 
+def merge_rows(catalog: Catalog) -> list[dict]:
+    """The catalog's dataset rows, each ``sample`` the one it is merged as: its recorded
+    sample group's (``--group-by-cell``) when it has one, else discovery's."""
+    grouped = catalog.grouped_samples()
+    rows = catalog.rows()
+    for row in rows:
+        row["sample"] = grouped.get(row["key"], row["sample"])
+    return rows
+
+
 def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, DatasetResult]]]:
     """(sample, route) → [(key, result)] of successfully processed datasets.
 
     Route ``proc``: every whole sweep.  Route ``30deg`` (only for samples
     that have wedges): every wedge, plus the whole sweeps that were not cut
-    (multi-mode small wedges), as KAMO's ``_kamo_30deg`` holds them.
+    (multi-mode small wedges), as KAMO's ``_kamo_30deg`` holds them.  Samples
+    are those of :func:`merge_rows` (a recorded group of pins is one sample).
     """
     groups: dict[tuple[str, str], list[tuple[str, DatasetResult]]] = defaultdict(list)
-    all_rows = catalog.rows()
+    all_rows = merge_rows(catalog)
     cut = {r["parent"] for r in all_rows if r["kind"] == "wedge" and r["parent"]}
     samples_with_wedges = {r["sample"] for r in all_rows if r["kind"] == "wedge"}
     for row in all_rows:
@@ -89,6 +111,240 @@ def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, Data
                 groups[(sample, "30deg")].append((row["key"], result))
         else:
             groups[(sample, "30deg")].append((row["key"], result))
+    return groups
+
+
+# -- samples from cells (mxflow run --group-by-cell) ----------------------------
+
+_MERGE_DEFAULTS = MergeOptions()
+#: the merge's own cell tolerances: a group it is given passes its cell test
+CELL_REL_LENGTH = _MERGE_DEFAULTS.cell_rel_length
+CELL_ANGLE = _MERGE_DEFAULTS.cell_angle
+
+
+@dataclass(frozen=True)
+class CellGroup:
+    """Datasets whose cells are compatible: merged as one sample ``name``.
+
+    ``members``: their catalog keys (sorted); ``space_group``: the most common of
+    theirs; ``cell``: the median of the cells of those in that space group (as
+    processed, Å and degrees); ``samples``: the samples discovery gave them.
+    """
+
+    name: str
+    members: tuple[str, ...]
+    space_group: str | None = None
+    cell: tuple[float, ...] = ()
+    samples: tuple[str, ...] = ()
+
+    def cell_words(self) -> str:
+        """``P 43 21 2, 78.0 78.0 37.0 90.0 90.0 90.0``."""
+        cell = " ".join(f"{x:.1f}" for x in self.cell)
+        return ", ".join(p for p in (self.space_group or "", cell) if p)
+
+
+def lattice_centring(space_group: str | None) -> str:
+    """The centring letter of the setting a processed cell is given in ("P" when unknown;
+    "R" for hexagonal axes of R groups, "P" for their rhombohedral axes)."""
+    if not space_group:
+        return "P"
+    try:
+        return gemmi.SpaceGroup(space_group).centring_type()
+    except ValueError:
+        return "P"
+
+
+def group_by_cell(
+    cells: Mapping[str, tuple[Sequence[float], str | None]],
+    rel_length: float = CELL_REL_LENGTH,
+    angle: float = CELL_ANGLE,
+    taken: Collection[str] = (),
+    prefix: str = "cell",
+    samples: Mapping[str, str] | None = None,
+) -> list[CellGroup]:
+    """Groups of compatible cells: key → (cell, space group) in, named groups out.
+
+    Each cell is Niggli-reduced in its own lattice centring (so the setting a
+    dataset was indexed in does not matter), then the cells passing
+    :func:`mxflow.cluster.cells.cells_similar` (edges within ``rel_length``,
+    angles within ``angle``°) are joined (connected groups).  Only groups of
+    two or more are returned, largest first (ties: by first key), named
+    ``cell1``, ``cell2`` … (``prefix``), skipping the names in ``taken``.
+    ``samples`` (key → sample), when given: a group must join two samples or
+    more (one that lies within one sample is left out), and each group lists
+    its samples.
+    """
+    keys = sorted(cells)
+    reduced = [niggli_cell(cells[k][0], lattice_centring(cells[k][1])) for k in keys]
+    out: list[CellGroup] = []
+    number = 0
+    for indices in cell_groups(reduced, rel_length, angle):
+        if len(indices) < 2:
+            continue
+        members = tuple(keys[i] for i in indices)
+        joined = tuple(sorted({samples[k] for k in members})) if samples is not None else ()
+        if samples is not None and len(joined) < 2:
+            continue
+        groups = [cells[k][1] for k in members]
+        counts = {g: groups.count(g) for g in groups}
+        space_group = max(counts, key=lambda g: (counts[g], g is not None, str(g)))
+        same = [cells[k][0] for k in members if cells[k][1] == space_group]
+        number += 1
+        while f"{prefix}{number}" in taken:
+            number += 1
+        out.append(CellGroup(f"{prefix}{number}", members, space_group, median_cell(same), joined))
+    return out
+
+
+def given_samples(sample_sheet: str | Path | None, default_sample: str | None) -> set[str]:
+    """The sample names the user gave: the sheet's and ``--sample``'s.
+
+    Datasets with one of these keep it; the others have the sample discovery
+    made up for them (one per pin) and may be grouped by cell.
+    """
+    names = {e.name for e in read_sample_sheet(sample_sheet)} if sample_sheet else set()
+    if default_sample:
+        names.add(default_sample)
+    return names
+
+
+def _cell_of(result: DatasetResult | None) -> tuple[list[float], str | None] | None:
+    if result is None or result.status != "ok" or not result.unit_cell:
+        return None
+    return list(result.unit_cell), result.space_group
+
+
+def decide_cell_groups(
+    catalog: Catalog,
+    given: Collection[str] = (),
+    rel_length: float = CELL_REL_LENGTH,
+    angle: float = CELL_ANGLE,
+) -> list[CellGroup]:
+    """The sample groups of ``mxflow run --group-by-cell`` (not recorded here).
+
+    Grouped: every successfully processed whole sweep whose sample is not one
+    the user gave (``given``), by its processed cell; a wedge goes with its
+    sweep (a wedge of a sweep that failed, by its own cell).  A dataset whose cell
+    matches no other keeps its sample.  Each group lists every key it gives its
+    name, wedges included.
+    """
+    rows = catalog.rows()
+    by_key = {r["key"]: r for r in rows}
+    free = [r for r in rows if r["status"] == "ok" and (r["sample"] or "") not in given]
+    cells: dict[str, tuple[Sequence[float], str | None]] = {}
+    for row in free:
+        if row["kind"] == "wedge" and row["parent"] in cells:
+            continue
+        cell = _cell_of(catalog.result(row["key"]))
+        if cell is not None:
+            cells[row["key"]] = cell
+    taken = {r["sample"] for r in rows if r["sample"]}
+    sample_of = {k: by_key[k]["sample"] or "" for k in cells}
+    groups = []
+    for g in group_by_cell(cells, rel_length, angle, taken, samples=sample_of):
+        members = set(g.members)
+        wedges = {
+            r["key"]
+            for r in free
+            if r["kind"] == "wedge" and r["key"] not in cells and r["parent"] in members
+        }
+        groups.append(dataclasses.replace(g, members=tuple(sorted(members | wedges))))
+    return groups
+
+
+def group_record(group: CellGroup) -> dict:
+    """What the catalog keeps of a group (:meth:`Catalog.record_sample_groups`)."""
+    return {
+        "name": group.name,
+        "by": "cell",
+        "space_group": group.space_group,
+        "cell": list(group.cell),
+        "datasets": list(group.members),
+        "samples": list(group.samples),
+    }
+
+
+def combine_settings(settings: Sequence[SampleSettings | None]) -> SampleSettings:
+    """The sheet settings of a group of samples: a value all that give one agree on
+    (e.g. ``--free-flags``, set on every dataset without a sheet sample); anomalous
+    when any is."""
+    given = [s for s in settings if s is not None]
+    out = SampleSettings(anomalous=any(s.anomalous for s in given))
+    for name in ("space_group", "reference", "free_flags"):
+        values = {getattr(s, name) for s in given if getattr(s, name)}
+        if len(values) == 1:
+            setattr(out, name, values.pop())
+    return out
+
+
+def unmerged_compatible(
+    catalog: Catalog,
+    given: Collection[str] = (),
+    rel_length: float = CELL_REL_LENGTH,
+    angle: float = CELL_ANGLE,
+) -> list[CellGroup]:
+    """Samples left with one processed whole dataset each whose cells agree: groups of
+    two or more such samples, each of which was therefore not merged.
+
+    Only samples the user did not name (``given``: the sheet's, ``--sample``) count:
+    one per pin, as discovery makes them.  Samples are those merged
+    (:func:`merge_rows`), so after ``--group-by-cell`` none is left.
+    """
+    rows = merge_rows(catalog)
+    sweeps: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "sweep" and r["status"] == "ok":
+            sweeps[r["sample"] or ""].append(r)
+    cells: dict[str, tuple[Sequence[float], str | None]] = {}
+    sample_of: dict[str, str] = {}
+    for sample, members in sweeps.items():
+        if len(members) != 1 or sample in given:
+            continue
+        cell = _cell_of(catalog.result(members[0]["key"]))
+        if cell is not None:
+            cells[members[0]["key"]] = cell
+            sample_of[members[0]["key"]] = sample
+    return group_by_cell(cells, rel_length, angle, samples=sample_of)
+
+
+def format_unmerged_hint(group: CellGroup, anything_merged: bool) -> str:
+    """What the end of a run says of :func:`unmerged_compatible`'s ``group``."""
+    s = group.samples
+    which = f"{s[0]} … {s[-1]}" if len(s) > 2 else " and ".join(s)
+    return (
+        f"mxflow: {len(s)} samples ({which}) have one dataset each with compatible cells "
+        f"({group.cell_words()}): "
+        + ("these were not merged" if anything_merged else "nothing was merged")
+        + "; to merge them as one sample rerun with --group-by-cell (or --sample NAME for "
+        "every pin), or give a sample sheet (README § Sample sheet)"
+    )
+
+
+def merge_hints(catalog: Catalog, given: Collection[str] = ()) -> list[str]:
+    """The end-of-run lines of :func:`unmerged_compatible` (none when nothing fits)."""
+    groups = unmerged_compatible(catalog, given)
+    merged = any(m.status == "ok" for m in catalog.merges())
+    return [format_unmerged_hint(g, merged) for g in groups]
+
+
+def _group_samples(
+    catalog: Catalog, given: Collection[str], log: Callable[[str], None]
+) -> list[CellGroup]:
+    """Decide, record and log the groups of ``--group-by-cell``."""
+    groups = decide_cell_groups(catalog, given)
+    catalog.record_sample_groups([group_record(g) for g in groups])
+    for g in groups:
+        s = g.samples
+        which = f"{s[0]} … {s[-1]}" if len(s) > 2 else ", ".join(s)
+        log(
+            f"mxflow: --group-by-cell: sample {g.name}: {len(g.members)} dataset(s) of "
+            f"{len(s)} sample(s) ({which}) with compatible cells ({g.cell_words()})"
+        )
+    if not groups:
+        log(
+            "mxflow: --group-by-cell: no two processed datasets without a sample from the "
+            "sheet or --sample have compatible cells: nothing grouped"
+        )
     return groups
 
 
@@ -227,13 +483,30 @@ def merge_samples(
     log: Callable[[str], None],
     settings: dict[str, SampleSettings] | None = None,
     merge_fn: MergeFn = merge_sample,
+    *,
+    group_by_cell: bool = False,
+    given: Collection[str] = (),
 ) -> int:
     """Merge every sample (both routes, each wavelength apart); returns the number of merges run.
 
     ``cli``: the command line's processing options (its space group and
     anomalous flag win over the sample sheet's ``settings``).
+    ``group_by_cell`` (``mxflow run --group-by-cell``): first the datasets whose
+    sample the user did not give (``given``: the sheet's and ``--sample``'s names)
+    are grouped by their processed cells (:func:`decide_cell_groups`), and each
+    group, recorded in the catalog, is merged as one sample; without it a grouping
+    recorded by an earlier run is dropped.  The record of a skipped merge of a
+    sample that no longer exists is dropped too.
     """
-    settings = settings or {}
+    settings = dict(settings or {})
+    if group_by_cell:
+        for g in _group_samples(catalog, given, log):
+            settings[g.name] = combine_settings([settings.get(s) for s in g.samples])
+    elif catalog.sample_groups():
+        catalog.record_sample_groups([])
+        log(
+            "mxflow: the samples grouped by cell in an earlier run are apart again (no --group-by-cell)"
+        )
     done = {m.name: m for m in catalog.merges()}
     n_run = 0
     jobs = [
@@ -241,9 +514,14 @@ def merge_samples(
         for (sample, route), members in sorted(merge_groups(catalog).items())
         for label, group in split_by_wavelength(members)
     ]
+    names = [
+        f"{route}/{sample}" + (f"/{label}" if label else "") for sample, route, label, _ in jobs
+    ]
+    for name, previous in done.items():
+        if previous.status == "skipped" and name not in names:
+            catalog.forget_merge(name)
     todo = []
-    for sample, route, label, members in jobs:
-        name = f"{route}/{sample}" + (f"/{label}" if label else "")
+    for (sample, route, label, members), name in zip(jobs, names, strict=True):
         keys = sorted(k for k, _ in members)
         previous = done.get(name)
         if previous and previous.status == "ok" and previous.inputs == keys:

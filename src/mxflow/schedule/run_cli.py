@@ -5,7 +5,9 @@ multi, helical and single data; any other tree by a generic walk), cuts
 helical and single sweeps into wedges (--wedge-deg, default 30°), processes
 each dataset and wedge as its own Dask task, then merges each sample's
 datasets and computes hit maps of raster scans (when those modules are
-installed).
+installed).  Without a sample sheet every pin is its own sample; --group-by-cell
+merges the pins whose processed cells agree as one sample (cell1, cell2 …), and
+a run that leaves such pins unmerged says so at its end.
 
 Outputs: OUT/proc/<pin>/.../<dataset>/ (whole sweeps), OUT/proc_30deg/...
 (wedges), OUT/mxflow.sqlite (the catalog; see 'mxflow status OUT') and
@@ -41,6 +43,13 @@ from mxflow.schedule.options import add_collection_arguments, config_from_args
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_collection_arguments(parser)
     parser.add_argument("--no-merge", action="store_true", help="process only; do not merge")
+    parser.add_argument(
+        "--group-by-cell",
+        action="store_true",
+        help="merge as one sample the pins (without a sample from --sample-sheet or --sample) "
+        "whose processed cells agree: one sample per group of compatible cells, named cell1, "
+        "cell2 … by size (a dataset matching no other keeps its pin's sample)",
+    )
     parser.add_argument("--no-hitmap", action="store_true", help="no hit maps of raster scans")
     parser.add_argument(
         "--archive",
@@ -56,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     config.merge = not args.no_merge
+    config.group_by_cell = args.group_by_cell
     config.hitmap = not args.no_hitmap
     outcome = run_collection(args.root, args.workdir, config)
     if outcome.stopped:
