@@ -12,6 +12,7 @@ the load times of a 200-dataset collection (bench/out/report_load_times.json).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -144,6 +145,63 @@ def hover_node(page, key: str, kind: str, nth: int = 0) -> tuple[int, float, flo
     return int(node_id), x, y, page.locator(label).text_content()
 
 
+def rename_datasets(out: Path, sample: str, prefix: str) -> None:
+    """Give every dataset of ``sample`` a name as ``mxflow run`` makes them
+    (``<pin>/data00/<dataset>``): in summary.json and in every merge file that names it."""
+    for js in out.rglob("*.json"):
+        text = js.read_text()
+        new = text.replace(f'"{sample}_', f'"{prefix}{sample}_')
+        if new != text:
+            js.write_text(new)
+
+
+def clipped_ticks(page, fig: str) -> list[str]:
+    """Tick labels of the plotly chart in ``fig`` drawn (partly) outside its SVG."""
+    return page.evaluate(
+        """(fig) => { const svg = document.querySelector(fig + " svg.main-svg").getBoundingClientRect();
+            return [...document.querySelectorAll(fig + " g.xtick text, " + fig + " g.ytick text")]
+                .filter(t => { const r = t.getBoundingClientRect();
+                    return r.left < svg.left - 1 || r.right > svg.right + 1 || r.bottom > svg.bottom + 1; })
+                .map(t => t.textContent); }""",
+        fig,
+    )
+
+
+def tick_texts(page, fig: str, axis: str = "x") -> list[str]:
+    return page.evaluate(
+        "([fig, a]) => [...document.querySelectorAll(fig + ' g.' + a + 'tick text')]"
+        ".map(t => t.textContent)",
+        [fig, axis],
+    )
+
+
+def mtz_links_in_view(page) -> list[tuple[str, bool]]:
+    """(cluster, whether its merged-MTZ link lies within the window and its table's
+    scroll box, horizontally) for each row of the merged-cluster table."""
+    return [
+        tuple(x)
+        for x in page.evaluate(
+            """() => [...document.querySelectorAll('#cluster-table tbody tr')].map(tr => {
+                const a = [...tr.querySelectorAll('a')].find(a => a.textContent.trim() === 'merged');
+                if (!a) return [tr.dataset.cluster, false];
+                const r = a.getBoundingClientRect(), box = tr.closest('.scroll').getBoundingClientRect();
+                return [tr.dataset.cluster, r.left >= Math.max(0, box.left) &&
+                    r.right <= Math.min(document.documentElement.clientWidth, box.right)]; })"""
+        )
+    ]
+
+
+def hover_heat_cell(page, i: int, j: int, n: int) -> str:
+    """Hover the heat map's cell (row i, column j) of an n × n matrix; its hover label text."""
+    box = page.locator("#cc-heat .nsewdrag").first.bounding_box()
+    page.mouse.move(
+        box["x"] + (j + 0.5) * box["width"] / n, box["y"] + (i + 0.5) * box["height"] / n
+    )
+    label = "#cc-heat .hoverlayer .hovertext"
+    page.wait_for_selector(label, timeout=5000)
+    return page.locator(label).text_content()
+
+
 def test_reports_from_disk(browser, tmp_path):
     context, blocked = browser
     out = write_sample_output(tmp_path / "OUT", n_multi=6, seed=7)
@@ -263,6 +321,73 @@ def test_reports_from_disk(browser, tmp_path):
     publish(shots)
 
 
+def test_merge_page_names_scales_and_fit(browser, tmp_path):
+    """Datasets named as ``mxflow run`` names them (``CPS0101-01/data00/...``, one prefix):
+    the dendrogram, the CC heat map and the per-dataset charts label them with their short
+    distinct names, drawn inside the chart; the full name is in the hover label.  The heat
+    map's colour scale is fixed (CC 0 to 1, stated); the dataset axes have whole-number ticks
+    only; at 1400 × 900 every cluster's merged-MTZ link is in view."""
+    context, blocked = browser
+    out = write_sample_output(tmp_path / "OUT", n_multi=10, seed=7, with_refl=False)
+    rename_datasets(out, "Lys", "CPS0101-01/data00/")
+    write_reports(out)
+    w = Watched(context)
+    page = w.page
+    page.set_viewport_size({"width": 1400, "height": 900})
+    w.open((out / "merge_cc_2.2S_Lys/report.html").as_uri())
+    data = json.loads(page.locator("#mx-data").text_content())
+    labels = data["labels"]
+    leaves = data["dendrograms"]["cc"]["leaves"]
+    assert all(n.startswith("CPS0101-01/data00/Lys_") for n in leaves)
+    assert len(set(labels.values())) == len(labels) >= len(leaves)
+    # the dendrogram: every leaf named by its short label, none cut off
+    dendro = "figure[data-dendro='cc']"
+    shown = tick_texts(page, dendro)
+    assert sorted(shown) == sorted(labels[n] for n in leaves)
+    assert all(not x.startswith("CPS0101-01") for x in shown), shown
+    assert clipped_ticks(page, dendro) == []
+    _, _, _, tip = hover_node(page, "cc", "leaf", nth=2)
+    assert tip.startswith("CPS0101-01/data00/Lys_"), tip  # the full name on hover
+    # the CC heat map: a fixed colour scale, stated; both axes name the datasets
+    page.locator("#cc-heat").scroll_into_view_if_needed()
+    page.wait_for_selector("#cc-heat .js-plotly-plot")
+    heat = page.evaluate(
+        """() => { const d = document.querySelector('#cc-heat div.plot');
+            const t = d.data[0]; return {zmin: t.zmin, zmax: t.zmax, zauto: t.zauto,
+            bar: d._fullData[0].colorbar.title.text, x: d._fullLayout.xaxis.type}; }"""
+    )
+    assert (heat["zmin"], heat["zmax"], heat["zauto"]) == (0, 1, False)
+    assert "0 – 1" in heat["bar"] and heat["x"] == "category"
+    caption = page.locator("#cc-heat figcaption").inner_text()
+    assert "fixed from CC 0 (blue) to 1 (red)" in caption, caption
+    names = data["cc_table"]["names"]
+    for ax in ("x", "y"):
+        ticks = tick_texts(page, "#cc-heat", ax)
+        assert ticks and set(ticks) <= {labels[n] for n in names}, ticks
+    assert clipped_ticks(page, "#cc-heat") == []
+    order = page.evaluate("() => document.querySelector('#cc-heat div.plot').data[0].text")
+    tip = hover_heat_cell(page, 1, 3, len(names))
+    assert tip.startswith(order[1][3].replace("&amp;", "&")), (tip, order[1][3])
+    assert all(x.startswith("CPS0101-01/data00/") for x in tip.split(": CC")[0].split(" × "))
+    # "Against dataset": 36 datasets, whole-number ticks only
+    page.locator("#plots").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "document.querySelectorAll('#plots figure[data-perds][data-drawn] .js-plotly-plot')"
+        ".length == 2"
+    )
+    for key in ("d_min", "cc_half"):
+        ticks = tick_texts(page, f"figure[data-perds='{key}']")
+        assert ticks and all(re.fullmatch(r"\d+", t) for t in ticks), ticks
+    # the cluster table fits the window: every merged MTZ link in view
+    page.locator("#clusters").scroll_into_view_if_needed()
+    links = mtz_links_in_view(page)
+    assert links and all(ok for _, ok in links), links
+    page.screenshot(path=str(shots_dir(tmp_path) / "merge_names.png"), full_page=True)
+    publish(shots_dir(tmp_path))
+    assert w.errors == [], w.errors
+    assert blocked == [], blocked
+
+
 @pytest.mark.dials
 def test_real_merge_page(browser, real_merge, tmp_path):
     """The merge page of a merge written by the pipeline: the dendrogram and the CC plots are
@@ -302,10 +427,22 @@ def test_real_merge_page(browser, real_merge, tmp_path):
     page.wait_for_selector("#cc-heat .js-plotly-plot")
     heat = page.evaluate("() => document.querySelector('#cc-heat div.plot').data[0]")
     assert heat["type"] == "heatmap" and [len(r) for r in heat["z"]] == [3, 3, 3]
+    # its colours on the fixed scale CC 0 to 1 (these CCs are all above 0.9), its axes named
+    assert (heat["zmin"], heat["zmax"]) == (0, 1)
+    assert min(v for row in heat["z"] for v in row) > 0.9
+    data = json.loads(page.locator("#mx-data").text_content())
+    assert sorted(tick_texts(page, "#cc-heat", "y")) == sorted(
+        data["labels"][n] for n in data["cc_table"]["names"]
+    )
     page.locator("#plots").scroll_into_view_if_needed()
     page.wait_for_function(
         "document.querySelectorAll('#plots figure[data-drawn] .js-plotly-plot').length >= 6"
     )
+    # "Against dataset": few datasets, so each tick is a dataset's name (no fractional ticks)
+    for key in ("d_min", "cc_half"):
+        assert tick_texts(page, f"figure[data-perds='{key}']") == [
+            data["labels"][d["name"]] for d in data["inputs"]
+        ]
     cc = page.evaluate(
         """() => document.querySelector("figure[data-res='cc_half'] div.plot").data
             .map(t => [t.name, t.y])"""
@@ -314,6 +451,10 @@ def test_real_merge_page(browser, real_merge, tmp_path):
     # a row of the cluster table selects its node again
     page.click(f"#cluster-table tbody tr[data-cluster='{cid}']")
     assert f"Cluster {cid} (merged)" in page.locator("#sel-title").inner_text()
+    # the table fits the 1400 px window: the merged MTZ link of each cluster is in view
+    assert page.viewport_size == {"width": 1400, "height": 900}
+    links = mtz_links_in_view(page)
+    assert links and all(ok for _, ok in links), links
     assert page.locator("#sel-cmd").inner_text().startswith("mxflow merge ")
     page.screenshot(path=str(shots_dir(tmp_path) / "merge_real.png"), full_page=True)
     publish(shots_dir(tmp_path))

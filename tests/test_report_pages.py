@@ -275,3 +275,68 @@ def test_format_summary_table(tmp_path):
     objs = [DatasetResult.from_dict(d) for d in ds[:3]]
     assert format_summary_table(objs).splitlines()[2].startswith(ds[0]["name"])
     assert format_summary_table([]) == "No datasets."
+
+
+def test_short_labels_tell_datasets_apart():
+    from mxflow.report.pages import short_labels
+
+    # the levels every name shares go (the dendrogram showed 'CPS0002-01/data00/helical_0…')
+    assert short_labels(
+        ["CPS0002-01/data00/helical_001_1-30", "CPS0002-01/data00/helical_001_31-40"]
+    ) == {
+        "CPS0002-01/data00/helical_001_1-30": "helical_001_1-30",
+        "CPS0002-01/data00/helical_001_31-40": "helical_001_31-40",
+    }
+    assert list(
+        short_labels(
+            [
+                "CPS0001-01/data00/multi_01",
+                "CPS0002-01/data00/multi_01",
+                "CPS0002-01/data00/multi_02",
+            ]
+        ).values()
+    ) == ["CPS0001-01/multi_01", "CPS0002-01/multi_01", "CPS0002-01/multi_02"]
+    # names of different depths: the shared leading levels go
+    assert short_labels(["p/a", "p/a/b"]) == {"p/a": "a", "p/a/b": "a/b"}
+    # long names lose the start they share, at a separator
+    long = [f"a/very_long_common_beamline_prefix_sample_A_{i:03d}" for i in (1, 2)]
+    assert list(short_labels(long).values()) == ["…001", "…002"]
+    # one dataset: its last level; none: nothing
+    assert short_labels(["x/y/z"]) == {"x/y/z": "z"} and short_labels([]) == {}
+    # whatever the names, the labels are distinct and no longer than the names
+    rng = __import__("random").Random(4)
+    for _ in range(200):
+        names = {
+            "/".join(rng.choice(["CPS01-01", "data00", "helical_001", "x", "multi_0_1-30"])
+                     for _ in range(rng.randint(1, 4)))
+            for _ in range(rng.randint(2, 8))
+        }  # fmt: skip
+        labels = short_labels(sorted(names))
+        assert set(labels) == names and len(set(labels.values())) == len(names), labels
+        assert all(len(labels[n]) <= max(len(n), 1) for n in names), labels
+
+
+def test_merge_page_gives_the_charts_short_names(collection):
+    out, _ = collection
+    data = json.loads(parse(out / "merge_cc_2.2S_Lys" / "report.html").data_json)
+    named = {d["name"] for d in data["inputs"]} | set(data["dendrograms"]["cc"]["leaves"])
+    named |= set(data["cc_table"]["names"])
+    assert set(data["labels"]) == named
+    assert len(set(data["labels"].values())) == len(named)
+
+
+def test_cc_values_to_three_decimals(tmp_path):
+    """CC½ 0.997 is '0.997' in the cluster table and in the cluster_summary.dat table, never '1.00'."""
+    out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=2, with_refl=False)
+    mdir = out / "merge_cc_2.2S_Thau"
+    ms = read_summary(mdir / "merge_summary.json")
+    c = next(c for c in ms.clusters if c.ok)
+    c.stats.overall.cc_half = 0.9971
+    c.stats.outer.cc_half, c.stats.inner.cc_half, c.stats.inner.cc_ano = 0.9966, 0.9996, 0.9951
+    write_summary(mdir / "merge_summary.json", ms)
+    write_reports(out)
+    t = parse(mdir / "report.html")
+    row = next(r for r in t.tables["cluster-table"] if r[0].split()[0] == str(c.id))
+    assert (row[8], row[13], row[18], row[20]) == ("0.997", "0.997", "1.000", "0.995")
+    kamo = next(r for r in t.tables["kamo-table"] if r[0] == f"{c.id:04d}")
+    assert (kamo[11], kamo[16], kamo[21], kamo[23]) == ("0.997", "0.997", "1.000", "0.995")

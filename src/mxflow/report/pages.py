@@ -151,6 +151,73 @@ def anchor(name: str) -> str:
     return "ds-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
+#: labels longer than this are cut further (the part all names share, then the middle)
+LABEL_MAX = 24
+_SEPARATORS = "/_-. "
+
+
+def short_labels(names: list[str], max_len: int = LABEL_MAX) -> dict[str, str]:
+    """The shortest form of each name that still tells it from the others, for chart axes.
+
+    Path levels (``/``) that every name shares are dropped (``CPS0002-01/data00/helical_001_1-30``
+    and ``CPS0002-01/data00/helical_001_31-40`` become ``helical_001_1-30`` and
+    ``helical_001_31-40``; ``CPS0001-01/data00/multi_01`` and ``CPS0002-01/data00/multi_01``
+    become ``CPS0001-01/multi_01`` and ``CPS0002-01/multi_01``).  Labels still longer than
+    ``max_len`` lose the start they all share (cut at a separator, marked ``…``), then
+    their leading path levels or characters, as long as every label stays distinct.  A single name keeps its last level.
+    Returns ``{name: label}``; distinct names always get distinct labels.
+    """
+    uniq = list(dict.fromkeys(names))
+    if not uniq:
+        return {}
+    if len(uniq) == 1:
+        return {uniq[0]: uniq[0].rstrip("/").rsplit("/", 1)[-1] or uniq[0]}
+    parts = [n.split("/") for n in uniq]
+    depth = {len(p) for p in parts}
+    if len(depth) == 1:
+        # the same levels: keep those where the names differ
+        keep = [k for k in range(depth.pop()) if len({p[k] for p in parts}) > 1]
+        labels = ["/".join(p[k] for k in keep) for p in parts]
+    else:
+        # different depths: drop the leading levels all share (at least one level stays)
+        common = 0
+        while common < min(map(len, parts)) - 1 and len({p[common] for p in parts}) == 1:
+            common += 1
+        labels = ["/".join(p[common:]) for p in parts]
+
+    def distinct(xs: list[str]) -> bool:
+        return len(set(xs)) == len(xs) and all(xs)
+
+    if max(map(len, labels)) > max_len:
+        prefix = os.path.commonprefix(labels)
+        cut = max((prefix.rfind(c) for c in _SEPARATORS), default=-1) + 1
+        if cut > 1:
+            trimmed = ["…" + x[cut:] for x in labels]
+            if distinct([x[cut:] for x in labels]):
+                labels = trimmed
+    if max(map(len, labels)) > max_len:
+        tails = [_tail(x, max_len) for x in labels]
+        if distinct(tails):
+            labels = tails
+    if not distinct(labels):  # cannot happen for distinct names; keep them whole then
+        labels = uniq
+    return dict(zip(uniq, labels, strict=True))
+
+
+def _tail(label: str, max_len: int) -> str:
+    """The end of a long label: whole leading path levels dropped first (``…/``), then
+    characters (``…``)."""
+    if len(label) <= max_len:
+        return label
+    levels = label.split("/")
+    while len(levels) > 1 and len("…/" + "/".join(levels)) > max_len:
+        levels.pop(0)
+    short = "/".join(levels)
+    if short != label:
+        short = "…/" + short
+    return short if len(short) <= max_len else "…" + label[-(max_len - 1) :]
+
+
 # ---------------------------------------------------------------- dataset report
 
 
@@ -756,6 +823,18 @@ def _merge_facts(md: MergeDir) -> list[tuple[str, Any]]:
     ]
 
 
+def _chart_names(
+    inputs: list[dict[str, Any]], md: MergeDir, clusters: list[dict[str, Any]]
+) -> list[str]:
+    """Every dataset name the merge page's charts draw (inputs, dendrogram leaves, CC table,
+    cluster members), for their short axis labels."""
+    names = [d["name"] for d in inputs]
+    names += list(md.dendrogram.leaves) if md.dendrogram else []
+    names += [n for p in md.cc_pairs for n in (p.name_i, p.name_j)]
+    names += [m for c in clusters for m in c["members"]]
+    return names
+
+
 def merge_context(
     md: MergeDir, rows: list[DatasetRow], out_dir: Path, out_display: str
 ) -> dict[str, Any]:
@@ -815,6 +894,7 @@ def merge_context(
         "cc_table": cc_matrix(md.cc_pairs),
         "selection_dir": str(Path(out_display) / f"selection_{md.method}"),
         "not_merged": {str(n["id"]): n["why"] for n in not_merged},
+        "labels": short_labels(_chart_names(inputs, md, clusters)),
     }
     return {
         "merge": md,

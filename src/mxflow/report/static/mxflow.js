@@ -24,6 +24,18 @@
   MX.fmt = fmt;
   MX.esc = esc;
 
+  /* A whole-number step for a dataset-number axis: about `ticks` ticks over n datasets (1, 2, 5, 10, 20, ...). */
+  function intStep(n, ticks) {
+    var raw = n / (ticks || 8), step = 1;
+    while (step < raw) step = String(step).charAt(0) === "2" ? step * 2.5 : step * 2;
+    return step;
+  }
+  /* Pixels a tick label of `chars` characters takes across its axis, drawn at `angle` degrees. */
+  function labelExtent(chars, size, angle) {
+    return Math.ceil(chars * size * 0.58 * Math.sin(Math.abs(angle || 90) * Math.PI / 180)) + 8;
+  }
+  function longest(labels) { return labels.reduce(function (m, s) { return Math.max(m, String(s).length); }, 0); }
+
   function pageData() {
     var node = document.getElementById("mx-data");
     return node ? JSON.parse(node.textContent) : {};
@@ -208,10 +220,26 @@
     }), { displayModeBar: false, responsive: true });
   }
 
+  /* The x axis of a chart with one point per dataset at x = 0, 1, ...: the datasets' short names
+   * (o.label) when few enough to read, else whole dataset numbers (never fractional ticks). */
+  function datasetAxis(names, label, extra) {
+    var idx = names.map(function (_, i) { return i; }), n = names.length;
+    var a = extra || {};
+    a.range = a.range || [-0.5, n - 0.5];
+    if (n <= 30) {
+      var text = names.map(function (nm) { return esc(label ? label(nm) : nm); });
+      a.tickmode = "array"; a.tickvals = idx; a.ticktext = text; a.tickangle = 45; a.tickfont = { size: 9 };
+      return { axis: axis("", a), bottom: Math.min(170, labelExtent(longest(text), 9, 45) + 12) };
+    }
+    a.tickmode = "linear"; a.tick0 = 0; a.dtick = intStep(n);
+    return { axis: axis("dataset # (input table)", a), bottom: 36 };
+  }
+
   /* One value per dataset (x = its number in the input table); members of the selection filled. */
   function perDatasetChart(fig, names, values, selected, o) {
     if (!values.some(isNum)) return clear(fig);
     var sel = new Set(selected || []);
+    var xa = datasetAxis(names, o.label);
     return plot(fig, [{
       type: "scatter", mode: "markers", x: names.map(function (_, i) { return i; }), y: values,
       text: names.map(function (n) { return esc(n) + (sel.has(n) ? " (in selection)" : ""); }),
@@ -221,7 +249,8 @@
       },
       hovertemplate: "#%{x} %{text}: <b>%{y:." + (o.digits || 3) + "f}</b><extra></extra>"
     }], layout({
-      xaxis: axis(o.xlabel || "dataset #", { range: [-0.5, names.length - 0.5] }),
+      margin: { l: 48, r: 14, t: 10, b: xa.bottom },
+      xaxis: xa.axis,
       yaxis: axis(o.ylabel, { range: o.yrange || undefined })
     }));
   }
@@ -249,19 +278,18 @@
   }
 
   /* ΔCC½ of each dataset as bars (negative: the cluster is better without it, drawn red). */
-  function deltaCcChart(fig, datasets) {
+  function deltaCcChart(fig, datasets, label) {
     var v = datasets.map(function (ds) { return ds.delta_cc_half; });
     if (!v.some(isNum)) return clear(fig, "ΔCC½: not defined for any dataset");
     var names = datasets.map(function (ds) { return ds.name; }), idx = names.map(function (_, i) { return i; });
-    var labels = names.length <= 30;
+    var xa = datasetAxis(names, label);
     return plot(fig, [{
       type: "bar", x: idx, y: v, text: names.map(esc), textposition: "none",
       marker: { color: v.map(function (x) { return isNum(x) && x < 0 ? MERGED : "#8fb4de"; }), line: { color: GREY, width: 0.5 } },
       hovertemplate: "%{text}: ΔCC½ <b>%{y:.4f}</b><extra></extra>"
     }], layout({
-      margin: { l: 56, r: 14, t: 10, b: labels ? 90 : 36 },
-      xaxis: axis(labels ? "" : "dataset #", { tickmode: labels ? "array" : "auto", tickvals: labels ? idx : undefined,
-        ticktext: labels ? names.map(esc) : undefined, tickangle: labels ? 45 : 0, tickfont: { size: 9 } }),
+      margin: { l: 56, r: 14, t: 10, b: xa.bottom },
+      xaxis: xa.axis,
       yaxis: axis("ΔCC½", { zeroline: true, zerolinecolor: "#98a2b3" })
     }));
   }
@@ -280,32 +308,38 @@
     }));
   }
 
-  /* Pairwise CC matrix as a heat map (blue low, red high; grey where no common reflections). */
-  function ccHeatmap(fig, cc, sorted) {
+  /* The fixed colour range of the CC heat map: the same colour is the same CC on every page. */
+  var CC_RANGE = [0, 1];
+  MX.CC_RANGE = CC_RANGE;
+
+  /* Pairwise CC matrix as a heat map on a fixed scale, CC 0 (blue) to 1 (red), lower CCs drawn as 0;
+   * grey where no common reflections.  Both axes name the datasets by their short labels (label(name)),
+   * every k-th when too many to read; the hover label gives the full names. */
+  function ccHeatmap(fig, cc, sorted, label) {
     var n = cc.cc.length, names = cc.names;
-    var off = [];
-    cc.cc.forEach(function (row, i) { row.forEach(function (v, j) { if (i !== j && isNum(v)) off.push(v); }); });
-    var zmin = off.length ? Math.max(0, Math.min.apply(null, off)) : 0;
+    var short = names.map(function (nm) { return label ? label(nm) : nm; });
     var text = cc.cc.map(function (row, i) { return row.map(function (_, j) { return esc(names[i]) + " × " + esc(names[j]); }); });
-    var idx = names.map(function (_, i) { return i; });
-    var labels = n <= 40;
     var side = Math.min(520, Math.max(280, (fig.parentNode.clientWidth || 700) - 260));
-    var title = labels ? "" : "dataset (" + (sorted ? "dendrogram" : "input") + " order)";
-    var m = labels ? { l: 130, r: 10, t: 10, b: 120 } : { l: 40, r: 10, t: 10, b: 36 };
+    var size = n <= 40 ? 9 : 8, every = Math.max(1, Math.ceil(n * (size + 3) / side));
+    var shown = short.filter(function (_, i) { return i % every === 0; });
+    var title = every > 1 ? "dataset (" + (sorted ? "dendrogram" : "input") + " order; every " + every + (every === 2 ? "nd" : every === 3 ? "rd" : "th") + " named)" : "";
+    var ext = longest(shown.map(esc));
+    var m = { l: Math.min(220, labelExtent(ext, size, 90) + 6), r: 10, t: 10, b: Math.min(220, labelExtent(ext, size, 60) + (title ? 24 : 8)) };
     var tickAxis = function (angle) {
-      return axis(title, { showgrid: false, ticks: "", tickmode: labels ? "array" : "auto", tickvals: labels ? idx : undefined,
-        ticktext: labels ? names : undefined, showticklabels: labels, tickfont: { size: 9 }, tickangle: angle });
+      return axis(title, { type: "category", showgrid: false, ticks: "", tickmode: "array", tickvals: shown,
+        ticktext: shown.map(esc), tickfont: { size: size }, tickangle: angle });
     };
     var yax = tickAxis(0);
     yax.autorange = "reversed";
     yax.scaleanchor = "x";
     var div = plot(fig, [{
-      type: "heatmap", z: cc.cc, x: idx, y: idx, text: text, zmin: zmin, zmax: 1, hoverongaps: false,
-      colorscale: "RdBu", colorbar: { title: { text: "CC", side: "right" }, thickness: 12, len: 0.9 },
+      type: "heatmap", z: cc.cc, x: short, y: short, text: text, zmin: CC_RANGE[0], zmax: CC_RANGE[1], zauto: false, hoverongaps: false,
+      colorscale: "RdBu", colorbar: { title: { text: "CC (fixed scale 0 – 1)", side: "right" }, thickness: 12, len: 0.9,
+        tickmode: "array", tickvals: [0, 0.2, 0.4, 0.6, 0.8, 1], ticktext: ["≤ 0", "0.2", "0.4", "0.6", "0.8", "1"] },
       hovertemplate: "%{text}: CC <b>%{z:.3f}</b><extra></extra>"
     }], layout({
       height: side + m.t + m.b, width: side + m.l + m.r + 80, plot_bgcolor: "#e4e7ec", margin: m,
-      xaxis: tickAxis(labels ? 60 : 0), yaxis: yax
+      xaxis: tickAxis(60), yaxis: yax
     }), { displaylogo: false, responsive: false, toImageButtonOptions: { format: "svg" },
       modeBarButtonsToRemove: CONFIG.modeBarButtonsToRemove });
     return div;
@@ -450,8 +484,10 @@
     var size = kind.map(function (k) { return k === "leaf" ? (small ? 4 : 6) : k === "merged" ? 13 : small ? 7 : 9; });
     var maxH = Math.max.apply(null, nodes.map(function (n) { return n.height || 0; }).concat([1e-9]));
     var all = links(Object.keys(linkOf));
-    var names = order.map(function (k) { return byId[k].name; });
-    var bottom = nl <= MAX_LABELS ? 110 : 44;
+    // axis labels: the leaves' short names (opts.label; the hover label has the full name)
+    var names = order.map(function (k) { return esc(opts.label ? opts.label(byId[k].name) : byId[k].name); });
+    var labelled = Math.min(170, labelExtent(longest(names), 9, 60) + 10);
+    var bottom = nl <= MAX_LABELS ? labelled : 44;
     var lay = layout({
       height: nl <= MAX_LABELS ? 380 : 330, margin: { l: 56, r: 16, t: 12, b: bottom }, plot_bgcolor: "#ffffff",
       hoverdistance: 12, dragmode: "zoom",
@@ -503,7 +539,7 @@
       div.on("plotly_relayout", function () {
         var r = div._fullLayout.xaxis.range, show = r[1] - r[0] <= MAX_LABELS;
         if (show !== div._fullLayout.xaxis.showticklabels) {
-          window.Plotly.relayout(div, { "xaxis.showticklabels": show, "margin.b": show ? 110 : 44, "annotations[0].visible": !show });
+          window.Plotly.relayout(div, { "xaxis.showticklabels": show, "margin.b": show ? labelled : 44, "annotations[0].visible": !show });
         }
       });
     }
@@ -524,6 +560,8 @@
     var data = pageData();
     MX.tablesInit();
     var inputs = data.inputs || [], names = inputs.map(function (d) { return d.name; });
+    var labels = data.labels || {};
+    function label(name) { return labels[name] || name; }  // short name on axes (mxflow.report.pages.short_labels)
     var byName = {};
     inputs.forEach(function (d) { byName[d.name] = d; });
     var clusters = data.clusters || [];
@@ -560,7 +598,7 @@
     }
     function drawPerDataset(fig) {
       var key = fig.dataset.perds, members = selected ? selected.members : [];
-      perDatasetChart(fig, names, inputs.map(function (d) { return d[key]; }), members, { ylabel: key === "d_min" ? "d_min (Å)" : "CC½" });
+      perDatasetChart(fig, names, inputs.map(function (d) { return d[key]; }), members, { ylabel: key === "d_min" ? "d_min (Å)" : "CC½", label: label });
     }
     var IMG = {
       scale: { label: "scale k", digits: 3 }, b: { label: "B (Å²)", digits: 2 }, r_merge: { label: "Rmerge (%)", digits: 1 },
@@ -570,7 +608,7 @@
       var key = fig.dataset.img, c = clusters.find(function (x) { return String(x.id) === fig.dataset.cluster; });
       var d = c && c.diag;
       if (!d) return clear(fig, "No per-image diagnostics for this cluster");
-      if (key === "delta_cc_half") return deltaCcChart(fig, d.datasets);
+      if (key === "delta_cc_half") return deltaCcChart(fig, d.datasets, label);
       if (key === "completeness") return completenessChart(fig, d.curve, d.order);
       return imageChart(fig, d.datasets, key, IMG[key] || { label: key, digits: 3 });
     }
@@ -634,7 +672,7 @@
       var dg = (data.dendrograms || {})[fig.dataset.dendro];
       if (!dg) return;
       dendros[dg.method || fig.dataset.dendro] = MX.dendrogram(fig, dg, {
-        onSelect: onSelect, clusterFor: clusterFor, whyNot: data.not_merged || {},
+        onSelect: onSelect, clusterFor: clusterFor, whyNot: data.not_merged || {}, label: label,
         leafInfo: function (name) { var d = byName[name]; return d ? "cell " + (d.cell || []).map(function (v, i) { return fmt(v, i < 3 ? 2 : 1); }).join(" ") + "<br>d<sub>min</sub> " + fmt(d.d_min, 2) + " Å" : ""; }
       });
     });
@@ -667,9 +705,10 @@
         }
       }
       lazy([heat], function (fig) {
-        ccHeatmap(fig, cc, sorted);
+        ccHeatmap(fig, cc, sorted, label);
         fig.querySelector("figcaption").textContent = "Pairwise CC between datasets: " + cc.cc.length + " datasets in " + (sorted ? "dendrogram" : "input") +
-          " order; blue = low CC, red = high CC, grey = no common reflections.";
+          " order. Colour scale fixed from CC " + CC_RANGE[0] + " (blue) to " + CC_RANGE[1] + " (red), the same on every merge page; a CC below " +
+          CC_RANGE[0] + " is drawn as " + CC_RANGE[0] + "; grey = no common reflections. Hover a cell for the full names and the CC.";
       });
     }
   };
