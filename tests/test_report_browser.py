@@ -388,6 +388,47 @@ def test_merge_page_names_scales_and_fit(browser, tmp_path):
     assert blocked == [], blocked
 
 
+def test_hitmap_page_styled_with_navigation(browser, tmp_path):
+    """A hit map page of an output directory has the reports' stylesheet and navigation:
+    its links lead back to the collection report, from disk, and hovering a cell shows
+    its frame."""
+    context, blocked = browser
+    out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=8, with_refl=False)
+    write_reports(out)
+    w = Watched(context)
+    page = w.page
+    page.set_viewport_size({"width": 1400, "height": 900})
+    w.open((out / "report/index.html").as_uri())
+    page.click("#hitmaps a:text('interactive map')")
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/hitmap.html")
+    # the reports' stylesheet (a file beside the other pages', not a copy in the page)
+    sheets = page.evaluate("() => [...document.styleSheets].map(s => s.href).filter(Boolean)")
+    assert [s.rsplit("/", 3)[-3:] for s in sheets] == [["report", "static", "mxflow.css"]]
+    assert (
+        page.evaluate("() => getComputedStyle(document.querySelector('header.top')).position")
+        == "sticky"
+    )
+    frames = json.loads(page.locator("#mx-data").text_content())["frames"]
+    page.locator("#hm-grid .hm-cell").nth(16).hover()
+    assert (
+        f"frame {frames[16]['file']} #{frames[16]['index']}"
+        in page.locator("#hm-info").inner_text()
+    )
+    page.screenshot(path=str(shots_dir(tmp_path) / "hitmap.png"))
+    page.click("#hitmap-back a")
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/report/index.html#hitmaps")
+    assert page.locator("#pin-table").is_visible()
+    page.go_back()
+    page.click("header.top nav a:text('Datasets')")
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/report/datasets.html")
+    publish(shots_dir(tmp_path))
+    assert w.errors == [], w.errors
+    assert blocked == [], blocked
+
+
 @pytest.mark.dials
 def test_real_merge_page(browser, real_merge, tmp_path):
     """The merge page of a merge written by the pipeline: the dendrogram and the CC plots are

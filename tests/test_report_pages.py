@@ -92,6 +92,9 @@ def test_all_pages_written_with_one_static_bundle(collection):
     out, written = collection
     names = {p.relative_to(out).as_posix() for p in written}
     assert {"report/index.html", "report/datasets.html"} <= names
+    assert {n for n in names if n.startswith("hitmap/")} == {
+        f"hitmap/{pin}/hitmap.html" for pin in ("CPS101-04", "CPS102-04")
+    }
     merges = sorted(p.parent.name for p in out.glob("merge_*/merge_summary.json"))
     assert merges == ["merge_blend_2.2S_Lys", "merge_cc_2.2S_Lys", "merge_cc_2.2S_Thau"]
     assert [n for n in sorted(names) if n.startswith("merge_")] == [
@@ -111,7 +114,7 @@ def test_all_pages_written_with_one_static_bundle(collection):
         srcs = re.findall(r'(?:src|href)="([^"#]+)"', html)
         assert not [s for s in srcs if re.match(r"^[a-z]+://", s)], f"network reference in {page}"
         scripts = [(page.parent / s).resolve() for s in re.findall(r'<script src="([^"]+)"', html)]
-        charts = page.name != "index.html"  # the collection page has no charts
+        charts = page.name not in ("index.html", "hitmap.html")  # pages without charts
         expected = [static / "plotly.min.js"] * charts + [static / "mxflow.js"]
         assert scripts == [p.resolve() for p in expected], page
         for s in srcs:
@@ -340,3 +343,34 @@ def test_cc_values_to_three_decimals(tmp_path):
     assert (row[8], row[13], row[18], row[20]) == ("0.997", "0.997", "1.000", "0.995")
     kamo = next(r for r in t.tables["kamo-table"] if r[0] == f"{c.id:04d}")
     assert (kamo[11], kamo[16], kamo[21], kamo[23]) == ("0.997", "0.997", "1.000", "0.995")
+
+
+def test_hitmap_pages_have_the_reports_style_and_navigation(tmp_path):
+    """In an output directory a hit map page links the reports' stylesheet and their pages
+    (relative links that resolve, offline); written by ``mxflow hitmap`` alone it carries
+    the stylesheet inline and no navigation."""
+    from mxflow.hitmap.render import write_html
+    from mxflow.report.render import static_text
+
+    out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=5, with_refl=False)
+    write_reports(out)
+    page = out / "hitmap/CPS101-04/hitmap.html"
+    html = page.read_text()
+    links = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert "../../report/static/mxflow.css" in links
+    assert "../../report/index.html#hitmaps" in links and "../../report/index.html" in links
+    assert "../../merge_cc_2.2S_Lys/report.html" in links
+    for link in links:
+        assert not re.match(r"^[a-z]+://", link)
+        if not link.startswith("data:"):
+            assert (page.parent / link.split("#")[0]).exists(), link
+    css = static_text("mxflow.css")
+    assert css.splitlines()[0] not in html  # the stylesheet is linked, not copied
+    assert 'id="hitmaps"' in (out / "report/index.html").read_text()  # the back link's target
+    frames = json.loads(parse(page).data_json)["frames"]
+    assert len(frames) == 12 * 15 and frames[0]["color"].startswith("#")
+    # on its own: the same page, the stylesheet inline, no links to reports that do not exist
+    doc = json.loads((out / "hitmap/CPS101-04/hitmap.json").read_text())
+    alone = write_html(doc, tmp_path / "alone" / "hitmap.html").read_text()
+    assert css.strip() in alone and "<nav>" not in alone and "report/" not in alone
+    assert "http" not in alone.lower()

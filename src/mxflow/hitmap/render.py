@@ -1,20 +1,35 @@
-"""Drawing a hit map: a heat-map PNG (matplotlib, Agg) and a self-contained
-HTML page (inline CSS and JavaScript, no network) where hovering over a cell
-shows the frame and its numbers.  Both take the document that
-:func:`mxflow.hitmap.run.hitmap` writes to ``hitmap.json``.
+"""Drawing a hit map: a heat-map PNG (matplotlib, Agg) and an HTML page (no
+network) where hovering over a cell shows the frame and its numbers.  Both take
+the document that :func:`mxflow.hitmap.run.hitmap` writes to ``hitmap.json``.
+
+The page is the report template ``hitmap.html``: in an output directory the
+report writer gives it the reports' stylesheet and navigation
+(:func:`mxflow.report.write.write_hitmap_pages`); on its own it inlines the
+stylesheet.
 """
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mxflow.util.files import atomic_write_bytes, atomic_write_text
+from mxflow.util.files import atomic_write_bytes
 
 CMAP = "viridis"
+#: what the page keeps of each frame
+_FRAME_KEYS = (
+    "file",
+    "index",
+    "n_spots",
+    "total_intensity",
+    "median_intensity",
+    "d_min_est",
+    "row",
+    "col",
+    "error",
+)
 
 
 def spot_grid(doc: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -92,80 +107,18 @@ def write_png(doc: dict, path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>mxflow hit map</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
-#grid {{ display: grid; grid-template-columns: repeat({cols}, {cell}px); gap: 1px;
-        background: #888; width: max-content; border: 1px solid #888; }}
-.cell {{ width: {cell}px; height: {cell}px; font-size: 10px; display: flex;
-        align-items: center; justify-content: center; cursor: crosshair; }}
-.cell:hover {{ outline: 2px solid #e33; z-index: 1; }}
-.bad {{ background: repeating-linear-gradient(45deg, #fff, #fff 3px, #f99 3px, #f99 6px); }}
-.empty {{ background: #eee; }}
-#info {{ margin-top: 1em; min-height: 6em; font-family: monospace; white-space: pre; }}
-table {{ border-collapse: collapse; margin-top: 1em; font-size: 90%; }}
-td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
-</style></head><body>
-<h1>Hit map</h1>
-<p>{summary}</p>
-<div id="grid"></div>
-<div id="info">Hover over a cell to see its frame.</div>
-<h2>Unreadable frames</h2>
-{errors}
-<script>
-const DATA = {data};
-const grid = document.getElementById("grid");
-const info = document.getElementById("info");
-const cells = new Map();
-for (const f of DATA.frames) cells.set(f.row + "," + f.col, f);
-function fmt(v, d) {{ return v === null || v === undefined ? "-" : (typeof v === "number" ? v.toFixed(d) : v); }}
-for (let r = 0; r < DATA.rows; r++) {{
-  for (let c = 0; c < DATA.cols; c++) {{
-    const f = cells.get(r + "," + c);
-    const el = document.createElement("div");
-    el.className = "cell";
-    if (!f) {{ el.classList.add("empty"); }}
-    else if (f.n_spots === null) {{ el.classList.add("bad"); el.textContent = "x"; }}
-    else {{ el.style.background = f.color; el.style.color = f.text; if (DATA.cols <= 40) el.textContent = f.n_spots; }}
-    el.addEventListener("mouseenter", () => {{
-      if (!f) {{ info.textContent = "row " + r + ", column " + c + ": no frame"; return; }}
-      info.textContent = "row " + r + ", column " + c + "\\n" + "frame " + f.file + " #" + f.index + "\\n" +
-        (f.error ? "error: " + f.error :
-         "spots " + f.n_spots + "   total intensity " + fmt(f.total_intensity, 0) +
-         "   median " + fmt(f.median_intensity, 0) + "\\nestimated d_min " + fmt(f.d_min_est, 2) + " \\u00c5");
-    }});
-    grid.appendChild(el);
-  }}
-}}
-</script>
-</body></html>
-"""
-
-
-def write_html(doc: dict, path: str | Path) -> None:
-    """Self-contained HTML hit map; hovering a cell shows its frame's numbers."""
+def page_context(doc: dict) -> dict[str, Any]:
+    """What the hit-map page shows: the frames with their cell colours (viridis, 0 to the
+    most spots), the grid, a one-line summary and the unreadable frames."""
     import matplotlib
 
     cmap = matplotlib.colormaps[CMAP]
-    counts = [f["n_spots"] for f in doc["frames"] if f.get("n_spots") is not None]
+    frames_in = [f for f in doc.get("frames", []) if isinstance(f, dict)]
+    counts = [f["n_spots"] for f in frames_in if f.get("n_spots") is not None]
     vmax = max(max(counts, default=1), 1)
     frames = []
-    for f in doc["frames"]:
-        item = {
-            k: f.get(k)
-            for k in (
-                "file",
-                "index",
-                "n_spots",
-                "total_intensity",
-                "median_intensity",
-                "d_min_est",
-                "row",
-                "col",
-                "error",
-            )
-        }
+    for f in frames_in:
+        item = {k: f.get(k) for k in _FRAME_KEYS}
         if f.get("n_spots") is not None:
             rgba = cmap(f["n_spots"] / vmax)
             item["color"] = matplotlib.colors.to_hex(rgba)
@@ -173,26 +126,57 @@ def write_html(doc: dict, path: str | Path) -> None:
             item["text"] = "#000" if light else "#fff"
         frames.append(item)
     g = doc["grid"]
-    data = json.dumps({"rows": g["rows"], "cols": g["cols"], "frames": frames})
-    data = data.replace("</", "<\\/")  # keep file names from closing the script element
-    best = _best(doc)
+    best = _best({"frames": frames_in})
+    source = g.get("source")
+    how = ", ".join(x for x in (source, "serpentine" if g.get("snake") else "") if x)
     summary = (
-        f"{len(doc['frames'])} frames on a {g['cols']} x {g['rows']} grid ({g['source']}"
-        f"{', serpentine' if g.get('snake') else ''}); colour = spots per frame (0 to {vmax})."
+        f"{len(frames_in)} frames on a {g['cols']} x {g['rows']} grid"
+        f"{f' ({how})' if how else ''}; colour = spots per frame (0 to {vmax})."
     )
     if best:
         summary += f" Best frame: {best['file']} #{best['index']} with {best['n_spots']} spots."
-    if doc["errors"]:
-        rows = "".join(
-            f"<tr><td>{html.escape(str(e['file']))}</td><td>{e['index']}</td>"
-            f"<td style='text-align:left'>{html.escape(str(e['error']))}</td></tr>"
-            for e in doc["errors"]
-        )
-        errors = f"<table><tr><th>file</th><th>index</th><th>error</th></tr>{rows}</table>"
-    else:
-        errors = "<p>none</p>"
-    cell = 36 if g["cols"] <= 25 else 14
-    page = _PAGE.format(
-        cols=g["cols"], cell=cell, summary=html.escape(summary), errors=errors, data=data
+    errors = [
+        {"file": str(e.get("file", "")), "index": e.get("index"), "error": str(e.get("error", ""))}
+        for e in doc.get("errors") or []
+        if isinstance(e, dict)
+    ]
+    return {
+        "summary": summary,
+        "errors": errors,
+        "cols": g["cols"],
+        "cell": 36 if g["cols"] <= 25 else 14,
+        "js": {"rows": g["rows"], "cols": g["cols"], "frames": frames},
+    }
+
+
+def write_html(
+    doc: dict,
+    path: str | Path,
+    nav: dict[str, Any] | None = None,
+    out: str = "",
+    scan: str = "",
+) -> Path:
+    """The hit-map page: hovering a cell shows its frame's numbers.
+
+    With ``nav`` (the report pages' links, relative to the page, as
+    :mod:`mxflow.report.write` makes them) the page uses the reports' stylesheet
+    and navigation and links back to the collection report; without it (``mxflow
+    hitmap`` on its own) the stylesheet is inlined and the page stands alone.
+    No network either way.  ``scan`` names the scan in the title.
+    """
+    from mxflow.report.render import render, static_text, write_page
+
+    path = Path(path)
+    ctx = page_context(doc)
+    html = render(
+        "hitmap.html",
+        title=f"Hit map {scan}" if scan else "Hit map",
+        out=out or str(path.parent),
+        nav=nav,
+        inline_css=None if nav else static_text("mxflow.css"),
+        scan=scan,
+        png="hitmap.png" if (path.parent / "hitmap.png").is_file() else None,
+        json="hitmap.json" if (path.parent / "hitmap.json").is_file() else None,
+        **ctx,
     )
-    atomic_write_text(path, page)
+    return write_page(path, html)

@@ -7,7 +7,15 @@ from typing import Any
 
 from mxflow.errors import BadInputError
 from mxflow.report import pages
-from mxflow.report.load import DatasetRow, MergeDir, find_merge_dirs, load_merge_dir, load_summary
+from mxflow.report.load import (
+    DatasetRow,
+    MergeDir,
+    find_hitmaps,
+    find_merge_dirs,
+    load_merge_dir,
+    load_summary,
+    read_json_file,
+)
 from mxflow.report.render import render, write_page, write_static
 
 
@@ -75,6 +83,40 @@ def write_merge_report(
     return write_page(md.path / "report.html", html)
 
 
+def _drawable(doc: Any) -> bool:
+    """Whether a hitmap.json document has what its page draws: a grid and a list of frames."""
+    grid = doc.get("grid") if isinstance(doc, dict) else None
+    return (
+        isinstance(grid, dict)
+        and all(isinstance(grid.get(k), int) and grid[k] > 0 for k in ("rows", "cols"))
+        and isinstance(doc.get("frames"), list)
+    )
+
+
+def write_hitmap_pages(out_dir: Path, merge_dirs: list[MergeDir]) -> list[Path]:
+    """Every hit map's ``hitmap.html`` (beside its ``hitmap.json``) with the reports'
+    stylesheet and navigation, links relative to it; a document without frames or
+    grid is not a hit map the page can draw and is left alone."""
+    from mxflow.hitmap.render import write_html
+
+    written = []
+    for hm in find_hitmaps(out_dir):
+        js = out_dir / hm["json"]
+        try:
+            doc = read_json_file(js)
+        except (BadInputError, OSError):
+            continue
+        if not _drawable(doc):
+            continue
+        page_dir = js.parent
+        scan = hm["dir"].removeprefix("hitmap/")
+        nav = _nav(out_dir, page_dir, merge_dirs)
+        written.append(
+            write_html(doc, page_dir / "hitmap.html", nav=nav, out=str(out_dir), scan=scan)
+        )
+    return written
+
+
 def write_reports(out_dir: str | Path) -> list[Path]:
     """Write every report of ``out_dir``; return the pages written.
 
@@ -88,9 +130,10 @@ def write_reports(out_dir: str | Path) -> list[Path]:
     rows = load_summary(out_dir)
     merge_dirs = [load_merge_dir(p) for p in find_merge_dirs(out_dir)]
     write_static(out_dir / "report")
+    hitmap_pages = write_hitmap_pages(out_dir, merge_dirs)  # before the collection page links them
     written = [
         write_collection_report(out_dir, rows, merge_dirs),
         write_dataset_report(out_dir, rows, merge_dirs),
     ]
     written += [write_merge_report(out_dir, md, rows, merge_dirs) for md in merge_dirs]
-    return written
+    return written + hitmap_pages
