@@ -13,9 +13,10 @@ from images_fixtures import eiger_master
 from mxflow.cli import main as mxflow_main
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.hitmap import SpotFilter, hitmap
-from mxflow.hitmap.run import choose_grid, parse_grid
+from mxflow.hitmap.run import choose_grid, parse_grid, scan_name
 from mxflow.images.cbf import decode_byte_offset, read_cbf_pixels
 from mxflow.images.write_cbf import byte_offset_encode, write_minicbf
+from mxflow.report.render import static_text
 from test_hitmap_spotfinder import synthetic_frame
 
 HEADER = {
@@ -91,6 +92,8 @@ def test_hitmap_ranks_frames_and_writes_outputs(tmp_path):
     assert (tmp_path / "out" / "hitmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "out" / "hitmap.html").read_text()
     assert "scan_0002.cbf" in page and "mouseenter" in page and "http" not in page.lower()
+    # the reports' header and stylesheet (inline: no report pages here to link)
+    assert '<header class="top">' in page and static_text("mxflow.css").strip() in page
     # a frame with 30 spots has a resolution estimate; the median spot is brighter than 0
     assert doc["frames"][1]["d_min_est"] > 0
     assert doc["frames"][1]["median_intensity"] > 0
@@ -131,6 +134,18 @@ def test_grid_layout_and_parsing():
         parse_grid("20by10")
     with pytest.raises(MxflowError, match="holds"):
         choose_grid(7, (3, 2), False)
+
+
+def test_scan_name_drops_frame_number_and_extension():
+    """The hit-map folder of a scan is named after the scan: ``raster/`` for raster_0001.cbf...,
+    not ``raster_.cbf/``; scans of other names stay apart."""
+    assert scan_name("/data/CPS0002-01/scan00/2d/raster_######.cbf") == "raster"
+    assert scan_name("raster_####.cbf") == "raster"
+    assert scan_name("raster2_####.cbf") == "raster2"
+    assert scan_name("grid_2_####.cbf.gz") == "grid_2"
+    assert scan_name("scan_01_master.h5") == "scan_01"
+    assert scan_name("xtal-####_b.img") == "xtal_b"
+    assert scan_name("####.cbf") == "scan"
 
 
 def test_eiger_master_frames_are_listed(tmp_path):

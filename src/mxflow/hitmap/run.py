@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Literal
 
 import numpy as np
@@ -28,7 +29,7 @@ from mxflow.errors import BadInputError, MxflowError
 from mxflow.hitmap.frames import FrameRef, list_frames, read_pixels, release_readers, static_mask
 from mxflow.hitmap.resolution import estimate_d_min, in_ice_ring, spot_resolution
 from mxflow.hitmap.spotfinder import SpotFinderParams, UnusableFrame, Workspace, find_spots
-from mxflow.util.files import write_json
+from mxflow.util.files import safe_name, write_json
 
 Backend = Literal["threads", "processes", "auto"]
 #: with backend "auto", HDF5 scans of at least this many frames per worker use processes
@@ -103,6 +104,23 @@ def choose_grid(n_frames: int, grid: tuple[int, int] | None, snake: bool) -> Gri
     cols = max(1, math.ceil(math.sqrt(max(n_frames, 1))))
     rows = max(1, math.ceil(n_frames / cols))
     return Grid(cols, rows, snake, "guessed")
+
+
+#: file endings a scan's name leaves out (compressed CBF, Eiger masters, ...)
+_IMAGE_ENDING = re.compile(r"(_master)?\.(cbf|img|h5|nxs|mccd|osc)(\.(gz|bz2|xz))?$", re.IGNORECASE)
+
+
+def scan_name(template: str) -> str:
+    """The folder name of a raster scan's hit map: its image file template without the
+    frame number and the extension, e.g. ``raster_####.cbf`` → ``raster``,
+    ``grid_2_####.cbf.gz`` → ``grid_2``, ``scan_01_master.h5`` → ``scan_01``.
+
+    Scans of different names in one directory keep different names; a template that is
+    only a frame number (``####.cbf``) gives ``scan``.
+    """
+    name = _IMAGE_ENDING.sub("", PurePath(template.replace("\\", "/")).name)
+    name = re.sub(r"[_.-]*#+", "", name)  # the frame number and the separator before it
+    return safe_name(name.strip("_.- "), "scan")
 
 
 # --------------------------------------------------------------------------
