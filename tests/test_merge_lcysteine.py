@@ -68,6 +68,13 @@ def test_lcysteine_merges_in_p212121(real_merge):
     named = [d for d in merged.datasets if d.project_name != "HKL_base"]
     assert [(d.project_name, d.crystal_name) for d in named] == [("lcys", "lcys")]
     assert named[0].dataset_name == f"{named[0].wavelength:.4f}A" == "0.6889A"
+    unmerged = gemmi.read_mtz_file(str(out / c.unmerged_mtz))
+    u_named = [d for d in unmerged.datasets if d.project_name != "HKL_base"]
+    assert [(d.project_name, d.crystal_name, d.dataset_name) for d in u_named] == [
+        ("lcys", "lcys", "0.6889A")
+    ]
+    assert any(f"cluster {c.id} of sample lcys" in h for h in unmerged.history)
+    assert unmerged.spacegroup == merged.spacegroup
     # the cluster's cell is the merged data's, with its spread over the members
     assert c.unit_cell == pytest.approx(merged.cell.parameters, abs=1e-4)
     assert c.unit_cell_spread is not None and max(c.unit_cell_spread[:3]) < 0.05
@@ -77,7 +84,7 @@ def test_lcysteine_merges_in_p212121(real_merge):
     final_run = out / Path(c.merged_mtz).parent
     block = gemmi.cif.read(str(final_run / "unmerged.cif")).sole_block()
     rows = block.find("_diffrn_refln.", ["index_h", "index_k", "index_l", "intensity_net"])
-    full = final_run / ("unmerged_fullres.mtz" if c.d_cut else "unmerged.mtz")
+    full = final_run / "unmerged_fullres.mtz"  # dials.export's, all the data
     n_unmerged = gemmi.read_mtz_file(str(full)).nreflections
     assert 0.9 * n_unmerged < len(rows) <= n_unmerged
     assert block.find_value("_symmetry.space_group_name_H-M") == "'P 21 21 21'"

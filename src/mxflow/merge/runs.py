@@ -43,7 +43,7 @@ from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.observations import Observations
 from mxflow.stats.resolution import estimate_d_min
 from mxflow.util.files import atomic_write_text, safe_name, write_json
-from mxflow.util.mtz import write_resolution_cut
+from mxflow.util.mtz import write_unmerged_mtz
 
 
 @dataclass
@@ -177,8 +177,9 @@ def finish_run(
 ) -> tuple[MergingStats, Path]:
     """Merge (French–Wilson), export, statistics, in the sample's space group.
 
-    Cut at ``d_cut`` Å when given (the unmerged file keeps its uncut twin
-    ``unmerged_fullres.mtz``).  merged.mtz is dials.merge's file without
+    Cut at ``d_cut`` Å when given; unmerged.mtz is dials.export's
+    ``unmerged_fullres.mtz`` (all the data) with the dataset named after the
+    wavelength, mxflow's history, and the cut.  merged.mtz is dials.merge's file without
     systematic absences and with the FreeR_flag column
     (:mod:`mxflow.stats.free_flags`).  The ``final`` run also gets an
     unmerged mmCIF (all its data, for deposition).  Returns the statistics
@@ -188,15 +189,15 @@ def finish_run(
     timeout, names = job.opts.timeout, job.mtz_names
     step = merge_steps.merge(str(expt), str(refl), d_cut, "dials_merged.mtz", timeout, names)
     job.engine.run(step, run)
-    what = f"{job.method} cluster {job.node.id} of sample {job.sample}, {run.name}"
+    where = run.relative_to(job.cdir) if run.is_relative_to(job.cdir) else run.name
+    what = f"{job.method} cluster {job.node.id} of sample {job.sample}, {where}"
     write_merged_mtz(
         run / "dials_merged.mtz", run / "merged.mtz", what, free_flags=job.opts.free_flags
     )
-    unmerged = "unmerged_fullres.mtz" if d_cut else "unmerged.mtz"
-    step = merge_steps.export_unmerged(str(expt), str(refl), unmerged, timeout=timeout, names=names)
+    full = "unmerged_fullres.mtz"
+    step = merge_steps.export_unmerged(str(expt), str(refl), full, timeout=timeout, names=names)
     job.engine.run(step, run)
-    if d_cut:
-        write_resolution_cut(run / unmerged, run / "unmerged.mtz", d_cut)
+    write_unmerged_mtz(run / full, run / "unmerged.mtz", names.dataset, [f"mxflow: {what}"], d_cut)
     if final:
         step = merge_steps.export_mmcif(str(expt), str(refl), "dials_unmerged.cif", timeout)
         job.engine.run(step, run)

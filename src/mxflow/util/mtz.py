@@ -23,16 +23,24 @@ def keep_resolution(mtz: gemmi.Mtz, d_min: float | None = None, d_max: float | N
     mtz.set_data(np.asarray(mtz)[keep])
 
 
-def write_resolution_cut(src: str | Path, dst: str | Path, d_min: float, note: str = "") -> None:
-    """Copy the MTZ ``src`` to ``dst`` with only the reflections of d ≥ ``d_min`` (Å).
-
-    ``note`` (if any) is added to the file's history.  ``dst`` is written then
-    renamed, so readers never see a partial file.
-    """
+def write_unmerged_mtz(
+    src: str | Path,
+    dst: str | Path,
+    dataset_name: str,
+    history: list[str],
+    d_min: float | None = None,
+) -> None:
+    """The unmerged MTZ a user gets: ``src`` (dials.export's) with its dataset named
+    ``dataset_name`` (dials.export 3.12 has no option for it), the ``history``
+    lines added, and only d ≥ ``d_min`` Å when given.  Written then renamed."""
     mtz = gemmi.read_mtz_file(str(src))
-    keep_resolution(mtz, d_min=d_min)
-    if note:
-        mtz.history = [*mtz.history, note]
+    if d_min:
+        keep_resolution(mtz, d_min=d_min)
+        history = [*history, f"mxflow: resolution cut at {d_min:.3f} A"]
+    for ds in mtz.datasets:
+        if ds.id > 0 or len(mtz.datasets) == 1:
+            ds.dataset_name = dataset_name
+    mtz.history = [*mtz.history, *history]
     atomic_write_bytes(dst, mtz.write_to_bytes())
 
 
