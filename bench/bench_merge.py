@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 "cc_half": best.cc_half,
                 "completeness": best.completeness,
                 "d_min": best.d_min,
+                "space_group": best.space_group,
+                "resolution_case": best.resolution_case,
             },
             "purity": best and purity(best.members),
             "cc_truth": mx_cc,

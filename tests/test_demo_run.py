@@ -76,3 +76,10 @@ def test_one_space_group_and_one_setting_per_sample(demo):
             assert not np.asarray(merged.spacegroup.operations().systematic_absences(hkl)).any()
             flags = np.asarray(merged.column_with_label("FreeR_flag"), dtype=int)
             assert set(flags) == set(range(20)) and 0.03 < np.mean(flags == 0) < 0.07
+
+
+def test_the_raster_scan_has_a_hit_map_named_after_the_scan(demo):
+    wd, _ = demo
+    pages = sorted((wd / "out" / "hitmap").rglob("hitmap.html"))
+    assert len(pages) == 1  # the demo's one raster scan
+    assert pages[0].parent.name == "raster", pages  # raster_####.cbf, not "raster_.cbf"

@@ -44,6 +44,7 @@ from mxflow.catalog.summary import write_summary
 from mxflow.cluster.cells import cell_groups, median_cell, niggli_cell
 from mxflow.discover.collection import read_sample_sheet
 from mxflow.hitmap import hitmap
+from mxflow.hitmap.run import scan_name
 from mxflow.merge import merge_sample
 from mxflow.merge.inputs import wavelength_groups
 from mxflow.model import (
@@ -593,7 +594,7 @@ def hitmaps(
             rel = parent.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             rel = safe_name(parent.name, "sample")
-        stem = safe_name(Path(scan.template).name.replace("#", ""), "sample")
+        stem = scan_name(scan.template)
         name = f"{rel}/{stem}" if rel != "." else stem
         paths = scan_paths(scan)
         previous = done.get(name)
