@@ -121,7 +121,10 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
     * ``name`` (or ``sample``) — the sample name, required;
     * optional ``mode`` (single / helical / multi / other), ``anomalous``
       (true/false, yes/no, 1/0), ``space_group`` (any name gemmi knows),
-      ``unit_cell`` (six numbers, Å and degrees), ``reference`` (an MTZ
+      ``unit_cell`` (``a,b,c,al,be,ga``, Å and degrees, as on the command
+      line: ``"78,78,37,90,90,90"`` quoted in the CSV, or unquoted when the
+      row has the five extra fields that makes; KAMO's space-separated
+      ``78 78 37 90 90 90`` is read too), ``reference`` (an MTZ
       file, relative paths taken from the sheet's directory), ``free_flags``
       (or ``free_flags_mtz``, ``freer``: an MTZ whose FreeR flags the
       sample's merged files take, relative as ``reference``; checked for a
@@ -162,6 +165,10 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
         )
     entries: list[SampleEntry] = []
     for (line, _), row in zip(lines[1:], rows[1:], strict=True):
+        i_cell = col.get("unit_cell")
+        if i_cell is not None and len(row) == len(header) + 5:
+            # an unquoted a,b,c,al,be,ga cell: its six numbers are six CSV fields
+            row = row[:i_cell] + [",".join(row[i_cell : i_cell + 6])] + row[i_cell + 6 :]
 
         def cell(key: str, row=row) -> str:
             i = col.get(key)

@@ -7,15 +7,16 @@ estimated resolution limit), hitmap.png (heat map on the scan grid) and
 hitmap.html (hover over a cell to see its frame).  Unreadable frames are
 listed as errors and drawn hatched; they never stop the map.
 
-Example: mxflow hitmap /data/scan01/ --workdir hits --grid 20x10 --snake
+Example (10 rows of 20 frames): mxflow hitmap /data/scan01/ --workdir hits --grid 10,20 --snake
 """
 
 from __future__ import annotations
 
 import argparse
 
-from mxflow.hitmap.run import SpotFilter, hitmap, parse_grid
+from mxflow.hitmap.run import SpotFilter, hitmap
 from mxflow.hitmap.spotfinder import SpotFinderParams
+from mxflow.util.args import GRID_HELP, GRID_METAVAR, grid_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="output directory")
     parser.add_argument(
         "--grid",
-        help="raster shape COLSxROWS (frames per row along the fast scan direction x rows); "
-        "default: a near-square guess",
+        type=grid_arg,
+        metavar=GRID_METAVAR,
+        help=f"raster shape: {GRID_HELP}; default: a near-square guess",
     )
     parser.add_argument(
         "--snake", action="store_true", help="serpentine scan: every second row runs backwards"
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     doc = hitmap(
         args.paths,
         args.workdir,
-        grid=parse_grid(args.grid) if args.grid else None,
+        grid=(args.grid[1], args.grid[0]) if args.grid else None,  # hitmap() takes (cols, rows)
         snake=args.snake,
         params=params,
         spot_filter=spot_filter,

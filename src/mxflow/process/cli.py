@@ -28,7 +28,7 @@ from typing import Any
 
 from mxflow.model import Dataset, DatasetResult, ImageSweep, ProcessingOptions, to_dict
 from mxflow.process.pipeline import process_dataset
-from mxflow.util.args import space_group_arg, unit_cell_arg
+from mxflow.util.args import UNIT_CELL_HELP, UNIT_CELL_METAVAR, space_group_arg, unit_cell_arg
 from mxflow.util.files import safe_name, write_json
 
 SUMMARY_NAME = "summary.json"
@@ -65,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--unit-cell",
-        metavar="a,b,c,al,be,ga",
+        metavar=UNIT_CELL_METAVAR,
         type=unit_cell_arg,
-        help="known unit cell (Å, degrees)",
+        help=f"known unit cell: {UNIT_CELL_HELP}",
     )
     parser.add_argument("--d-min", type=float, metavar="D", help="high-resolution limit (Å)")
     parser.add_argument(

@@ -18,7 +18,7 @@ from mxflow.schedule.collection import (
 )
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, resolve_function
 from mxflow.stats.free_flags import free_flags_arg
-from mxflow.util.args import space_group_arg, unit_cell_arg
+from mxflow.util.args import UNIT_CELL_HELP, UNIT_CELL_METAVAR, space_group_arg, unit_cell_arg
 
 
 def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +70,10 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         help="space group for every dataset (else determined)",
     )
     g.add_argument(
-        "--unit-cell", type=unit_cell_arg, metavar="'a b c al be ga'", help="unit cell (Å, degrees)"
+        "--unit-cell",
+        type=unit_cell_arg,
+        metavar=UNIT_CELL_METAVAR,
+        help=f"unit cell for every dataset: {UNIT_CELL_HELP}",
     )
     g.add_argument("--d-min", type=float, metavar="Å", help="high-resolution limit")
     g.add_argument("--anomalous", action="store_true", help="keep Friedel mates separate")

@@ -17,7 +17,15 @@ from __future__ import annotations
 import argparse
 
 from mxflow.errors import MxflowError
-from mxflow.util.args import space_group_arg, unit_cell_arg
+from mxflow.util.args import (
+    GRID_HELP,
+    GRID_METAVAR,
+    UNIT_CELL_HELP,
+    UNIT_CELL_METAVAR,
+    grid_arg,
+    space_group_arg,
+    unit_cell_arg,
+)
 
 
 def _floats(text: str, n: int) -> tuple[float, ...]:
@@ -81,7 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--unit-cell",
         type=unit_cell_arg,
         default=d.unit_cell,
-        help="a,b,c,alpha,beta,gamma (Å, degrees)",
+        metavar=UNIT_CELL_METAVAR,
+        help=f"unit cell of the crystals: {UNIT_CELL_HELP} "
+        f"(default: {','.join(f'{x:g}' for x in d.unit_cell)})",
     )
     parser.add_argument("--d-min", type=float, default=d.d_min, help="resolution limit (Å)")
     parser.add_argument("--wavelength", type=float, default=d.wavelength, help="Å")
@@ -128,10 +138,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--raster",
-        type=lambda s: tuple(int(x) for x in _floats(s, 2)),
+        type=grid_arg,
         default=None,
-        metavar="ROWS,COLS",
-        help="also write a raster scan of stills",
+        metavar=GRID_METAVAR,
+        help=f"also write a raster scan of stills on this grid: {GRID_HELP}",
     )
     parser.add_argument(
         "--seed",

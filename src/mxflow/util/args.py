@@ -1,4 +1,15 @@
-"""Parsing the values users type: unit cells and space groups (command lines, sample sheets).
+"""Parsing the values users type: unit cells, space groups and raster grids (command lines,
+sample sheets).
+
+One syntax for each, the same in every command and its ``--help``:
+
+* a unit cell is six numbers separated by commas, ``a,b,c,al,be,ga`` (Å, degrees),
+  e.g. ``78,78,37,90,90,90`` (:data:`UNIT_CELL_METAVAR`); the older space-separated
+  form (``'78 78 37 90 90 90'``) is still read;
+* a raster grid is ``ROWS,COLS`` (rows, then frames per row along the fast scan
+  direction), e.g. ``10,20`` (:data:`GRID_METAVAR`), the order of
+  ``SimulationConfig.raster_grid``; the older ``COLSxROWS`` form of ``mxflow hitmap``
+  (``20x10``, with an ``x``) is still read, with its old meaning.
 
 :func:`parse_unit_cell` and :func:`canonical_space_group` raise ValueError with a
 message naming the value and the problem; :func:`unit_cell_arg` and
@@ -14,6 +25,21 @@ import re
 
 #: a, b, c (Å), α, β, γ (degrees); the same type as mxflow.model.UnitCell
 Cell = tuple[float, float, float, float, float, float]
+
+#: how every command's --help writes a unit cell
+UNIT_CELL_METAVAR = "a,b,c,al,be,ga"
+#: the help text every unit-cell option ends with
+UNIT_CELL_HELP = (
+    "six numbers, Å and degrees, e.g. 78,78,37,90,90,90; "
+    "the old form 'a b c al be ga' (quoted) is still read"
+)
+#: how every command's --help writes a raster grid
+GRID_METAVAR = "ROWS,COLS"
+#: the help text every raster-grid option ends with
+GRID_HELP = (
+    "rows, then frames per row (fast scan direction), e.g. 10,20; "
+    "the old form COLSxROWS (20x10) is still read"
+)
 
 
 def parse_unit_cell(text: str) -> Cell:
@@ -77,6 +103,36 @@ def unit_cell_arg(text: str) -> Cell:
     """argparse ``type=`` for a unit cell (see :func:`parse_unit_cell`)."""
     try:
         return parse_unit_cell(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """(rows, cols) of a raster grid from ``ROWS,COLS`` (``"10,20"``: 10 rows of 20 frames).
+
+    The older ``COLSxROWS`` form (``"20x10"``, ``x`` or ``×``) is still read with its
+    meaning: the separator tells the two apart.  Raises ValueError unless there are
+    two whole numbers of at least 1.
+    """
+    t = text.strip().lower().replace("×", "x")
+    legacy = "x" in t
+    parts = [p for p in re.split(r"x" if legacy else r"[\s,;]+", t) if p.strip()]
+    try:
+        a, b = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(
+            f"raster grid {text!r} is not ROWS,COLS (two whole numbers, e.g. 10,20)"
+        ) from None
+    rows, cols = (b, a) if legacy else (a, b)
+    if rows < 1 or cols < 1:
+        raise ValueError(f"raster grid {text!r}: rows and columns must be at least 1")
+    return rows, cols
+
+
+def grid_arg(text: str) -> tuple[int, int]:
+    """argparse ``type=`` for a raster grid: (rows, cols) (see :func:`parse_grid`)."""
+    try:
+        return parse_grid(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
