@@ -259,7 +259,10 @@ def test_cli_find_collection(zoo, capsys):
     out, err = capsys.readouterr()
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:] if line.strip()}
     assert rows["CPS1012-02/data00/cry00"] == ["CPS1012-02", "helical", "1-35", "70.0", "3", "no"]
-    assert rows["CPS1012-01/data00/CPS1012-01-multi_001"][4] == "1"
-    assert "4 datasets (7 to process), 2 raster/still scans, 0 still being written" in out
+    assert rows["CPS1012-01/data00/CPS1012-01-multi_001"][4] == "0"  # processed whole, not cut
+    assert (
+        "4 datasets: 9 to process (4 whole sweeps + 5 wedges of 30°), "
+        "2 raster/still scans (hit maps, not processed), 0 still being written"
+    ) in out
     assert "junk_00001.cbf" in err
     assert main(["find", "--collection", str(zoo), str(zoo)]) == 1  # one root only

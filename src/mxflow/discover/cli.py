@@ -10,8 +10,11 @@ after the table; they never stop the search.
 
 With --collection, PATH is a beamline session (ZOO layout or any tree):
 the table lists its datasets with sample, mode (multi / helical / single),
-and the wedges each is cut into (--wedge-deg, 30° as KAMO's ZOO pass);
-raster scans and datasets still being written are counted separately.
+and the wedges each is cut into (--wedge-deg, 30° as KAMO's ZOO pass;
+0 for a sweep processed only whole, as multi-mode small wedges).  The
+summary counts what ``mxflow run`` would process, as it does: every whole
+sweep once, plus every wedge cut from one; raster scans (hit maps, never
+processed) and datasets still being written are counted separately.
 
 Example:
   mxflow find /data/2024/visit1
@@ -97,11 +100,32 @@ def format_table(sweeps: list[ImageSweep]) -> str:
     return "\n".join(lines)
 
 
-def format_collection(coll) -> str:
-    """Plain-text table of a collection's datasets and a summary line."""
+def processing_counts(coll, root: Path, wedge_deg: float | None) -> dict:
+    """What ``mxflow run`` schedules for ``coll`` (:func:`mxflow.schedule.collection.plan`):
+    ``sweeps`` (whole sweeps), ``wedges`` (cut from them), ``to_process`` (the two
+    together), ``raster_scans``, ``still_being_written``, and ``wedges_of``
+    (sweep template -> wedges cut from it)."""
     from collections import Counter
 
-    n_wedges = Counter(w.sweep.template for w in coll.wedges)
+    from mxflow.schedule.collection import plan
+
+    items = plan(coll, root, wedge_deg or 30.0)
+    n_sweeps = sum(1 for i in items if i.kind == "sweep")
+    return {
+        "sweeps": n_sweeps,
+        "wedges": len(items) - n_sweeps,
+        "to_process": len(items),
+        "raster_scans": len(coll.raster_scans),
+        "still_being_written": len(coll.incomplete),
+        "wedges_of": dict(Counter(i.dataset.sweep.template for i in items if i.kind == "wedge")),
+    }
+
+
+def format_collection(coll, root: Path, wedge_deg: float | None = 30.0) -> str:
+    """Plain-text table of a collection's datasets and a summary line counting what
+    ``mxflow run`` would process (see :func:`processing_counts`)."""
+    counts = processing_counts(coll, root, wedge_deg)
+    n_wedges = counts["wedges_of"]
     heads = ["dataset", "sample", "mode", "frames", "total", "wedges", "anom"]
     rows = [heads] + [
         [
@@ -117,9 +141,12 @@ def format_collection(coll) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    deg = f" of {wedge_deg:g}°" if wedge_deg else ""
     lines.append(
-        f"\n{len(coll.datasets)} datasets ({len(coll.wedges)} to process), "
-        f"{len(coll.raster_scans)} raster/still scans, {len(coll.incomplete)} still being written"
+        f"\n{len(coll.datasets)} datasets: {counts['to_process']} to process "
+        f"({counts['sweeps']} whole sweeps + {counts['wedges']} wedges{deg}), "
+        f"{counts['raster_scans']} raster/still scans (hit maps, not processed), "
+        f"{counts['still_being_written']} still being written"
     )
     for name, why in coll.waiting.items():
         lines.append(f"  waiting: {name}: {why}")
@@ -138,10 +165,14 @@ def run_collection(args: argparse.Namespace) -> int:
         wedge_deg=args.wedge_deg or None,
         settle_s=args.settle_s,
     )
+    wedge_deg = args.wedge_deg or None
     if args.json:
-        print(json.dumps(to_dict(coll), indent=1))
+        doc = to_dict(coll)
+        counts = processing_counts(coll, args.paths[0], wedge_deg)
+        doc["to_process"] = {k: v for k, v in counts.items() if k != "wedges_of"}
+        print(json.dumps(doc, indent=1))
         return 0
-    print(format_collection(coll))
+    print(format_collection(coll, args.paths[0], wedge_deg))
     if coll.problems:
         print(f"{len(coll.problems)} files could not be used:", file=sys.stderr)
         for path, reason in coll.problems:
