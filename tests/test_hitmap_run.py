@@ -13,7 +13,7 @@ from images_fixtures import eiger_master
 from mxflow.cli import main as mxflow_main
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.hitmap import SpotFilter, hitmap
-from mxflow.hitmap.run import choose_grid, parse_grid, scan_name
+from mxflow.hitmap.run import choose_grid, scan_name
 from mxflow.images.cbf import decode_byte_offset, read_cbf_pixels
 from mxflow.images.write_cbf import byte_offset_encode, write_minicbf
 from mxflow.report.render import static_text
@@ -129,9 +129,6 @@ def test_grid_layout_and_parsing():
     assert (
         choose_grid(10, None, False).cols == 4 and choose_grid(10, None, False).source == "guessed"
     )
-    assert parse_grid("20x10") == (20, 10)
-    with pytest.raises(MxflowError):
-        parse_grid("20by10")
     with pytest.raises(MxflowError, match="holds"):
         choose_grid(7, (3, 2), False)
 

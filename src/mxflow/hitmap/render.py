@@ -98,7 +98,9 @@ def write_png(doc: dict, path: str | Path) -> None:
     ax.set_xlabel("column (fast scan direction)")
     ax.set_ylabel("row")
     best = _best(doc)
-    title = f"{len(doc['frames'])} frames, grid {g['cols']}x{g['rows']} ({g['source']})"
+    title = (
+        f"{len(doc['frames'])} frames, grid {g['rows']} rows x {g['cols']} columns ({g['source']})"
+    )
     if best:
         title += f"\nbest: {Path(best['file']).name} #{best['index']} ({best['n_spots']} spots)"
     ax.set_title(title, fontsize=9)
@@ -130,7 +132,7 @@ def page_context(doc: dict) -> dict[str, Any]:
     source = g.get("source")
     how = ", ".join(x for x in (source, "serpentine" if g.get("snake") else "") if x)
     summary = (
-        f"{len(frames_in)} frames on a {g['cols']} x {g['rows']} grid"
+        f"{len(frames_in)} frames on a grid of {g['rows']} rows x {g['cols']} columns"
         f"{f' ({how})' if how else ''}; colour = spots per frame (0 to {vmax})."
     )
     if best:

@@ -76,18 +76,6 @@ class Grid:
         return row, col
 
 
-def parse_grid(text: str) -> tuple[int, int]:
-    """``"COLSxROWS"`` (e.g. ``"20x10"``) → (cols, rows)."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        cols, rows = (int(p) for p in parts)
-    except ValueError:
-        raise MxflowError(f"--grid {text!r}: expected COLSxROWS, e.g. 20x10") from None
-    if cols < 1 or rows < 1:
-        raise MxflowError(f"--grid {text!r}: both sizes must be at least 1")
-    return cols, rows
-
-
 def choose_grid(n_frames: int, grid: tuple[int, int] | None, snake: bool) -> Grid:
     """The scan grid: as given (cols, rows), or a near-square guess.
 
