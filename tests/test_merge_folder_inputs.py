@@ -201,3 +201,26 @@ def test_the_same_experiment_twice_is_an_error_naming_both_files(tmp_path):
     # the two files given by hand: the same error
     with pytest.raises(BadInputError, match="same-id"):
         collect_inputs([a / "integrated.expt", b / "integrated.expt"])
+
+
+def test_the_whole_output_directory_does_not_merge_a_sweep_and_its_wedges(tmp_path):
+    """`mxflow merge OUT`: a wedge cut from a sweep that is there whole would merge the same
+    images twice; it is left out, saying how to merge the wedges instead.  A wedge whose
+    sweep is not there (a cut sweep that failed, say) stays."""
+    out = tmp_path / "OUT"
+    (sweep,) = proc_tree(out, 1)
+    cut = dials_folder(out / "proc_30deg" / "CPS0001-01" / "data00" / "helical_001_1-300", "w1")
+    lone = dials_folder(out / "proc_30deg" / "CPS0009-01" / "data00" / "helical_001_1-300", "w9")
+    results = [_result(out, sweep), _result(out, cut), _result(out, lone)]
+    results[1].path = results[0].path  # the wedge's images are the sweep's
+    results[1].wedge = results[2].wedge = "1-300"
+    rows = [to_dict(r) | {"key": r.workdir, "kind": "sweep"} for r in results]
+    (out / "summary.json").write_text(json.dumps({"datasets": rows}))
+
+    inputs, rejected = collect_inputs([out])
+    assert [i.name for i in inputs] == [results[0].name, results[2].name]
+    assert [r.name for r in rejected] == [results[1].name]
+    assert "also given whole" in rejected[0].reason and "proc_30deg" in rejected[0].reason
+    # the wedges' own folder still merges the wedges
+    inputs, _ = collect_inputs([out / "proc_30deg"])
+    assert [i.name for i in inputs] == [results[1].name, results[2].name]

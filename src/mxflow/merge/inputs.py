@@ -226,9 +226,25 @@ class _Found:
     def add_summary(self, root: Path, under: Path | None = None) -> None:
         """Every dataset of an mxflow output directory's summary.json (only those whose work
         directory lies in ``under``, when given)."""
-        for res in _summary_results(root):
-            if under is None or _workdir_under(res, root, under):
-                self.add_result(res, root)
+        results = [
+            r for r in _summary_results(root) if under is None or _workdir_under(r, root, under)
+        ]
+        whole = {r.path for r in results if r.wedge == "full"}
+        for res in results:
+            if res.wedge != "full" and res.path in whole:
+                # the whole output directory: a wedge cut from a sweep that is also there
+                # would merge the same images twice
+                self.rejected.append(
+                    Rejection(
+                        res.name,
+                        "input",
+                        f"wedge {res.wedge} of a sweep also given whole (its images are merged "
+                        "through the sweep; give the wedges' folder, e.g. OUT/proc_30deg, to "
+                        "merge the wedges instead)",
+                    )
+                )
+                continue
+            self.add_result(res, root)
 
     def add_tree(self, root: Path) -> None:
         """One dataset per dataset folder below ``root`` (merge outputs left out): the
