@@ -457,7 +457,9 @@ class ClusterResult:
     unit_cell_spread: UnitCell | None = None  # standard deviation over the members
     resolution: ResolutionFit | None = None
     d_cut: float | None = None  # where merged.mtz / unmerged.mtz were cut (None: not cut)
-    resolution_case: str = ""  # how the limit was reached: half-corner, extended to the corner, given
+    resolution_case: str = (
+        ""  # how the limit was reached: half-corner, extended to the corner, given
+    )
     aniso_best: float = math.nan  # Å, CC½ = 0.5 in the best of the a*, b*, c* cones
     aniso_worst: float = math.nan
     wilson_b: float = math.nan  # Å², dials.merge's maximum-likelihood Wilson B when it gave one
