@@ -362,19 +362,3 @@ def reference_setting(space_group: gemmi.SpaceGroup) -> tuple[gemmi.SpaceGroup, 
         if found is not None and found.is_reference_setting():
             return found, gemmi.Op(t).inverse()
     return space_group, gemmi.Op("x,y,z")
-
-
-def most_probable_space_group(
-    hkl: np.ndarray, intensity: np.ndarray, sigma: np.ndarray, point_group: gemmi.SpaceGroup
-) -> tuple[gemmi.SpaceGroup, float]:
-    """(the most probable space group of ``point_group``, its probability) in the data's setting.
-
-    From unmerged observations (``hkl`` in the setting of ``point_group``):
-    their axial reflections merged (:func:`merged_axial`) and scored
-    (:func:`score_candidates`); an axis without measured axial reflections
-    is taken as a screw.
-    """
-    pg = gemmi.find_spacegroup_by_ops(point_group.operations().derive_symmorphic())
-    ax_hkl, z = merged_axial(hkl, intensity, sigma, pg)
-    (group, p), *_ = score_candidates(ax_hkl, z, pg)
-    return group[0], p
