@@ -288,7 +288,7 @@ def choose_space_group(sym: Symmetrized, given: str | None, keep_setting: bool) 
     choice.undetermined = [_axis_after(op, a) for a in choice.undetermined]
     choice.source = f"axial reflections of all {n} dataset{'s' if n != 1 else ''}"
     parts = [best.hm]
-    names = {"a": "h00", "b": "0k0", "c": "00l"}
+    names = absences.AXIAL_NAMES
     if choice.undetermined:
         axes = ", ".join(choice.undetermined)
         refl = " / ".join(names[a] for a in choice.undetermined)

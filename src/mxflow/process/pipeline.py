@@ -350,7 +350,7 @@ def _screw_axes(workdir: Path) -> tuple[str | None, str | None]:
     evidence = absences.axial_evidence(hkl, z, pg)
     (best, p), *_ = absences.score_candidates(hkl, z, pg)
     best = best[0]
-    names = {"a": "h00", "b": "0k0", "c": "00l"}
+    names = absences.AXIAL_NAMES
     seen = [
         f"{names[e.axis]} {'shows' if e.verdict == 'screw' else 'shows no'} screw extinctions"
         for e in evidence

@@ -27,6 +27,8 @@ import numpy as np
 from mxflow.model import AxisEvidence
 
 AXES = "abc"
+#: the axial reflections of each axis, as a report names them
+AXIAL_NAMES = {"a": "h00", "b": "0k0", "c": "00l"}
 #: mean I/σ below which the axial reflections that a screw would extinguish count as absent
 ABSENT_I_OVER_SIGMA = 3.0
 
@@ -172,7 +174,7 @@ def space_group_note(space_group: str, evidence: list[AxisEvidence]) -> str | No
     a screw would extinguish were measured): P 2 21 2 is one of the space
     groups these data allow".
     """
-    names = {"a": "h00", "b": "0k0", "c": "00l"}
+    names = AXIAL_NAMES
     parts = []
     unknown = [e for e in evidence if e.verdict == "undetermined"]
     if unknown:
