@@ -29,10 +29,24 @@ def demo(tmp_path_factory):
     if shutil.which("dials.index") is None:
         pytest.skip("DIALS not on PATH")
     keep = os.environ.get("MXFLOW_TEST_DEMO")
-    wd = Path(keep) if keep else tmp_path_factory.mktemp("demo")
+    wd = Path(keep).resolve() if keep else tmp_path_factory.mktemp("demo")
     if not (wd / "demo.json").exists():
-        run_demo(wd, progress=False)
+        # as `make demo` does: the run is given relative paths (mxflow run data --workdir out)
+        here = Path.cwd()
+        os.chdir(wd.parent)
+        try:
+            run_demo(wd.name, progress=False)
+        finally:
+            os.chdir(here)
     return wd, json.loads((wd / "demo.json").read_text())
+
+
+def test_the_demo_ran_what_a_user_types_with_relative_paths_and_it_succeeded(demo):
+    wd, d = demo
+    argv = d["command"].split()
+    assert argv[:2] == ["mxflow", "run"] and not Path(argv[2]).is_absolute(), d["command"]
+    assert not Path(argv[argv.index("--workdir") + 1]).is_absolute(), d["command"]
+    assert d["run_status"] == 0, d
 
 
 def test_every_dataset_processed_and_both_samples_merged_close_to_the_truth(demo):
