@@ -30,7 +30,8 @@ from mxflow.catalog.db import Catalog, catalog_path
 from mxflow.catalog.summary import summary_dict
 from mxflow.report.load import DatasetRow, dataset_rows, find_merge_dirs, load_summary
 from mxflow.report.pages import dataset_identity, finite
-from mxflow.report.render import render, script_json, static_text
+from mxflow.report.render import render, static_text
+from mxflow.util.html import script_json
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 

@@ -16,7 +16,6 @@ loaded from the network.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -26,16 +25,11 @@ import jinja2
 
 from mxflow import __version__
 from mxflow.errors import MxflowError
-from mxflow.util.files import atomic_write_bytes, atomic_write_text, json_ready
+from mxflow.util.files import atomic_write_bytes, atomic_write_text
+from mxflow.util.html import script_json
 
 STATIC_FILES = ("mxflow.css", "mxflow.js")
 PLOTLY_JS = "plotly.min.js"
-
-
-def script_json(obj: Any) -> str:
-    """JSON safe to embed in ``<script type="application/json">`` (no ``</script>`` break-out)."""
-    text = json.dumps(json_ready(obj), separators=(",", ":"), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def fmt(v: Any, spec: str = ".2f", missing: str = "–") -> str:
