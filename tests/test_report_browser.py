@@ -565,7 +565,8 @@ def test_real_merge_against_image(browser, real_merge, tmp_path):
 def test_dashboard_refreshes_over_loopback(browser, tmp_path):
     context, blocked = browser
     out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=8, with_refl=False)
-    server = make_server(out, port=0, regenerate_s=0.0)
+    write_reports(out)  # as mxflow run does (serve itself writes nothing)
+    server = make_server(out, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         w = Watched(context)

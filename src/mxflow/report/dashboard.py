@@ -5,21 +5,21 @@ counts and one short row per dataset) every few seconds; everything else
 is served as a file from the output directory, so the written reports
 (``/report/index.html``, ``/merge_*/report.html``) open from the dashboard.
 The dashboard's own CSS/JS come from the package under ``/_mxflow/``.
+Only files whose real path (links resolved) lies inside the output directory
+are served: a link that leads out of it is refused (403).
 
 State is read from the catalog (``OUT/mxflow.sqlite``, read-only, safe while
-a run writes it) when there is one, else from ``OUT/summary.json``.  When
-the state changes the reports are rewritten in the background, at most
-once per ``regenerate_s`` seconds.
+a run writes it) when there is one, else from ``OUT/summary.json``.  The
+server writes nothing: the reports are written by the commands that write
+the output directory (``mxflow run``, ``mxflow report``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import ipaddress
 import json
 import socket
-import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -148,24 +148,37 @@ class DashboardHandler(http.server.SimpleHTTPRequestHandler):
         elif path.startswith("/_mxflow/") and path[9:] in ("mxflow.css", "mxflow.js"):
             ctype = "text/css" if path.endswith(".css") else "text/javascript"
             self._send(200, static_text(path[9:]).encode(), f"{ctype}; charset=utf-8")
+        elif self.command == "HEAD":
+            super().do_HEAD()
         else:
             super().do_GET()
 
+    def translate_path(self, path: str) -> str:
+        """The file for a URL path: its real path (links resolved), or ``""`` when that
+        lies outside the output directory (a link out of it, ``..``)."""
+        mapped = Path(super().translate_path(path))
+        try:
+            real = mapped.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            return ""
+        if not real.is_relative_to(self.state.out):
+            return ""
+        return str(real)
+
+    def send_head(self) -> Any:
+        if not self.translate_path(self.path):
+            self.send_error(403, "outside the output directory")
+            return None
+        return super().send_head()
+
 
 class DashboardState:
-    """Shared by the handler threads: the output directory and report regeneration."""
+    """Shared by the handler threads: the output directory (read, never written)."""
 
-    def __init__(
-        self, out: Path, loopback_only: bool, regenerate_s: float = 20.0, verbose: bool = False
-    ):
-        self.out = out
+    def __init__(self, out: Path, loopback_only: bool, verbose: bool = False):
+        self.out = Path(out).resolve()
         self.loopback_only = loopback_only
-        self.regenerate_s = regenerate_s
         self.verbose = verbose
-        self._lock = threading.Lock()
-        self._last_fingerprint = ""
-        self._last_written = 0.0
-        self._writing = False
 
     def page(self) -> str:
         return render(
@@ -182,52 +195,23 @@ class DashboardState:
         )
 
     def status(self) -> dict[str, Any]:
-        status = collect_status(self.out)
-        key = json.dumps([(d["name"], d["status"]) for d in status["datasets"]]) + str(
-            len(status["merges"])
-        )
-        fp = hashlib.sha1(key.encode()).hexdigest()
-        self._maybe_regenerate(fp, status["total"] > 0)
-        status["regenerating"] = self._writing
-        return status
-
-    def _maybe_regenerate(self, fingerprint: str, have_data: bool) -> None:
-        if self.regenerate_s < 0 or not have_data:
-            return
-        with self._lock:
-            due = time.monotonic() - self._last_written >= self.regenerate_s
-            if self._writing or fingerprint == self._last_fingerprint or not due:
-                return
-            self._writing = True
-            self._last_fingerprint = fingerprint
-        threading.Thread(target=self._regenerate, daemon=True).start()
-
-    def _regenerate(self) -> None:
-        from mxflow.report.write import write_reports
-
-        try:
-            write_reports(self.out)
-        except Exception as exc:  # keep serving; the page shows the last good reports
-            if self.verbose:
-                print(f"mxflow serve: could not rewrite the reports: {exc}")
-        finally:
-            with self._lock:
-                self._writing = False
-                self._last_written = time.monotonic()
+        """:func:`collect_status` of the output directory (reads only)."""
+        return collect_status(self.out)
 
 
 def make_server(
     out: str | Path,
     host: str = "127.0.0.1",
     port: int = 8765,
-    regenerate_s: float = 20.0,
     verbose: bool = False,
 ) -> http.server.ThreadingHTTPServer:
-    """A threaded HTTP server for the dashboard of ``out`` (not started: call serve_forever)."""
+    """A threaded HTTP server for the dashboard of ``out`` (not started: call serve_forever).
+
+    It answers GET and HEAD only, writes nothing, and serves only files whose real path
+    lies inside ``out``.
+    """
     out = Path(out).resolve()
-    state = DashboardState(
-        out, loopback_only=is_loopback(host), regenerate_s=regenerate_s, verbose=verbose
-    )
+    state = DashboardState(out, loopback_only=is_loopback(host), verbose=verbose)
     handler = type("Handler", (DashboardHandler,), {"state": state})
     server_cls = http.server.ThreadingHTTPServer
     if ":" in host:

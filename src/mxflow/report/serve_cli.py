@@ -3,8 +3,10 @@
 Starts a small web server (loopback, 127.0.0.1, unless --host is given)
 showing the collection as it is processed: counts, one row per dataset
 with its status, resolution and the reason for any failure, refreshed
-every few seconds from the catalog (mxflow.sqlite) or summary.json, with
-links to the HTML reports, which it rewrites as datasets finish.  Open the
+every few seconds from the catalog (mxflow.sqlite, opened read-only) or
+summary.json, with links to the HTML reports that mxflow run and mxflow
+report write.  The server only reads: it writes nothing into OUT, and it
+serves no file whose real path (links followed) lies outside OUT.  Open the
 printed address in a browser; stop with Ctrl-C.
 """
 
@@ -27,13 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="address to listen on (default 127.0.0.1, this computer only). A non-loopback "
         "address such as 0.0.0.0 lets anyone on the network read the output directory.",
     )
-    parser.add_argument(
-        "--regenerate",
-        type=float,
-        default=20.0,
-        metavar="S",
-        help="rewrite the HTML reports when datasets finish, at most every S seconds (-1: never)",
-    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
 
 
@@ -53,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        server = make_server(
-            out, host=host, port=args.port, regenerate_s=args.regenerate, verbose=args.verbose
-        )
+        server = make_server(out, host=host, port=args.port, verbose=args.verbose)
     except OSError as exc:
         raise MxflowError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}") from exc
     h, port = server.server_address[:2]

@@ -735,7 +735,7 @@
     var links = [];
     if (s.reports_written) links.push('<a href="/report/index.html">Collection report</a>', '<a href="/report/datasets.html">Dataset report</a>');
     (s.merges || []).forEach(function (m) { if (m.written) links.push('<a href="' + esc(m.href) + '">' + esc(m.label) + "</a>"); });
-    document.getElementById("links").innerHTML = links.length ? "Reports: " + links.join(" · ") + (s.regenerating ? ' <span class="muted">(rewriting…)</span>' : "") : '<span class="muted">Reports not written yet.</span>';
+    document.getElementById("links").innerHTML = links.length ? "Reports: " + links.join(" · ") : '<span class="muted">Reports not written yet (mxflow run writes them when it ends; mxflow report OUT writes them now).</span>';
     var rows = (s.datasets || []).slice().sort(function (a, b) { return (ORDER[a.status] === undefined ? 9 : ORDER[a.status]) - (ORDER[b.status] === undefined ? 9 : ORDER[b.status]); });
     var href = s.reports_written ? "/report/datasets.html#" : null;
     document.querySelector("#dash-table tbody").innerHTML = rows.map(function (d) {
