@@ -164,3 +164,32 @@ def test_serve_has_no_regenerate_option(tmp_path):
     with pytest.raises(SystemExit) as exc:
         build_parser("serve").parse_args(["serve", str(tmp_path), "--regenerate", "5"])
     assert exc.value.code == 2
+
+
+def raw_head(base: str, path: str) -> bytes:
+    """The whole reply to ``HEAD path`` as bytes (urllib would not read a body after HEAD)."""
+    import socket
+
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(f"HEAD {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        data = b""
+        while chunk := c.recv(4096):
+            data += chunk
+    return data
+
+
+def test_head_sends_headers_only(tmp_path, serve):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(SECRET)
+    out = tmp_path / "OUT"
+    out.mkdir()
+    (out / "a.txt").write_text("hello")
+    (out / "link").symlink_to(outside / "secret.txt")
+    base = serve(out)
+    reply = raw_head(base, "/a.txt")
+    assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"\r\n\r\n")
+    assert b"hello" not in reply
+    reply = raw_head(base, "/link")
+    assert reply.startswith(b"HTTP/1.0 403") and SECRET not in reply
