@@ -106,6 +106,9 @@ def merge_groups(catalog: Catalog) -> dict[tuple[str, str], list[tuple[str, Data
         if result is None:
             continue
         sample = row["sample"] or "sample"
+        # the catalog's sample is the current one: a sheet added or changed after
+        # processing renames it, while the stored result keeps the old name
+        result = dataclasses.replace(result, sample=sample)
         if row["kind"] == "sweep":
             groups[(sample, "proc")].append((row["key"], result))
             if row["key"] not in cut and row["sample"] in samples_with_wedges:
@@ -496,8 +499,9 @@ def merge_samples(
     sample the user did not give (``given``: the sheet's and ``--sample``'s names)
     are grouped by their processed cells (:func:`decide_cell_groups`), and each
     group, recorded in the catalog, is merged as one sample; without it a grouping
-    recorded by an earlier run is dropped.  The record of a skipped merge of a
-    sample that no longer exists is dropped too.
+    recorded by an earlier run is dropped.  Samples are the catalog's (a sample sheet
+    added or changed after processing renames them), and the record of any merge of a
+    sample that no longer exists is dropped (its folder is left on disk).
     """
     settings = dict(settings or {})
     if group_by_cell:
@@ -518,9 +522,12 @@ def merge_samples(
     names = [
         f"{route}/{sample}" + (f"/{label}" if label else "") for sample, route, label, _ in jobs
     ]
-    for name, previous in done.items():
-        if previous.status == "skipped" and name not in names:
-            catalog.forget_merge(name)
+    stale = [name for name in done if name not in names]
+    for name in stale:  # its sample (route, wavelength) no longer exists
+        catalog.forget_merge(name)
+        log(f"mxflow: merge {name}: no longer listed (no such sample now)")
+    if stale:
+        write_summary(out, catalog)
     todo = []
     for (sample, route, label, members), name in zip(jobs, names, strict=True):
         keys = sorted(k for k, _ in members)

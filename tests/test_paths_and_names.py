@@ -1,0 +1,125 @@
+"""Issue #12, items 2, 3, 5 and 9: samples renamed after processing, hostile sample names,
+a workdir inside the raw data, and faults (disk full, read-only) as one-line messages.
+
+Everything runs on the fake processing function (no DIALS).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mxflow.catalog.db import Catalog
+from mxflow.model import ClusterResult, Dataset, MergingStats, MergeSummary, ShellStats
+from mxflow.schedule import fake
+from mxflow.schedule.collection import RunConfig, run_collection
+
+FAKE_PROCESS = "mxflow.schedule.fake:process_dataset"
+FAKE_DISCOVER = "mxflow.schedule.fake:discover_collection"
+
+
+def config(**kw) -> RunConfig:
+    kw.setdefault("workers", 1)
+    return RunConfig(
+        process_fn=FAKE_PROCESS, discover_fn=FAKE_DISCOVER, progress=False, settle_s=0, **kw
+    )
+
+
+def write_pins(root: Path, samples: dict[str, str]) -> None:
+    """One fake dataset per name in ``samples`` (name → sample), each in its own folder."""
+    for i, (name, sample) in enumerate(sorted(samples.items())):
+        t = f"{root}/CPS0001-{i:02d}/data00/{name}_#####.cbf"
+        ds = Dataset(name=name, sweep=fake.fake_sweep(t), sample=sample, mode="multi")
+        fake.write_fake_dataset(root, ds)
+
+
+def give_integrated_files(out: Path) -> None:
+    """The fake results name no integrated files; give each ok one a (fake) pair so that
+    the merge is handed it."""
+    with Catalog(out) as cat:
+        for row in cat.rows("ok"):
+            r = cat.result(row["key"])
+            r.integrated_expt = f"{row['key']}/integrated.expt"
+            r.integrated_refl = f"{row['key']}/integrated.refl"
+            cat.record_result(row["key"], r)
+
+
+class RecordingMerge:
+    """A merge function that records what it was given and 'merges' one cluster."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, list[str], Path]] = []
+
+    def __call__(self, inputs, workdir, options):
+        self.calls.append((options.sample, [i.sample for i in inputs], Path(workdir)))
+        stats = MergingStats.one_shell(ShellStats(40.0, 2.0, completeness=0.99))
+        cluster = ClusterResult(1, "cc", [i.name for i in inputs], stats=stats)
+        return MergeSummary(options.sample, clusters=[cluster])
+
+
+# -- item 2: a sample renamed after processing ------------------------------------
+
+
+def test_samples_renamed_after_processing_merge_under_the_new_name(tmp_path):
+    """Processed as samples lyso/thau, then the sheet renames thau to thaumatin: the merge
+    is of thaumatin, every dataset it is given says thaumatin (the merge keeps only the
+    datasets of its sample), and the merge of thau, a sample that no longer exists, is no
+    longer listed."""
+    from mxflow.schedule import post
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    write_pins(root, {"a1": "lyso", "a2": "lyso", "b1": "thau", "b2": "thau"})
+    run_collection(root, out, config(merge=False), log=lambda m: None)
+    give_integrated_files(out)
+    merge = RecordingMerge()
+    with Catalog(out) as cat:
+        post.merge_samples(out, cat, config().options, lambda m: None, merge_fn=merge)
+        assert {m.name: m.status for m in cat.merges()} == {"proc/lyso": "ok", "proc/thau": "ok"}
+
+    write_pins(root, {"a1": "lyso", "a2": "lyso", "b1": "thaumatin", "b2": "thaumatin"})
+    run_collection(root, out, config(merge=False), log=lambda m: None)
+    merge.calls.clear()
+    with Catalog(out) as cat:
+        assert {r["sample"] for r in cat.rows()} == {"lyso", "thaumatin"}
+        post.merge_samples(out, cat, config().options, lambda m: None, merge_fn=merge)
+        merges = {m.name: m for m in cat.merges()}
+    assert [(s, given) for s, given, _ in merge.calls] == [
+        ("thaumatin", ["thaumatin", "thaumatin"])
+    ]
+    assert set(merges) == {"proc/lyso", "proc/thaumatin"}  # proc/thau: gone
+    assert merges["proc/thaumatin"].status == "ok"
+    summary = json.loads((out / "summary.json").read_text())
+    assert {m["name"] for m in summary["merges"]} == {"proc/lyso", "proc/thaumatin"}
+
+
+def test_renamed_sample_merges_with_the_real_input_collection(tmp_path):
+    """The same through the real merge's input collection (collect_inputs keeps only the
+    datasets of the merge's sample): the renamed sample's datasets are all found."""
+    from mxflow.merge import inputs as merge_inputs_mod
+    from mxflow.schedule import post
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    write_pins(root, {"b1": "thau", "b2": "thau"})
+    run_collection(root, out, config(merge=False), log=lambda m: None)
+    give_integrated_files(out)
+    write_pins(root, {"b1": "thaumatin", "b2": "thaumatin"})
+    run_collection(root, out, config(merge=False), log=lambda m: None)
+    seen: list[list[str]] = []
+
+    def merge(inputs, workdir, options):
+        found = merge_inputs_mod._Found(options.sample)
+        for res in inputs:
+            found.add_result(res, None)
+        # the fake files do not exist: a dataset of this sample is rejected for that,
+        # one the merge takes for another sample's is silently left out
+        seen.append(sorted(it.name for it in [*found.inputs, *found.rejected]))
+        return MergeSummary(options.sample)
+
+    with Catalog(out) as cat:
+        post.merge_samples(out, cat, config().options, lambda m: None, merge_fn=merge)
+    assert seen == [["b1", "b2"]]
