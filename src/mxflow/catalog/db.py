@@ -21,6 +21,10 @@ Tables
               the samples decided after processing (kind ``sample_group``:
               ``mxflow run --group-by-cell``; the rows keep their discovered
               sample, :meth:`Catalog.grouped_samples` says which they merge as).
+``rejected``  the files the latest discovery could not use (path, reason, when first
+              and last seen, the run that saw them): an unreadable frame, an Eiger
+              master without its data file; replaced at each discovery
+              (:meth:`Catalog.record_rejected`).
 
 Consistency rules: only one process writes (the run that holds
 ``OUT/.mxflow.lock``); every update is one transaction; a dataset becomes
@@ -81,6 +85,10 @@ CREATE TABLE IF NOT EXISTS products (
     kind TEXT NOT NULL, name TEXT NOT NULL, status TEXT, reason TEXT,
     result_json TEXT, updated REAL,
     PRIMARY KEY (kind, name)
+);
+CREATE TABLE IF NOT EXISTS rejected (
+    path TEXT PRIMARY KEY, reason TEXT NOT NULL,
+    first_seen REAL, updated REAL, run_id INTEGER
 );
 """
 
@@ -394,6 +402,41 @@ class Catalog:
                 )
             )
         return out
+
+    # -- files discovery rejected ---------------------------------------------
+    def record_rejected(
+        self, problems: Sequence[tuple[str, str]], run_id: int | None = None
+    ) -> None:
+        """Record ``problems`` ((path, reason) of files discovery could not use) as the
+        rejected files, replacing those of the previous discovery.
+
+        A file rejected again keeps when it was first seen; one no longer rejected
+        (fixed, or deleted) leaves the record.
+        """
+        now = time.time()
+        latest = {str(p): str(r) for p, r in problems}
+        with self.transaction() as c:
+            known = {row[0] for row in c.execute("SELECT path FROM rejected")}
+            c.executemany(
+                "DELETE FROM rejected WHERE path = ?", [(p,) for p in known - set(latest)]
+            )
+            c.executemany(
+                "INSERT INTO rejected (path, reason, first_seen, updated, run_id)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
+                " reason = excluded.reason, updated = excluded.updated, run_id = excluded.run_id",
+                [(p, r, now, now, run_id) for p, r in latest.items()],
+            )
+
+    def rejected(self) -> list[dict[str, Any]]:
+        """The files the latest discovery rejected (path, reason, first_seen, updated,
+        run_id), by path; none for a catalog written before this table existed."""
+        try:
+            rows = self.conn.execute("SELECT * FROM rejected ORDER BY path").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+        return [dict(r) for r in rows]
 
     def products(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM products", ()

@@ -7,7 +7,8 @@ with the reason for failed datasets ("no dataset has status S" when
 --status S matches none).  Then per merge a table of its merged
 clusters (datasets, SG, cell, d_min, completeness, multiplicity, CC½, I/σ)
 with the recommended one marked and the path of its final/merged.mtz (or
-the merge's status and why), one line per sample group (pins merged as
+the merge's status and why), the files discovery could not use (rejected:
+never processed) with the reason for each, one line per sample group (pins merged as
 one sample by 'mxflow run --group-by-cell', whose datasets the table shows under
 the group's name) and one line per hit map.  Safe to run while
 'mxflow run' or 'mxflow watch' is writing OUT (the catalog is read-only here).
@@ -47,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--status",
         dest="only",
         metavar="STATUS",
-        help="only datasets with this status (ok, failed, pending, running)",
+        help="only datasets with this status (ok, failed, pending, running), or only the "
+        "files discovery rejected (rejected)",
     )
     parser.add_argument("--json", action="store_true", help="print summary.json's content instead")
     parser.add_argument(
@@ -91,6 +93,15 @@ def row_cells(row: dict[str, Any], width: int = 60) -> list[str]:
     ]
 
 
+def format_rejected(rejected: list[dict[str, Any]]) -> list[str]:
+    """The lines about the files discovery rejected: a count, then ``  path: reason`` each
+    (none when no file was rejected)."""
+    if not rejected:
+        return []
+    head = f"{len(rejected)} files not used (rejected by discovery, never processed):"
+    return [head, *(f"  {r['path']}: {r['reason']}" for r in rejected)]
+
+
 def format_sample_group(group: dict[str, Any]) -> str:
     """One recorded sample group: ``sample cell1 (grouped by cell): 16 dataset(s) of
     16 sample(s) (CPS0001-01 … CPS0016-01), P 43 21 2, 78.0 78.0 37.0 90.0 90.0 90.0``."""
@@ -126,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
             json.dump(summary_dict(catalog), sys.stdout, indent=1)
             print()
             return 0
+        rejected = catalog.rejected()
+        if args.only == "rejected":
+            print("\n".join(format_rejected(rejected)) or "no file was rejected")
+            return 0
         rows = catalog.rows(args.only)
         grouped = catalog.grouped_samples()
         for r in rows:  # grouped datasets show the sample they are merged as
@@ -139,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
             print("no datasets yet")
         print()
         print("datasets: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+        for line in format_rejected(rejected):
+            print(line)
         for g in catalog.sample_groups():
             print(format_sample_group(g))
         for m in catalog.merges():

@@ -10,7 +10,9 @@ dict: name, status, reason, inputs, workdir, summary) and hit maps under
 ``"hitmaps"``.  Samples decided after processing (``mxflow run --group-by-cell``)
 are listed under ``"sample_groups"`` (name, by, space_group, cell, datasets,
 samples); a grouped dataset's ``sample`` is its group, ``grouped_from`` the
-sample discovery gave it.  The file is always written atomically (write then rename).
+sample discovery gave it.  The files discovery could not use are listed under
+``"rejected"`` (path, reason, first_seen): always present, empty when none was
+rejected.  The file is always written atomically (write then rename).
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def summary_dict(catalog: Catalog) -> dict[str, Any]:
     out: dict[str, Any] = {
         "datasets": datasets,
         "counts": catalog.counts(),
+        "rejected": [
+            {"path": r["path"], "reason": r["reason"], "first_seen": r["first_seen"]}
+            for r in catalog.rejected()
+        ],
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     merges = [to_dict(m) for m in catalog.merges()]

@@ -177,6 +177,10 @@ def run_collection(args: argparse.Namespace) -> int:
         print(f"{len(coll.problems)} files could not be used:", file=sys.stderr)
         for path, reason in coll.problems:
             print(f"  {path}: {reason}", file=sys.stderr)
+    if coll.warnings:
+        print(f"{len(coll.warnings)} files used with a warning:", file=sys.stderr)
+        for path, reason in coll.warnings:
+            print(f"  {path}: {reason}", file=sys.stderr)
     return 0
 
 

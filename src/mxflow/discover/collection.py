@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mxflow.discover.sweeps import find_sweeps
+from mxflow.discover.sweeps import find_sweeps, is_image_name, used_files
 from mxflow.errors import BadInputError
 from mxflow.images.read import FrameHeader
 from mxflow.model import Dataset, ImageSweep, UnitCell
@@ -353,7 +353,9 @@ class Collection:
     sweeps cut); ``raster_scans``: stills and scans, never processed as
     rotation data; ``incomplete``: datasets still being written (not in
     ``datasets`` / ``wedges``; ``waiting`` says why, by dataset name); ``problems``: (path, reason) for files that
-    could not be used.
+    could not be used (rejected: no sweep reads them); ``warnings``: (path, reason) for
+    files a sweep reads although something about them is odd (a last frame whose
+    geometry or start angle does not fit the first).
     """
 
     root: str
@@ -364,6 +366,7 @@ class Collection:
     incomplete: list[Dataset] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)  # incomplete dataset name -> why
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
     def samples(self) -> dict[str, list[Dataset]]:
         """Complete datasets grouped by sample name (sorted)."""
@@ -445,13 +448,16 @@ def discover_collection(
     zoo = is_zoo_layout(root)
     if zoo:
         tops = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
-        files_at_top = sorted(f for f in root.iterdir() if f.is_file())
+        # images at the top (a sheet, notes or other files there are no data, not problems)
+        files_at_top = sorted(f for f in root.iterdir() if f.is_file() and is_image_name(f))
         tops += files_at_top
     else:
         tops = [root]
     coll = Collection(root=str(root), layout="zoo" if zoo else "generic")
     found = find_sweeps(tops)
-    coll.problems = list(found.problems)
+    used = used_files(found)
+    coll.problems = [p for p in found.problems if p[0] not in used]
+    coll.warnings = [p for p in found.problems if p[0] in used]
     reasons: dict[int, str] = {}
 
     for sweep in found.sweeps:

@@ -242,6 +242,28 @@ def eiger_files(master: Path) -> list[Path]:
     return [master, *sorted(master.parent.glob(f"{glob.escape(stem)}_data_[0-9]*.h5"))]
 
 
+def used_files(result: DiscoveryResult) -> set[str]:
+    """Paths of the files the sweeps of ``result`` read.
+
+    A template's frames in its range and not ``missing``; an Eiger master and
+    its data files; a single image.  A file of ``result.problems`` in this set
+    was used all the same (a warning, such as a last frame that does not match
+    the first); one not in it was rejected.
+    """
+    used: set[str] = set()
+    for s in result.sweeps:
+        files = result.files.get(s.template, [])
+        if "#" not in Path(s.template).name:
+            used.update(str(f) for f in files)
+            continue
+        skip = set(s.missing)
+        for f in files:
+            m = _NUMBERED.match(f.name)
+            if m and s.first <= int(m["num"]) <= s.last and int(m["num"]) not in skip:
+                used.add(str(f))
+    return used
+
+
 def find_sweeps(paths: Iterable[str | Path]) -> DiscoveryResult:
     """All sweeps under ``paths`` (files or directories, walked recursively).
 

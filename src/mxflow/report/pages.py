@@ -36,6 +36,7 @@ from mxflow.report.load import (
     DatasetRow,
     MergeDir,
     find_hitmaps,
+    read_json_file,
     spot_counts_per_frame,
 )
 
@@ -375,6 +376,19 @@ def cluster_brief(c: ClusterResult | None) -> dict[str, Any] | None:
     }
 
 
+def rejected_files(out_dir: Path) -> list[dict[str, str]]:
+    """The files discovery rejected, from ``OUT/summary.json``'s ``rejected`` list
+    (``path``, ``reason``; none when the file or the list is not there)."""
+    path = Path(out_dir) / "summary.json"
+    data = read_json_file(path) if path.is_file() else {}
+    listed = data.get("rejected") if isinstance(data, dict) else None
+    return [
+        {"path": str(r.get("path", "")), "reason": str(r.get("reason", ""))}
+        for r in listed or []
+        if isinstance(r, dict)
+    ]
+
+
 def collection_context(
     rows: list[DatasetRow], out_dir: Path, page_dir: Path, merge_dirs: list[MergeDir]
 ) -> dict[str, Any]:
@@ -411,6 +425,7 @@ def collection_context(
         "pins": pin_rows(entries, hitmaps, merges, out_dir, page_dir),
         "samples": list(samples.values()),
         "hitmaps": hitmaps,
+        "rejected": rejected_files(out_dir),
         "n_datasets": len(entries),
         "n_ok": sum(e["status"] == "ok" for e in entries),
         "n_failed": sum(e["status"] == "failed" for e in entries),

@@ -306,14 +306,16 @@ def session(out: Path, command: str, config: RunConfig, log: Callable[[str], Non
 
 @dataclass
 class RunOutcome:
-    """Status counts of the catalog after a run, whether a signal stopped it, and the
-    datasets it left out because their files were still being written."""
+    """Status counts of the catalog after a run, whether a signal stopped it, the
+    datasets it left out because their files were still being written, and the files
+    discovery rejected ((path, reason): never processed, recorded in the catalog)."""
 
     counts: dict[str, int]
     stopped: bool = False
     still_written: list[str] = field(default_factory=list)
     found_nothing: bool = False
     failed_merges: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
 def discover_settled(
@@ -373,6 +375,8 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
     n_wedges = len(items) - n_sweeps
     for problem in collection.problems:
         log(f"mxflow: skipped: {_problem_text(problem)}")
+    for problem in collection.warnings:
+        log(f"mxflow: warning: {_problem_text(problem)}")
     waiting = collection.waiting or {d.name: "still being written" for d in collection.incomplete}
     for name, why in sorted(waiting.items()):
         log(f"mxflow: left out (still being written at the timeout): {name}: {why}")
@@ -385,6 +389,8 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
     command = "run " + str(root)
     with stop.installed(), session(out, command, config, log) as (catalog, executor):
         open_run_log(log, out, command)
+        # files discovery could not use: in the catalog (status, summary.json, reports)
+        catalog.record_rejected(collection.problems, executor.run_id)
         executor.add(items)
         n_todo = len(executor.queue)
         log(f"mxflow: {n_todo} to process, {len(items) - n_todo} already done")
@@ -444,11 +450,22 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
             f"mxflow: {len(waiting)} dataset(s) were still being written and were NOT processed; "
             "run again when the copy is complete (or use mxflow watch)"
         )
+    rejected = sorted(collection.problems)
+    if rejected:
+        log(
+            f"mxflow: {len(rejected)} file(s) could not be used and were NOT processed "
+            f"(listed with their reasons by 'mxflow status {out}', in summary.json and in "
+            "the report):"
+        )
+        for problem in rejected[:10]:
+            log(f"  {_problem_text(problem)}")
+        if len(rejected) > 10:
+            log(f"  … and {len(rejected) - 10} more")
     nothing = not items and not collection.raster_scans
     if nothing:
         log(f"mxflow: no rotation dataset or raster scan found under {root}")
     failed = [m.name for m in merges if m.status == "failed"]
-    return RunOutcome(counts, stop(), sorted(waiting), nothing, failed)
+    return RunOutcome(counts, stop(), sorted(waiting), nothing, failed, rejected)
 
 
 def _write_reports(out: Path, log) -> Path | None:

@@ -70,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
     outcome = run_collection(args.root, args.workdir, config)
     if outcome.stopped:
         return 130
-    # data left out, nothing at all to process, or a merge that failed: the exit status says so
-    status = 1 if outcome.still_written or outcome.found_nothing or outcome.failed_merges else 0
+    # data left out (still being written, or files discovery rejected), nothing at all to
+    # process, or a merge that failed: the exit status says so
+    left_out = outcome.still_written or outcome.rejected
+    status = 1 if left_out or outcome.found_nothing or outcome.failed_merges else 0
     if args.archive:
         from mxflow.report.archive_cli import archive_after_run
 

@@ -88,6 +88,7 @@ def _watch(
                 collection = None
             iteration += 1
             if collection is not None:
+                catalog.record_rejected(collection.problems, executor.run_id)
                 n_new = executor.add(plan(collection, root, config.wedge_deg))
                 executor.pump()
                 incomplete = {d.name for d in collection.incomplete}
