@@ -16,6 +16,7 @@ from mxflow.discover.collection import (
     wedge_ranges,
 )
 from mxflow.errors import BadInputError
+from sheet_fixtures import write_mtz as write_reference_mtz
 
 LATER = time.time() + 3600.0  # "now" for tests that want every file settled
 
@@ -117,7 +118,7 @@ def test_mode_and_prefix_from_names():
 
 
 def test_sample_sheet_assigns_samples(zoo, tmp_path):
-    (tmp_path / "ref.mtz").write_bytes(b"not checked here")
+    write_reference_mtz(tmp_path / "ref.mtz")
     sheet = tmp_path / "samples.csv"
     sheet.write_text(
         "# ZOO sample sheet\n"
@@ -156,18 +157,27 @@ def test_sample_sheet_kamo_topdir_form(tmp_path):
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("pin,name\nCPS1-01,a\nCPS1-1,b\n", "line 3: CPS1-1 is already listed on line 2"),
-        ("pin,name,space_group\nCPS1-01,a,P 7\n", "line 2: unknown space group 'P 7'"),
-        ("pin,name,unit_cell\nCPS1-01,a,10 20 30\n", "line 2: unit cell '10 20 30' must be"),
-        ("pin,name,anomalous\n\nCPS1-01,a,maybe\n", "line 3: anomalous flag 'maybe'"),
-        ("pin,name,mode\nCPS1-01,a,spiral\n", "line 2: mode 'spiral' is not one of"),
-        ("pin,name\nnopin,a\n", "line 2: pin 'nopin' is not PuckID-PinID"),
-        ("pin,name\nCPS1-01,\n", "line 2: no sample name"),
+        (
+            "pin,name\nCPS1-01,a\nCPS1-1,b\n",
+            "line 3, column pin: pin 'CPS1-1' is the pin 'CPS1-01' of line 2",
+        ),
+        (
+            "pin,name,space_group\nCPS1-01,a,P 7\n",
+            "line 2, column space_group: unknown space group 'P 7'",
+        ),
+        (
+            "pin,name,unit_cell\nCPS1-01,a,10 20 30\n",
+            "line 2, column unit_cell: unit cell '10 20 30' must be",
+        ),
+        ("pin,name,anomalous\n\nCPS1-01,a,maybe\n", "line 3, column anomalous: anomalous flag"),
+        ("pin,name,mode\nCPS1-01,a,spiral\n", "line 2, column mode: mode 'spiral' is not one"),
+        ("pin,name\nnopin,a\n", "line 2, column pin: pin 'nopin' is not PuckID-PinID"),
+        ("pin,name\nCPS1-01,\n", "line 2, column name: no sample name"),
         ("pin,mode\nCPS1-01,multi\n", "line 1: no sample name column"),
         ("name,mode\na,multi\n", "line 1: no pin"),
         (
             "pin,name,reference\nCPS1-01,a,missing.mtz\n",
-            "line 2: reference MTZ 'missing.mtz' not found",
+            "line 2, column reference: reference MTZ 'missing.mtz' not found",
         ),
         ("", "sample sheet is empty"),
     ],
@@ -184,7 +194,9 @@ def test_bad_sample_sheet(tmp_path, text, message):
 def test_bad_sheet_stops_collection_with_clear_error(zoo, tmp_path):
     sheet = tmp_path / "bad.csv"
     sheet.write_text("pin,name,space_group\nCPS1012-01,a,Q1\n")
-    with pytest.raises(BadInputError, match="bad.csv: line 2: unknown space group"):
+    with pytest.raises(
+        BadInputError, match="bad.csv: line 2, column space_group: unknown space group"
+    ):
         discover_collection(zoo, sample_sheet=sheet)
 
 

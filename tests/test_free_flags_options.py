@@ -172,11 +172,15 @@ def test_sample_sheet_free_flags_column_reaches_datasets_and_merge_options(tmp_p
 @pytest.mark.parametrize(
     "column,value,message",
     [
-        ("free_flags", "missing.mtz", "line 2: free-flag MTZ 'missing.mtz' not found"),
+        (
+            "free_flags",
+            "missing.mtz",
+            "line 2, column free_flags: free-flag MTZ 'missing.mtz' not found",
+        ),
         (
             "free_flags_mtz",
             "noflags.mtz",
-            "line 2: free-flag MTZ .*noflags.mtz: no free-flag column",
+            "line 2, column free_flags_mtz: free-flag MTZ .*noflags.mtz: no free-flag column",
         ),
     ],
 )

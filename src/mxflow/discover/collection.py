@@ -26,6 +26,7 @@ a later pass.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class SampleEntry:
     reference_mtz: str | None = None
     free_flags_mtz: str | None = None
     line: int = 0
+    pin_given: str | None = None  # the pin as the sheet spells it (``pin`` is its key)
 
 
 _COLUMNS = {
@@ -99,6 +101,14 @@ _TRUE = {"true", "yes", "y", "1", "t", "anom", "anomalous", "on"}
 _FALSE = {"false", "no", "n", "0", "f", "", "noanom", "off"}
 
 
+#: pin numbers a sheet may give (positions in a puck: 1–16 in a uni-puck, 1–10 in a SPINE one)
+MAX_PIN = 999
+_PUCK_NAME = re.compile(r"^[A-Za-z0-9]+$")  # as in a ZOO pin directory name
+_PIN_NUMBER = re.compile(r"^[0-9]{1,3}$")
+#: column pairs a reference MTZ must have one of (what merge.observations.read_reference reads)
+REFERENCE_COLUMNS = (("IMEAN", "SIGIMEAN"), ("I", "SIGI"), ("F", "SIGF"), ("FP", "SIGFP"))
+
+
 def pin_key(puck: str, pin: str | int) -> str:
     """Normalised ``PUCK-PIN`` key: puck upper-cased, pin number without padding."""
     return f"{puck.strip().upper()}-{int(pin)}"
@@ -110,28 +120,76 @@ def pin_key_of_dir(name: str) -> str | None:
     return pin_key(m["puck"], m["pin"]) if m else None
 
 
+def parse_pin(pin: str, puck: str | None = None) -> str:
+    """The pin key of a sheet's ``PuckID-PinID`` (or of ``puck`` and a pin number);
+    ValueError (starting ``puck`` when the puck is wrong) when it is not one.
+
+    A puck is letters and digits (as the ZOO directory ``CPS1012-06``); a pin
+    number is 1 to :data:`MAX_PIN`, in ASCII digits.
+    """
+    text = pin.strip()
+    if puck is None:
+        p, sep, n = text.partition("-")
+        if not sep or not p.strip() or not n.strip():
+            raise ValueError(
+                f"pin {pin!r} is not PuckID-PinID (e.g. CPS1012-06) or a pin number with a "
+                "puck column"
+            )
+    else:
+        p, n = puck, text
+    p, n = p.strip(), n.strip()
+    if not _PUCK_NAME.match(p):
+        raise ValueError(f"puck {p!r} must be letters and digits only (as in CPS1012-06)")
+    if not _PIN_NUMBER.match(n) or not 1 <= int(n) <= MAX_PIN:
+        raise ValueError(f"pin number {n!r} must be a whole number from 1 to {MAX_PIN}")
+    return pin_key(p, n)
+
+
+class _Sheet:
+    """Errors of one sheet: ``error(line, key, problem)`` names the sheet, the line and
+    the column (as the header spells it)."""
+
+    def __init__(self, path: Path, header: list[str], col: dict[str, int]):
+        self.path, self.header, self.col = path, header, col
+
+    def column(self, key: str) -> str:
+        i = self.col.get(key)
+        return self.header[i].strip() if i is not None else key
+
+    def error(self, line: int, key: str | None, problem: str) -> BadInputError:
+        where = f"line {line}" + (f", column {self.column(key)}" if key else "")
+        return BadInputError(self.path, f"{where}: {problem}")
+
+
 def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
     """Read a sample-sheet CSV (header row, then one row per pin or directory).
 
     Columns (case-insensitive; KAMO's ``topdir,name,anomalous,reference,
     space_group,unit_cell`` CSV is accepted as is):
 
-    * ``pin`` (``PuckID-PinID``), or ``puck`` + ``pin``, or ``topdir`` /
-      ``directory`` (a path) — which data the row is about;
+    * ``pin`` (``PuckID-PinID``, the puck letters and digits, the pin number 1 to
+      999), or ``puck`` + ``pin``, or ``topdir`` / ``directory`` (a path) — which
+      data the row is about; one pin (or one directory) on one row only, however it
+      is spelled (``CPS1-01`` and ``cps1-1`` are one pin);
     * ``name`` (or ``sample``) — the sample name, required;
     * optional ``mode`` (single / helical / multi / other), ``anomalous``
-      (true/false, yes/no, 1/0), ``space_group`` (any name gemmi knows),
+      (true/false, yes/no, 1/0), ``space_group`` (any name gemmi knows, with one
+      symbol per axis when spaced: ``P 21 21 21``, ``P212121``),
       ``unit_cell`` (``a,b,c,al,be,ga``, Å and degrees, as on the command
       line: ``"78,78,37,90,90,90"`` quoted in the CSV, or unquoted when the
       row has the five extra fields that makes; KAMO's space-separated
-      ``78 78 37 90 90 90`` is read too), ``reference`` (an MTZ
-      file, relative paths taken from the sheet's directory), ``free_flags``
+      ``78 78 37 90 90 90`` is read too; finite, lengths above 0, angles that
+      form a cell), ``reference`` (an MTZ file with merged intensities or
+      amplitudes, relative paths taken from the sheet's directory), ``free_flags``
       (or ``free_flags_mtz``, ``freer``: an MTZ whose FreeR flags the
       sample's merged files take, relative as ``reference``; checked for a
       flag column when the sheet is read).
 
-    Blank lines and lines starting with ``#`` are skipped.  Errors name the
-    file and the line.
+    Blank lines and lines starting with ``#`` are skipped.  Every field is
+    checked here: an error is a BadInputError naming the file, the line and
+    the column.  A row whose pin or directory matches no dataset is not an
+    error (a sheet lists what was planned): :func:`discover_collection`
+    warns about it.
     """
     path = Path(path)
     try:
@@ -163,88 +221,159 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
             path,
             f"line {header_line}: no pin (PuckID-PinID, or puck + pin) or topdir/directory column in the header",
         )
-    entries: list[SampleEntry] = []
-    for (line, _), row in zip(lines[1:], rows[1:], strict=True):
-        i_cell = col.get("unit_cell")
-        if i_cell is not None and len(row) == len(header) + 5:
-            # an unquoted a,b,c,al,be,ga cell: its six numbers are six CSV fields
-            row = row[:i_cell] + [",".join(row[i_cell : i_cell + 6])] + row[i_cell + 6 :]
-
-        def cell(key: str, row=row) -> str:
-            i = col.get(key)
-            return row[i].strip() if i is not None and i < len(row) else ""
-
-        name = cell("name")
-        if not name:
-            raise BadInputError(path, f"line {line}: no sample name")
-        entry = SampleEntry(name=name, line=line)
-        pin, puck, directory = cell("pin"), cell("puck"), cell("directory")
-        if pin:
-            try:
-                if puck:
-                    entry.pin = pin_key(puck, pin)
-                else:
-                    p, _, n = pin.rpartition("-")
-                    if not p:
-                        raise ValueError
-                    entry.pin = pin_key(p, n)
-            except ValueError:
-                raise BadInputError(
-                    path,
-                    f"line {line}: pin {pin!r} is not PuckID-PinID (e.g. CPS1012-06) or a pin number with a puck column",
-                ) from None
-        elif directory:
-            entry.directory = directory
-        else:
-            raise BadInputError(path, f"line {line}: neither a pin nor a directory given")
-        mode = cell("mode").lower()
-        if mode:
-            if mode not in MODES:
-                raise BadInputError(
-                    path, f"line {line}: mode {mode!r} is not one of {', '.join(MODES)}"
-                )
-            entry.mode = mode
-        anom = cell("anomalous").lower()
-        if anom not in _TRUE | _FALSE:
-            raise BadInputError(path, f"line {line}: anomalous flag {anom!r} is not true/false")
-        entry.anomalous = anom in _TRUE
-        sg = cell("space_group")
-        uc = cell("unit_cell")
-        try:
-            entry.space_group = canonical_space_group(sg) if sg else None
-            entry.unit_cell = parse_unit_cell(uc) if uc else None
-        except ValueError as exc:
-            raise BadInputError(path, f"line {line}: {exc}") from None
-        ref = cell("reference_mtz")
-        if ref:
-            ref_path = Path(ref) if Path(ref).is_absolute() else path.parent / ref
-            if not ref_path.is_file():
-                raise BadInputError(path, f"line {line}: reference MTZ {ref!r} not found")
-            entry.reference_mtz = str(ref_path)
-        flags = cell("free_flags_mtz")
-        if flags:
-            entry.free_flags_mtz = _free_flags_file(path, line, flags)
-        entries.append(entry)
-    seen: dict[str, int] = {}
-    for e in entries:
-        key = e.pin or e.directory or ""
-        if key in seen:
-            raise BadInputError(path, f"line {e.line}: {key} is already listed on line {seen[key]}")
-        seen[key] = e.line
+    sheet = _Sheet(path, rows[0], col)
+    entries = [
+        _sheet_entry(sheet, line, row, len(header))
+        for (line, _), row in zip(lines[1:], rows[1:], strict=True)
+    ]
+    _check_one_row_each(sheet, entries)
     return entries
 
 
-def _free_flags_file(sheet: Path, line: int, value: str) -> str:
-    """The sheet's free-flag MTZ ``value`` (relative to the sheet), checked for a flag column."""
+def _sheet_entry(sheet: _Sheet, line: int, row: list[str], n_header: int) -> SampleEntry:
+    """One checked row of a sample sheet (see :func:`read_sample_sheet`)."""
+    col, err = sheet.col, sheet.error
+    i_cell = col.get("unit_cell")
+    if i_cell is not None and len(row) == n_header + 5:
+        # an unquoted a,b,c,al,be,ga cell: its six numbers are six CSV fields
+        row = row[:i_cell] + [",".join(row[i_cell : i_cell + 6])] + row[i_cell + 6 :]
+    if len(row) > n_header and any(f.strip() for f in row[n_header:]):
+        raise err(line, None, f"{len(row)} fields, but the header has {n_header}")
+
+    def cell(key: str) -> str:
+        i = col.get(key)
+        return row[i].strip() if i is not None and i < len(row) else ""
+
+    name = cell("name")
+    if not name:
+        raise err(line, "name", "no sample name")
+    entry = SampleEntry(name=name, line=line)
+    pin, puck, directory = cell("pin"), cell("puck"), cell("directory")
+    if pin:
+        try:
+            entry.pin = parse_pin(pin, puck if "puck" in col and puck else None)
+            entry.pin_given = f"{puck}-{pin}" if "puck" in col and puck else pin
+        except ValueError as exc:
+            bad_puck = "puck" in col and puck and str(exc).startswith("puck ")
+            raise err(line, "puck" if bad_puck else "pin", str(exc)) from None
+    elif directory:
+        entry.directory = directory
+    else:
+        raise err(
+            line, "pin" if "pin" in col else "directory", "neither a pin nor a directory given"
+        )
+    mode = cell("mode").lower()
+    if mode:
+        if mode not in MODES:
+            raise err(line, "mode", f"mode {mode!r} is not one of {', '.join(MODES)}")
+        entry.mode = mode
+    anom = cell("anomalous").lower()
+    if anom not in _TRUE | _FALSE:
+        raise err(line, "anomalous", f"anomalous flag {anom!r} is not true/false")
+    entry.anomalous = anom in _TRUE
+    for key in ("space_group", "unit_cell"):
+        value = cell(key)
+        try:
+            if key == "space_group" and value:
+                entry.space_group = canonical_space_group(value)
+            elif value:
+                entry.unit_cell = parse_unit_cell(value)
+        except ValueError as exc:
+            raise err(line, key, str(exc)) from None
+    ref = cell("reference_mtz")
+    if ref:
+        try:
+            entry.reference_mtz = _reference_file(sheet.path, ref)
+        except ValueError as exc:
+            raise err(line, "reference_mtz", str(exc)) from None
+    flags = cell("free_flags_mtz")
+    if flags:
+        try:
+            entry.free_flags_mtz = _free_flags_file(sheet.path, flags)
+        except ValueError as exc:
+            raise err(line, "free_flags_mtz", str(exc)) from None
+    return entry
+
+
+def _check_one_row_each(sheet: _Sheet, entries: list[SampleEntry]) -> None:
+    """One row per pin and per directory, however spelled; no directory row inside a
+    pin a pin row names (the pin row would always win: the row would never be used)."""
+    pins: dict[str, SampleEntry] = {}
+    dirs: dict[str, SampleEntry] = {}
+    for e in entries:
+        if e.pin:
+            seen = pins.get(e.pin)
+            if seen is not None:
+                raise sheet.error(
+                    e.line,
+                    "pin",
+                    f"pin {e.pin_given!r} is the pin {seen.pin_given!r} of line "
+                    f"{seen.line} (pins are compared without leading zeros, pucks without case)",
+                )
+            pins[e.pin] = e
+        elif e.directory:
+            norm = os.path.normpath(e.directory)
+            seen = dirs.get(norm)
+            if seen is not None:
+                raise sheet.error(
+                    e.line,
+                    "directory",
+                    f"directory {e.directory!r} is the directory {seen.directory!r} of line "
+                    f"{seen.line}",
+                )
+            dirs[norm] = e
+    for e in dirs.values():
+        parts = Path(os.path.normpath(e.directory or "")).parts
+        key = pin_key_of_dir(parts[0]) if parts and not Path(parts[0]).is_absolute() else None
+        if key in pins:
+            raise sheet.error(
+                e.line,
+                "directory",
+                f"directory {e.directory!r} is inside pin {parts[0]} (line {pins[key].line}), "
+                "whose row takes precedence: this row would never be used",
+            )
+
+
+def _sheet_file(sheet: Path, value: str) -> Path:
+    """A file named in the sheet: absolute, or relative to the sheet's directory."""
+    return Path(value) if Path(value).is_absolute() else sheet.parent / value
+
+
+def _reference_file(sheet: Path, value: str) -> str:
+    """The sheet's reference MTZ ``value``, checked: an MTZ with merged intensities or
+    amplitudes and their sigmas (:data:`REFERENCE_COLUMNS`).  Raises ValueError."""
+    import gemmi  # only when a sheet names a reference
+
+    mtz_path = _sheet_file(sheet, value)
+    if not mtz_path.is_file():
+        raise ValueError(f"reference MTZ {value!r} not found")
+    try:
+        mtz = gemmi.read_mtz_file(str(mtz_path), with_data=False)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ValueError(f"reference MTZ {value!r} is not an MTZ file ({exc})") from None
+    labels = {c.label for c in mtz.columns}
+    if not any(i in labels and s in labels for i, s in REFERENCE_COLUMNS):
+        pairs = ", ".join(f"{i}/{s}" for i, s in REFERENCE_COLUMNS)
+        raise ValueError(
+            f"reference MTZ {value!r} has no {pairs} columns (it has {', '.join(sorted(labels))})"
+        )
+    if mtz.nreflections == 0:
+        raise ValueError(f"reference MTZ {value!r} has no reflections")
+    return str(mtz_path)
+
+
+def _free_flags_file(sheet: Path, value: str) -> str:
+    """The sheet's free-flag MTZ ``value`` (relative to the sheet), checked for a flag
+    column.  Raises ValueError."""
     from mxflow.stats.free_flags import load_free_flag_source  # numpy/gemmi: only when used
 
-    mtz = Path(value) if Path(value).is_absolute() else sheet.parent / value
+    mtz = _sheet_file(sheet, value)
     if not mtz.is_file():
-        raise BadInputError(sheet, f"line {line}: free-flag MTZ {value!r} not found")
+        raise ValueError(f"free-flag MTZ {value!r} not found")
     try:
         load_free_flag_source(mtz)
     except BadInputError as exc:
-        raise BadInputError(sheet, f"line {line}: free-flag MTZ {exc}") from None
+        raise ValueError(f"free-flag MTZ {exc}") from None
     return str(mtz)
 
 
@@ -460,14 +589,17 @@ def discover_collection(
     coll.warnings = [p for p in found.problems if p[0] in used]
     reasons: dict[int, str] = {}
 
+    matched: set[int] = set()  # lines of the sheet rows some sweep matched
     for sweep in found.sweeps:
         directory = Path(sweep.template).parent
         rel_dir = directory.relative_to(root) if directory.is_relative_to(root) else directory
+        pin = pin_key_of_dir(rel_dir.parts[0]) if zoo and rel_dir.parts else None
+        entry = match_sample(entries, root, pin, directory)
+        if entry is not None:
+            matched.add(entry.line)
         if not sweep.is_rotation or _in_scan_dir(Path(sweep.template), root):
             coll.raster_scans.append(sweep)
             continue
-        pin = pin_key_of_dir(rel_dir.parts[0]) if zoo and rel_dir.parts else None
-        entry = match_sample(entries, root, pin, directory)
         prefix = dataset_prefix(sweep.template)
         mode = mode_from_name(prefix) or (entry.mode if entry and entry.mode else None) or "other"
         if entry is not None:
@@ -496,6 +628,17 @@ def discover_collection(
             reasons[id(ds)] = why
         else:
             coll.datasets.append(ds)
+    # a row no data match: a pin not collected, or a typo (CPS1243 for CPS1234) — said,
+    # not fatal (a sheet lists what was planned, and watch starts before the data come)
+    for e in entries:
+        if e.line not in matched:
+            what = f"pin {e.pin_given}" if e.pin else f"directory {e.directory}"
+            coll.warnings.append(
+                (
+                    str(sample_sheet),
+                    f"line {e.line}: {what} (sample {e.name}) matches no dataset under {root}",
+                )
+            )
     _unique_names(coll.datasets + coll.incomplete)
     coll.waiting = {ds.name: reasons[id(ds)] for ds in coll.incomplete}
     for ds in coll.datasets:

@@ -47,7 +47,9 @@ def parse_unit_cell(text: str) -> Cell:
 
     Numbers may be separated by commas, semicolons or spaces, and the whole
     may be in brackets.  Raises ValueError unless there are six numbers with
-    a, b, c > 0 and every angle strictly between 0 and 180 degrees.
+    a, b, c > 0, every angle strictly between 0 and 180 degrees, and angles that
+    can form a cell (each less than the sum of the other two, all three less than
+    360°: a volume above 0).
     """
     parts = [p for p in re.split(r"[\s,;]+", text.strip().strip("()[]")) if p]
     try:
@@ -66,6 +68,13 @@ def parse_unit_cell(text: str) -> Cell:
             f"unit cell {text!r} must be a b c (Å, above 0) alpha beta gamma "
             "(degrees, between 0 and 180)"
         )
+    ca, cb, cg = (math.cos(math.radians(x)) for x in values[3:])
+    if 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg <= 1e-9:  # (V / abc)²
+        raise ValueError(
+            f"unit cell {text!r}: angles {values[3]:g}, {values[4]:g}, {values[5]:g} degrees "
+            "cannot form a cell (each must be less than the sum of the other two, "
+            "and the three together less than 360)"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -76,17 +85,22 @@ def canonical_space_group(text: str) -> str:
     ``P 1 21 1``, ``P21``, ``H3``), space-group numbers 1–230 and Hall symbols
     (``P 2ac 2ab``).  A non-default setting that ``.hm`` alone would lose
     (``R 3:R``) keeps gemmi's extended name.  Raises ValueError
-    ``unknown space group '...'`` otherwise.
+    ``unknown space group '...'`` otherwise, and for an H-M name whose spaces
+    do not separate one symbol per axis (``P 21 21 2 1``, ``P 6 3``), which
+    gemmi would read by running the symbols together (as ``P 21 21 21`` — or the
+    user meant ``P 21 21 2``).
     """
     import gemmi
 
     name = text.strip()
     sg = None
+    by_name = False
     if name.isdigit():
         if 1 <= int(name) <= 230:
             sg = gemmi.find_spacegroup_by_number(int(name))
     elif name:
         sg = gemmi.find_spacegroup_by_name(name)
+        by_name = sg is not None
         if sg is None:
             try:
                 sg = gemmi.find_spacegroup_by_ops(gemmi.symops_from_hall(name))
@@ -94,9 +108,36 @@ def canonical_space_group(text: str) -> str:
                 sg = None
     if sg is None:
         raise ValueError(f"unknown space group {text!r}")
+    if by_name:
+        _check_axis_symbols(text, sg.hm)
     if gemmi.find_spacegroup_by_name(sg.hm).hall != sg.hall:
         return sg.xhm()
     return sg.hm
+
+
+def _check_axis_symbols(text: str, hm: str) -> None:
+    """Raise ValueError when the spaces of the H-M name ``text`` do not separate the
+    axis symbols of ``hm`` (gemmi's reading of it); a name written without spaces
+    between its axis symbols (``P212121``, ``P 212121``) is not checked."""
+    base = text.strip().split(":")[0].lower()
+    first, *rest = base.split() or [""]
+    axes = ([first[1:]] if len(first) > 1 else []) + rest
+    if len(axes) < 2:
+        return
+    want = hm.lower().split()[1:]
+    short = [t for t in want if t != "1"]  # P 21, C 2 for P 1 21 1, C 1 2 1
+    old = [t.lstrip("-") for t in want]  # F m 3 m for F m -3 m
+    if axes in (want, short) or [t.lstrip("-") for t in axes] == old:
+        return
+    symbols = ", ".join(axes)
+    what = (
+        f"has {len(axes)} axis symbols ({symbols}), at most 3 in a name"
+        if len(axes) > 3
+        else f"does not have one symbol per axis ({symbols})"
+    )
+    raise ValueError(
+        f"space group {text!r} {what}; gemmi would read it as {hm!r}: write that if it is meant"
+    )
 
 
 def unit_cell_arg(text: str) -> Cell:
