@@ -6,16 +6,13 @@ Everything runs on the fake processing function (no DIALS).
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from mxflow.catalog.db import Catalog
-from mxflow.model import ClusterResult, Dataset, MergingStats, MergeSummary, ShellStats
+from mxflow.model import ClusterResult, Dataset, MergeSummary, MergingStats, ShellStats
 from mxflow.schedule import fake
 from mxflow.schedule.collection import RunConfig, run_collection
 
@@ -123,3 +120,65 @@ def test_renamed_sample_merges_with_the_real_input_collection(tmp_path):
     with Catalog(out) as cat:
         post.merge_samples(out, cat, config().options, lambda m: None, merge_fn=merge)
     assert seen == [["b1", "b2"]]
+
+
+# -- item 3: sample names that read as paths ----------------------------------------
+
+HOSTILE = ["../../escape", "a/../../b", "..", ".hidden", "", "   ", "x\x00y", "x\ny", "a\\b"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_sample_names_that_read_as_paths_are_usage_errors(name, capsys):
+    """merge --sample and run --sample: exit 2 with one line naming the option, before
+    anything is written."""
+    from mxflow.cli import main
+
+    for argv in (
+        ["merge", "in", "--workdir", "out", "--sample", name],
+        ["run", "root", "--workdir", "out", "--sample", name],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "--sample" in err and "sample name" in err and "Traceback" not in err
+
+
+def test_sample_sheet_name_that_reads_as_a_path_is_refused_naming_the_row(tmp_path):
+    from mxflow.discover.collection import read_sample_sheet
+    from mxflow.errors import BadInputError
+
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("pin,name\nCPS1-1,lyso\nCPS1-2,../../escape\n")
+    with pytest.raises(BadInputError) as exc:
+        read_sample_sheet(sheet)
+    msg = str(exc.value)
+    assert "sheet.csv" in msg and "line 3" in msg and "'../../escape'" in msg
+    sheet.write_text("pin,name\nCPS1-1,lyso zyme+1\n")  # odd but harmless: kept as given
+    assert [e.name for e in read_sample_sheet(sheet)] == ["lyso zyme+1"]
+
+
+def _files_under(top: Path) -> set[Path]:
+    return {p for p in top.rglob("*")}
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "..", "lyso zyme"])
+def test_every_file_of_a_merge_stays_in_its_workdir(tmp_path, name):
+    """merge_sample called with any sample name (the library, past the CLI's check): every
+    file and folder it writes is under the workdir."""
+    from mxflow.merge.pipeline import MergeLayout, merge_sample
+    from mxflow.model import MergeOptions
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "summary.json").write_text(json.dumps({"datasets": []}))
+    work = tmp_path / "deep" / "er" / "work"
+    before = _files_under(tmp_path)
+    merge_sample([inputs], work, MergeOptions(sample=name))
+    new = _files_under(tmp_path) - before
+    assert new and all(
+        p.resolve().is_relative_to(work.resolve()) or p in work.parents for p in new
+    ), sorted(new)
+    layout = MergeLayout(work, name, 1.5)
+    for path in (layout.summary, layout.prep, layout.method_dir("cc"), layout.cluster_dir("cc", 3)):
+        assert path.resolve().is_relative_to(work.resolve()) and path.parent.name != ".."

@@ -37,6 +37,7 @@ from mxflow.errors import BadInputError
 from mxflow.images.read import FrameHeader
 from mxflow.model import Dataset, ImageSweep, UnitCell
 from mxflow.util.args import canonical_space_group, parse_unit_cell
+from mxflow.util.files import sample_name_problem
 
 MODES = ("single", "helical", "multi", "other")
 DEFAULT_SETTLE_S = 60.0
@@ -247,6 +248,8 @@ def _sheet_entry(sheet: _Sheet, line: int, row: list[str], n_header: int) -> Sam
     name = cell("name")
     if not name:
         raise err(line, "name", "no sample name")
+    if sample_name_problem(name):  # it becomes part of file names: never a path
+        raise err(line, "name", f"sample name {name!r} {sample_name_problem(name)}")
     entry = SampleEntry(name=name, line=line)
     pin, puck, directory = cell("pin"), cell("puck"), cell("directory")
     if pin:

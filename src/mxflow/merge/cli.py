@@ -24,7 +24,7 @@ from mxflow.merge.final import recommend
 from mxflow.merge.pipeline import merge_sample
 from mxflow.model import ClusterResult, MergeOptions, MergeSummary, Thresholds
 from mxflow.stats.free_flags import free_flags_arg
-from mxflow.util.args import space_group_arg
+from mxflow.util.args import sample_name_arg, space_group_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "folders of them (one dataset per folder)",
     )
     p.add_argument("--workdir", required=True, help="output directory")
-    p.add_argument("--sample", help="sample name (also selects that sample from an mxflow summary)")
+    p.add_argument(
+        "--sample",
+        type=sample_name_arg,
+        help="sample name (also selects that sample from an mxflow summary)",
+    )
     p.add_argument(
         "--space-group",
         type=space_group_arg,

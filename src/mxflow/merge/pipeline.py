@@ -34,6 +34,7 @@ from mxflow.merge.outputs import write_method_outputs, write_summary
 from mxflow.merge.runs import ClusterJob, merge_cluster
 from mxflow.merge.stages import EngineLog
 from mxflow.model import ClusterResult, DatasetResult, MergeOptions, MergeSummary, Rejection
+from mxflow.util.files import safe_name
 
 
 @dataclass
@@ -45,9 +46,15 @@ class MergeLayout:
     d_start: float | None
 
     @property
+    def name(self) -> str:
+        """The sample as a file-name part (:func:`~mxflow.util.files.safe_name`: never a
+        path, whatever the sample is called)."""
+        return safe_name(self.sample, "sample")
+
+    @property
     def _tag(self) -> str:
         d = "auto" if self.d_start is None else f"{self.d_start:.1f}"
-        return f"{d}S_{self.sample}"
+        return f"{d}S_{self.name}"
 
     @property
     def prep(self) -> Path:
@@ -61,7 +68,7 @@ class MergeLayout:
 
     @property
     def summary(self) -> Path:
-        return self.root / f"merge_summary_{self.sample}.json"
+        return self.root / f"merge_summary_{self.name}.json"
 
 
 def _wavelength_notes(items: list[MergeInput], summary: MergeSummary) -> None:

@@ -18,7 +18,13 @@ from mxflow.schedule.collection import (
 )
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, resolve_function
 from mxflow.stats.free_flags import free_flags_arg
-from mxflow.util.args import UNIT_CELL_HELP, UNIT_CELL_METAVAR, space_group_arg, unit_cell_arg
+from mxflow.util.args import (
+    UNIT_CELL_HELP,
+    UNIT_CELL_METAVAR,
+    sample_name_arg,
+    space_group_arg,
+    unit_cell_arg,
+)
 
 
 def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +40,7 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--sample",
         dest="default_sample",
+        type=sample_name_arg,
         metavar="NAME",
         help="sample name for datasets the sheet does not name (default: one per pin)",
     )

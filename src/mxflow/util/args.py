@@ -184,3 +184,14 @@ def space_group_arg(text: str) -> str:
         return canonical_space_group(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def sample_name_arg(text: str) -> str:
+    """argparse ``type=`` for a sample name (see :func:`mxflow.util.files.check_sample_name`):
+    a name that reads as a path (``../x``, ``a/b``, a leading ``.``, empty) is a usage error."""
+    from mxflow.util.files import check_sample_name
+
+    try:
+        return check_sample_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

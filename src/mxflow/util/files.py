@@ -20,6 +20,42 @@ def safe_name(name: str, default: str = "dataset") -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or default
 
 
+#: the most bytes (UTF-8) a sample name may have: it is part of file names, whose limit is 255
+MAX_SAMPLE_NAME_BYTES = 100
+
+
+def sample_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a sample name, or None when it can.
+
+    Sample names become parts of file names (always through :func:`safe_name`); a name
+    that reads as a path is refused rather than changed: empty, ``.``/``..`` or any name
+    starting with ``.``, a ``/`` or ``\\``, a NUL or another control character, or longer
+    than :data:`MAX_SAMPLE_NAME_BYTES`.
+    """
+    if not name.strip():
+        return "is empty"
+    if name.startswith("."):
+        return "starts with '.' (a hidden file, or a path to the folder above)"
+    if "/" in name or "\\" in name:
+        return "contains a path separator ('/' or '\\')"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "contains a control character (NUL, tab, newline ...)"
+    if len(name.encode()) > MAX_SAMPLE_NAME_BYTES:
+        return f"is longer than {MAX_SAMPLE_NAME_BYTES} bytes"
+    return None
+
+
+def check_sample_name(name: str) -> str:
+    """``name`` when it can be a sample name (:func:`sample_name_problem`); else ValueError
+    ``sample name '...' contains ...``."""
+    problem = sample_name_problem(name)
+    if problem:
+        raise ValueError(
+            f"sample name {name!r} {problem}; use letters, digits and . _ + - (e.g. lyso_1)"
+        )
+    return name
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers never see a partial file."""
     path = Path(path)
