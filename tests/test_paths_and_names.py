@@ -182,3 +182,68 @@ def test_every_file_of_a_merge_stays_in_its_workdir(tmp_path, name):
     layout = MergeLayout(work, name, 1.5)
     for path in (layout.summary, layout.prep, layout.method_dir("cc"), layout.cluster_dir("cc", 3)):
         assert path.resolve().is_relative_to(work.resolve()) and path.parent.name != ".."
+
+
+# -- item 5: the workdir and the input trees ----------------------------------------
+
+
+def _usage_error(argv, capsys) -> str:
+    from mxflow.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_workdir_in_the_raw_data_is_refused(tmp_path, capsys, monkeypatch):
+    """run / watch / process / hitmap: a --workdir equal to or inside an input tree (the
+    image folder itself too, and given relative) is a usage error; nothing is written."""
+    root = tmp_path / "data"
+    images = root / "CPS1-01" / "data00"
+    images.mkdir(parents=True)
+    frame = images / "x_00001.cbf"
+    frame.write_bytes(b"###CBF")
+    before = _files_under(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        ["run", str(root), "--workdir", str(root)],
+        ["run", str(root), "--workdir", str(images)],
+        ["run", "data", "--workdir", "data/CPS1-01/out"],
+        ["watch", str(root), "--workdir", str(root / "out")],
+        ["process", str(images), "--workdir", str(images / "proc")],
+        ["process", str(frame), "--workdir", str(images)],
+        ["hitmap", str(frame), "--workdir", str(images)],
+    ]
+    for argv in cases:
+        err = _usage_error(argv, capsys)
+        assert "--workdir" in err and "never writes into the raw data" in err, argv
+    assert _files_under(tmp_path) == before
+
+
+def test_workdir_beside_the_data_and_merge_of_a_whole_out_are_accepted(tmp_path):
+    from mxflow.cli import build_parser, check_workdir
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for argv in (
+        ["run", str(root), "--workdir", str(tmp_path / "out")],
+        ["run", str(root), "--workdir", str(tmp_path / "database")],  # a prefix, not inside
+        ["merge", str(tmp_path / "out"), "--workdir", str(tmp_path / "out")],
+    ):
+        args = build_parser(argv[0]).parse_args(argv)
+        args._parser = None  # never used: no error
+        check_workdir(args)
+        assert Path(args.workdir).is_absolute()
+
+
+def test_workdir_that_is_a_file_or_empty_is_a_usage_error(tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for cmd in ("run", "process", "merge", "hitmap"):
+        err = _usage_error([cmd, str(tmp_path / "in"), "--workdir", str(a_file)], capsys)
+        assert "--workdir" in err and "is a file, not a folder" in err, cmd
+        err = _usage_error([cmd, str(tmp_path / "in"), "--workdir", ""], capsys)
+        assert "--workdir" in err and "is empty" in err, cmd

@@ -78,7 +78,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
-        p.set_defaults(_module=module)
+        p.set_defaults(_module=module, _parser=p)
     return parser
 
 
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 0
+    check_workdir(args)
     try:
         status = int(args._module.run(args) or 0)
         sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
@@ -104,6 +105,42 @@ def main(argv: list[str] | None = None) -> int:
     except MxflowError as exc:
         print(f"mxflow {args.command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+#: command → the argument holding its input trees (raw data): --workdir may not lie in one
+INPUT_TREES: dict[str, str] = {
+    "run": "root",
+    "watch": "root",
+    "process": "paths",
+    "hitmap": "paths",
+}
+
+
+def check_workdir(args: argparse.Namespace) -> None:
+    """A usage error (exit 2) when ``--workdir`` is, or is inside, one of the command's
+    input trees (:data:`INPUT_TREES`): mxflow never writes into the raw data.  (``merge``'s
+    inputs are processed data, and ``mxflow merge OUT --workdir OUT`` merges a whole OUT.)"""
+    from mxflow.util.args import workdir_in_inputs
+
+    attr = INPUT_TREES.get(args.command)
+    workdir = getattr(args, "workdir", None)
+    if not attr or not workdir:
+        return
+    given = getattr(args, attr)
+    inputs = [given] if isinstance(given, str) else list(given or [])
+    inside = workdir_in_inputs(workdir, inputs)
+    if inside is not None:
+        args._parser.error(
+            f"argument --workdir: {workdir} is {'' if _same(workdir, inside) else 'inside '}"
+            f"the input {inside}: mxflow never writes into the raw data; give an output "
+            "folder outside it"
+        )
+
+
+def _same(a: str, b: str) -> bool:
+    from pathlib import Path
+
+    return Path(a).resolve() == Path(b).expanduser().resolve()
 
 
 #: exit status of a command whose output reader went away (128 + SIGPIPE, as cat or grep)

@@ -16,14 +16,14 @@ import argparse
 
 from mxflow.hitmap.run import SpotFilter, hitmap
 from mxflow.hitmap.spotfinder import SpotFinderParams
-from mxflow.util.args import GRID_HELP, GRID_METAVAR, grid_arg
+from mxflow.util.args import GRID_HELP, GRID_METAVAR, grid_arg, workdir_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="image files or directories (CBF, Eiger master)"
     )
-    parser.add_argument("--workdir", required=True, help="output directory")
+    parser.add_argument("--workdir", required=True, type=workdir_arg, help="output directory")
     parser.add_argument(
         "--grid",
         type=grid_arg,

@@ -24,7 +24,7 @@ from mxflow.merge.final import recommend
 from mxflow.merge.pipeline import merge_sample
 from mxflow.model import ClusterResult, MergeOptions, MergeSummary, Thresholds
 from mxflow.stats.free_flags import free_flags_arg
-from mxflow.util.args import sample_name_arg, space_group_arg
+from mxflow.util.args import sample_name_arg, space_group_arg, workdir_arg
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="mxflow output dir (or a folder of it, e.g. OUT/proc), .expt/.refl files, or "
         "folders of them (one dataset per folder)",
     )
-    p.add_argument("--workdir", required=True, help="output directory")
+    p.add_argument("--workdir", required=True, type=workdir_arg, help="output directory")
     p.add_argument(
         "--sample",
         type=sample_name_arg,

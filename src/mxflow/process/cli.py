@@ -28,7 +28,13 @@ from typing import Any
 
 from mxflow.model import Dataset, DatasetResult, ImageSweep, ProcessingOptions, to_dict
 from mxflow.process.pipeline import process_dataset
-from mxflow.util.args import UNIT_CELL_HELP, UNIT_CELL_METAVAR, space_group_arg, unit_cell_arg
+from mxflow.util.args import (
+    UNIT_CELL_HELP,
+    UNIT_CELL_METAVAR,
+    space_group_arg,
+    unit_cell_arg,
+    workdir_arg,
+)
 from mxflow.util.files import safe_name, write_json
 
 SUMMARY_NAME = "summary.json"
@@ -46,7 +52,9 @@ def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or directories")
-    parser.add_argument("--workdir", "-o", required=True, metavar="OUT", help="output directory")
+    parser.add_argument(
+        "--workdir", "-o", required=True, metavar="OUT", type=workdir_arg, help="output directory"
+    )
     parser.add_argument(
         "--nproc", type=int, default=os.cpu_count() or 1, help="CPU cores to use (default: all)"
     )

@@ -24,6 +24,7 @@ from mxflow.util.args import (
     sample_name_arg,
     space_group_arg,
     unit_cell_arg,
+    workdir_arg,
 )
 
 
@@ -32,7 +33,9 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "root", metavar="ROOT", help="top directory of the collection (e.g. a ZOO tree)"
     )
-    parser.add_argument("--workdir", "-o", required=True, metavar="OUT", help="output directory")
+    parser.add_argument(
+        "--workdir", "-o", required=True, metavar="OUT", type=workdir_arg, help="output directory"
+    )
     g = parser.add_argument_group("collection")
     g.add_argument(
         "--sample-sheet", metavar="CSV", help="CSV mapping PuckID-PinID (or a directory) to sample"

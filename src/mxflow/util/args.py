@@ -195,3 +195,39 @@ def sample_name_arg(text: str) -> str:
         return check_sample_name(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def workdir_arg(text: str) -> str:
+    """argparse ``type=`` for ``--workdir``: the folder as an absolute path, resolved once
+    here (so a relative one means the same in every sub-folder a program runs in).
+
+    Usage errors: an empty value (never the current folder by accident) and a path that
+    exists but is not a folder.
+    """
+    import os
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give the output folder, e.g. --workdir OUT")
+    path = os.path.abspath(os.path.expanduser(text))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    return path
+
+
+def workdir_in_inputs(workdir: str, inputs: list[str]) -> str | None:
+    """The first of ``inputs`` whose tree holds ``workdir`` or is it (links resolved), or
+    None.  An input folder's tree is the folder and all below it (a run's next look would
+    find its own outputs there); an input file's is its folder itself (the image folder,
+    whose files the outputs could replace), not the folders beside the file.  The raw data
+    are read-only to mxflow."""
+    from pathlib import Path
+
+    wd = Path(workdir).resolve()
+    for given in inputs:
+        p = Path(given).expanduser().resolve()
+        if p.is_dir() or (not p.exists() and not p.suffix):
+            if wd == p or wd.is_relative_to(p):
+                return given
+        elif wd == p.parent or wd == p:
+            return given
+    return None
