@@ -11,6 +11,11 @@ does, so a killed merge resumes at the step it was in.
 Step names are unique within one working directory: the preparation
 directory of a merge holds symmetry, export and reindex steps, and each
 ``run_0N`` directory one scale, merge and export.
+
+Experiment and reflection files are arguments through
+:func:`~mxflow.engine.sweep_steps.file_arg`: a path containing ``=`` (an
+output directory such as ``/data/run=2/out``) is given as
+``input.experiments='…'``, which DIALS does not mistake for a parameter.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mxflow.engine.steps import Step
-from mxflow.engine.sweep_steps import sg_arg
+from mxflow.engine.sweep_steps import file_arg, sg_arg
 
 SYMMETRIZED = ("symmetrized.expt", "symmetrized.refl")
 SCALED = ("scaled.expt", "scaled.refl")
@@ -28,9 +33,14 @@ def _pairs(pairs: list[tuple[str, str]]) -> list[str]:
     return [p for pair in pairs for p in pair]
 
 
+def _files(*paths: str) -> list[str]:
+    """The DIALS arguments naming ``paths`` (see :func:`file_arg`)."""
+    return [file_arg(p) for p in paths]
+
+
 def cosym(pairs: list[tuple[str, str]], space_group: str | None, nproc: int, timeout=None) -> Step:
     """dials.cosym on ≥ 2 integrated datasets: one consistent indexing, the Laue group."""
-    args = _pairs(pairs) + [f"nproc={nproc}", "output.html=None"]
+    args = _files(*_pairs(pairs)) + [f"nproc={nproc}", "output.html=None"]
     if space_group:
         args.append(f"space_group={sg_arg(space_group)}")
     return Step("cosym", "dials.cosym", args, _pairs(pairs), list(SYMMETRIZED), timeout)
@@ -38,13 +48,13 @@ def cosym(pairs: list[tuple[str, str]], space_group: str | None, nproc: int, tim
 
 def symmetry(pairs: list[tuple[str, str]], timeout=None) -> Step:
     """dials.symmetry on one dataset (the Laue group from its own symmetry)."""
-    args = _pairs(pairs) + ["output.html=None"]
+    args = _files(*_pairs(pairs)) + ["output.html=None"]
     return Step("symmetry", "dials.symmetry", args, _pairs(pairs), list(SYMMETRIZED), timeout)
 
 
 def assign_space_group(pairs: list[tuple[str, str]], space_group: str, timeout=None) -> Step:
     """dials.reindex into a given space group (one dataset and a known space group)."""
-    args = _pairs(pairs) + [
+    args = _files(*_pairs(pairs)) + [
         f"space_group={sg_arg(space_group)}",
         f"output.experiments={SYMMETRIZED[0]}",
         f"output.reflections={SYMMETRIZED[1]}",
@@ -67,7 +77,7 @@ def reindex(
     Writes ``<stem>.expt`` / ``<stem>.refl``.
     """
     out = [f"{stem}.expt", f"{stem}.refl"]
-    args = [expt, refl, f"change_of_basis_op={change_of_basis}"]
+    args = [*_files(expt, refl), f"change_of_basis_op={change_of_basis}"]
     if space_group:
         args.append(f"space_group={sg_arg(space_group)}")
     args += [f"output.experiments={out[0]}", f"output.reflections={out[1]}"]
@@ -92,7 +102,7 @@ def export_unmerged(
     names: MtzNames | None = None,
 ) -> Step:
     """dials.export of ``expt``/``refl`` to the unmerged MTZ ``mtz``."""
-    args = [expt, refl, f"mtz.hklout={mtz}"]
+    args = [*_files(expt, refl), f"mtz.hklout={mtz}"]
     if names:
         args += [f"mtz.project_name={names.project}", f"mtz.crystal_name={names.crystal}"]
     return Step(name, "dials.export", args, [expt, refl], [mtz], timeout)
@@ -100,7 +110,7 @@ def export_unmerged(
 
 def export_mmcif(expt: str, refl: str, cif: str, timeout=None) -> Step:
     """dials.export of scaled data to an unmerged mmCIF (for deposition), uncompressed."""
-    args = [expt, refl, "format=mmcif", f"mmcif.hklout={cif}", "mmcif.compress=None"]
+    args = [*_files(expt, refl), "format=mmcif", f"mmcif.hklout={cif}", "mmcif.compress=None"]
     return Step("export_mmcif", "dials.export", args, [expt, refl], [cif], timeout)
 
 
@@ -139,8 +149,7 @@ def scale(
     """
     si, di = scaling_intervals(wedge_deg)
     args = [
-        expt,
-        refl,
+        *_files(expt, refl),
         *selection,
         f"physical.scale_interval={si}",
         f"physical.decay_interval={di}",
@@ -169,7 +178,7 @@ def merge(
     dials.merge also writes its HTML report ``dials.merge.html`` (its default;
     not a required output).
     """
-    args = [expt, refl, f"output.mtz={mtz}"]
+    args = [*_files(expt, refl), f"output.mtz={mtz}"]
     if names:
         args += [
             f"output.project_name={names.project}",

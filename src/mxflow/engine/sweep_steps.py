@@ -9,7 +9,17 @@ program; :func:`mxflow.engine.steps.run_step` does.
 
 Image files are passed to dials.import as separate arguments (never as a
 PHIL ``template=`` string, which DIALS' parser would break on ``$`` or
-quotes), so any path works.
+quotes, and which DIALS 3.12 imports with a wrong start angle when
+``image_range`` cuts a wedge).  DIALS takes any argument containing ``=``
+for a parameter (``/data/dose=10/x_00001.cbf`` is "improper definition
+name"), so frames whose paths contain ``=`` are given through symbolic links
+in the working directory (:func:`link_images`: ``images/<name>``, the name
+with ``=`` escaped as ``%3D``); the links point at the raw files, which are
+never touched.  Experiment and reflection files whose paths contain ``=``
+(an output directory such as ``/data/run=2/out``, with absolute paths in a
+merge) are given as single-quoted PHIL values, ``input.experiments='…'``
+(:func:`file_arg`).  Arguments without ``=`` are as before, so the done
+records of earlier runs stay valid.
 """
 
 from __future__ import annotations
@@ -59,8 +69,77 @@ def bravais_of(space_group: str) -> str:
     return letter + centring
 
 
+#: the folder of a working directory that holds links to frames whose paths contain "="
+IMAGE_LINKS = "images"
+
+
+def phil_quote(value: str) -> str:
+    """``value`` as a single-quoted PHIL string (``$``, ``=``, spaces and quotes kept)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def file_arg(path: str) -> str:
+    """A DIALS argument naming the experiment (``.expt``) or reflection (``.refl``) file
+    ``path``: the path itself, or ``input.experiments='…'`` / ``input.reflections='…'``
+    when it contains ``=`` (which DIALS would take for a parameter)."""
+    if "=" not in path:
+        return path
+    suffix = Path(path).suffix.lower()
+    kind = {".expt": "experiments", ".json": "experiments", ".refl": "reflections"}.get(suffix)
+    if kind is None:
+        raise ValueError(
+            f"{path}: no DIALS parameter takes this file, and its '=' would be read as one"
+        )
+    return f"input.{kind}={phil_quote(path)}"
+
+
+def _link_name(name: str) -> str:
+    """A file name without ``=`` that differs for different names (``%`` and ``=`` escaped)."""
+    return name.replace("%", "%25").replace("=", "%3D")
+
+
+def eiger_data_files(master: str) -> list[str]:
+    """The ``<prefix>_data_NNNNNN.h5`` files beside an Eiger master file."""
+    m = Path(master)
+    stem = m.name
+    for tail in ("_master.h5", ".nxs", ".h5", ".hdf5", ".nx5"):
+        if stem.lower().endswith(tail):
+            stem = stem[: -len(tail)]
+            break
+    return sorted(
+        str(p)
+        for p in m.parent.iterdir()
+        if p.name.startswith(f"{stem}_data_") and p.name.endswith(".h5")
+    )
+
+
+def link_images(paths: list[str], workdir: str | Path, eiger: bool = False) -> list[str]:
+    """Links ``workdir/images/<name>`` to the frame files ``paths`` (absolute), names with
+    ``=`` escaped; returns the links' paths relative to ``workdir`` (as dials.import,
+    which runs there, is given them).  ``eiger``: ``paths`` is one master file; its
+    data files get links under their own names, which the master refers to.
+
+    Links that already point at the same file are kept; others are replaced.
+    """
+    folder = Path(workdir) / IMAGE_LINKS
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = [(_link_name(Path(p).name), p) for p in paths]
+    if eiger:
+        wanted += [(Path(d).name, d) for d in eiger_data_files(paths[0])]
+    for name, target in wanted:
+        link = folder / name
+        if link.is_symlink() and os.readlink(link) == target:
+            continue
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    return [f"{IMAGE_LINKS}/{name}" for name, _ in wanted[: len(paths)]]
+
+
 def import_step(
-    dataset: Dataset, options: ProcessingOptions, frame_paths: list[str] | None = None
+    dataset: Dataset,
+    options: ProcessingOptions,
+    frame_paths: list[str] | None = None,
+    workdir: str | Path | None = None,
 ) -> Step:
     """dials.import of the dataset's frames, with geometry overrides.
 
@@ -69,22 +148,30 @@ def import_step(
     NeXus: the master file plus ``image_range`` for a wedge.  Overrides:
     distance (mm), beam centre (given in mm, fast/slow; passed to DIALS in
     pixels as ``fast_slow_beam_centre``), rotation axis (lab-frame vector).
+
+    A frame path containing ``=`` cannot be a dials.import argument: with
+    ``workdir`` (where the step will run) the frames are then given through
+    links made there now (:func:`link_images`); without it that is an error.
+    The step's inputs are the raw files either way.
     """
     sweep = dataset.sweep
     first, last = dataset.frames
     args: list[str] = []
     inputs: list[str] = []
     if sweep.format == "eiger":
-        master = os.path.abspath(sweep.template)
-        args.append(master)
-        inputs.append(master)
-        if dataset.wedge is not None:
-            args.append(f"image_range={first},{last}")
+        paths = [os.path.abspath(sweep.template)]
     else:
         paths = frame_paths or [sweep.frame_path(n) for n in range(first, last + 1)]
         paths = [os.path.abspath(p) for p in paths]  # DIALS runs in the working directory
+    inputs.extend(paths)
+    if any("=" in p for p in paths):
+        if workdir is None:
+            raise ValueError(f"{paths[0]}: a frame path with '=' needs links in the workdir")
+        args.extend(link_images(paths, workdir, eiger=sweep.format == "eiger"))
+    else:
         args.extend(paths)
-        inputs.extend(paths)
+    if sweep.format == "eiger" and dataset.wedge is not None:
+        args.append(f"image_range={first},{last}")
     if options.distance is not None:
         args.append(f"distance={options.distance:g}")
     if options.beam_center is not None:

@@ -191,7 +191,8 @@ def _pipeline(
     sg, cell = options.space_group, options.unit_cell
 
     paths = check_frames(dataset)
-    run.step(D.import_step(dataset, options, paths if dataset.sweep.format != "eiger" else None))
+    frames = paths if dataset.sweep.format != "eiger" else None
+    run.step(D.import_step(dataset, options, frames, workdir=workdir))
     run.step(D.find_spots_step(options))
     n_spots = _count_spots(workdir)
     if n_spots < MIN_SPOTS:
