@@ -6,7 +6,10 @@ Everything runs on the fake processing function (no DIALS).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -247,3 +250,116 @@ def test_workdir_that_is_a_file_or_empty_is_a_usage_error(tmp_path, capsys):
         assert "--workdir" in err and "is a file, not a folder" in err, cmd
         err = _usage_error([cmd, str(tmp_path / "in"), "--workdir", ""], capsys)
         assert "--workdir" in err and "is empty" in err, cmd
+
+
+# -- item 9: faults as one-line messages ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault, words",
+    [
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/x/out/proc/a1/r.json"),
+            "no space left",
+        ),
+        (OSError(errno.EDQUOT, "Disk quota exceeded", "/x/out/summary.json"), "no space left"),
+        (OSError(errno.EROFS, "Read-only file system", "/x/out/proc"), "cannot write"),
+        (PermissionError(errno.EACCES, "Permission denied", "/x/out/proc"), "cannot write"),
+        (sqlite3.OperationalError("database or disk is full"), "no space left"),
+        (sqlite3.OperationalError("attempt to write a readonly database"), "cannot write"),
+    ],
+)
+def test_disk_full_and_read_only_faults_are_one_line(tmp_path, capsys, monkeypatch, fault, words):
+    """A fault raised inside a command run through cli.main: exit 1, one line on stderr
+    naming the path and saying the same command resumes; no traceback."""
+    from mxflow.cli import main
+    from mxflow.schedule import collection
+
+    def boom(*a, **k):
+        raise fault
+
+    monkeypatch.setattr(collection, "run_collection", boom)
+    root = tmp_path / "root"
+    root.mkdir()
+    out = tmp_path / "out"
+    assert main(["run", str(root), "--workdir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("mxflow run: error: ") and words in err
+    assert "running the same command again" in err
+    assert (fault.filename if isinstance(fault, OSError) else str(out)) in err
+
+
+def test_other_errors_still_raise(tmp_path, monkeypatch):
+    """Only disk and permission faults become messages: a bug keeps its traceback."""
+    from mxflow.cli import main
+    from mxflow.schedule import collection
+
+    def boom(*a, **k):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(collection, "run_collection", boom)
+    (tmp_path / "root").mkdir()
+    with pytest.raises(OSError):
+        main(["run", str(tmp_path / "root"), "--workdir", str(tmp_path / "out")])
+
+
+def _processed_out(tmp_path: Path) -> Path:
+    root, out = tmp_path / "root", tmp_path / "out"
+    write_pins(root, {"a1": "lyso", "a2": "lyso"})
+    run_collection(root, out, config(merge=False), log=lambda m: None)
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a 0o555 folder anyway")
+def test_status_and_report_on_a_read_only_out(tmp_path, capsys):
+    """status reads a read-only OUT (the catalog as an immutable file); report says in one
+    line that it cannot write there."""
+    from mxflow.cli import main
+
+    out = _processed_out(tmp_path)
+    for p in [out, *out.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o555)
+    try:
+        assert main(["status", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert "a1" in printed and "a2" in printed, printed
+        status = main(["report", str(out)])
+        err = capsys.readouterr().err
+        assert status != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    finally:
+        for p in [out, *out.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+
+
+def test_status_reads_a_catalog_whose_folder_cannot_be_written(tmp_path, monkeypatch, capsys):
+    """As root (whom chmod does not stop), the read-only folder is simulated: SQLite cannot
+    open the WAL database read-only there, and the folder is not writable; status still
+    lists the datasets."""
+    from mxflow.catalog import db
+    from mxflow.cli import main
+
+    out = _processed_out(tmp_path)
+    real_connect = sqlite3.connect
+
+    class NoSharedMemory:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, *a):
+            raise sqlite3.OperationalError("unable to open database file")
+
+        def close(self):
+            self.conn.close()
+
+    def connect(database, *a, **k):
+        conn = real_connect(database, *a, **k)
+        return conn if "immutable=1" in str(database) else NoSharedMemory(conn)
+
+    monkeypatch.setattr(db.sqlite3, "connect", connect)
+    monkeypatch.setattr(db.os, "access", lambda path, mode: False)
+    assert main(["status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "a1" in printed and "a2" in printed, printed

@@ -9,9 +9,11 @@ runs, so ``mxflow --help`` is fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import select
+import sqlite3
 import sys
 
 from mxflow.errors import MxflowError
@@ -105,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     except MxflowError as exc:
         print(f"mxflow {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except (OSError, sqlite3.OperationalError) as exc:
+        message = fault_message(exc, getattr(args, "workdir", None) or getattr(args, "out", None))
+        if message is None:
+            raise  # not a fault of the disk or of permissions: a real error
+        print(f"mxflow {args.command}: error: {message}", file=sys.stderr)
+        return FAULT_STATUS
 
 
 #: command → the argument holding its input trees (raw data): --workdir may not lie in one
@@ -141,6 +149,45 @@ def _same(a: str, b: str) -> bool:
     from pathlib import Path
 
     return Path(a).resolve() == Path(b).expanduser().resolve()
+
+
+#: exit status of a command stopped by a full disk or a folder it may not write
+FAULT_STATUS = 1
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+RESUME_HINT = "the run can be resumed by running the same command again"
+
+
+def fault_message(exc: BaseException, workdir: str | os.PathLike | None = None) -> str | None:
+    """One line for a disk-full or write-permission fault (``OSError`` ENOSPC / EDQUOT /
+    EROFS / EACCES / EPERM, SQLite's "database or disk is full" / "readonly database"),
+    naming the path (the error's, else ``workdir``) and saying how to go on; None for any
+    other error.  Everything finished before the fault is recorded, so the same command
+    run again resumes."""
+    path: object = None
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if "full" in text:
+            kind = "full"
+        elif "readonly" in text or "read-only" in text or "unable to open" in text:
+            kind = "readonly"
+        else:
+            return None
+        path = os.path.join(os.fspath(workdir), "mxflow.sqlite") if workdir else None
+        what = f"catalog: {exc}"
+    elif isinstance(exc, OSError) and exc.errno in _FULL | _NOT_WRITABLE:
+        kind = "full" if exc.errno in _FULL else "readonly"
+        path = exc.filename
+        what = exc.strerror or os.strerror(exc.errno)
+    else:
+        return None
+    where = os.fspath(path) if path else (os.fspath(workdir) if workdir else "the output folder")
+    if kind == "full":
+        return f"{where}: no space left ({what}); free some space: {RESUME_HINT}"
+    return (
+        f"{where}: cannot write ({what}); make the output folder writable or give "
+        f"another --workdir: {RESUME_HINT}"
+    )
 
 
 #: exit status of a command whose output reader went away (128 + SIGPIPE, as cat or grep)

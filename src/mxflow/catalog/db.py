@@ -37,6 +37,7 @@ result as complete.  Rows left ``running`` by a killed run are reset to
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -97,6 +98,23 @@ def catalog_path(out: str | Path) -> Path:
     return Path(out) / CATALOG_NAME
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; in a folder that cannot be written (a read-only mount, no
+    write permission) the catalog is read as an immutable file, since the WAL's shared
+    memory file cannot be made there and no run can be writing it either."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    return sqlite3.connect(
+        f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30, isolation_level=None
+    )
+
+
 class Catalog:
     """Read/write access to ``OUT/mxflow.sqlite``.
 
@@ -116,9 +134,7 @@ class Catalog:
                 raise BadInputError(
                     str(self.path), "no mxflow catalog here (run 'mxflow run' first)"
                 )
-            self.conn = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None
-            )
+            self.conn = _connect_readonly(self.path)
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
