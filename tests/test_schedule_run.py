@@ -233,7 +233,8 @@ def test_kill9_then_rerun_resumes_without_redoing(tmp_path):
         assert calls(out, key) == 1, key
     with Catalog(out, readonly=True) as cat:
         runs = cat.runs()
-    assert runs[0]["status"] == "running"  # the killed run never finished
+    # the killed run never recorded its end: the rerun, holding the lock, recorded it
+    assert runs[0]["status"] == "interrupted" and "killed" in runs[0]["note"]
     assert runs[1]["status"] == "ok"
 
 

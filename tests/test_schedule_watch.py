@@ -118,4 +118,5 @@ def test_sigterm_finishes_running_datasets_and_exits(tmp_path):
     for r in running:  # the two that were running finished and were recorded
         assert rows[r["key"]]["status"] == "ok"
     assert statuses.count("pending") >= 1  # the rest wait for the next run
-    assert runs[-1]["status"] == "ok"
+    # stopped by the signal with datasets pending: not a complete run (#12 item 13)
+    assert runs[-1]["status"] == "interrupted" and "stopped by SIGTERM" in runs[-1]["note"]

@@ -15,8 +15,12 @@ Tables
 ``wedges``    a view: the rows of ``datasets`` whose kind is ``wedge``.
 ``steps``     the engine steps of each dataset (name, exit status, wall time,
               log path, whether it was skipped because already complete).
-``runs``      one row per ``mxflow run`` / ``watch`` invocation (PID, times,
-              counts, peak memory of the orchestrator and of its children).
+``runs``      one row per ``mxflow run`` / ``watch`` invocation (PID, host, times,
+              counts, peak memory of the orchestrator and of its children), its
+              status (running, ok, failed, interrupted) and a note saying why it
+              was interrupted; a row left ``running`` by a killed run is recorded
+              ``interrupted`` by the next command holding the lock
+              (:meth:`Catalog.close_stale_runs`).
 ``products``  merges and hit maps (kind, name, status, reason, result), and
               the samples decided after processing (kind ``sample_group``:
               ``mxflow run --group-by-cell``; the rows keep their discovered
@@ -40,7 +44,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -196,7 +200,36 @@ class Catalog:
             c.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values.values(), run_id))
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every run recorded, oldest first.
+
+        ``status`` is running (or left so by a run that was killed: see
+        :func:`mxflow.catalog.lock.run_is_gone`), ok, failed or interrupted (stopped
+        by a signal, or datasets left unprocessed); ``note`` says why, for an
+        interrupted run.
+        """
         return [dict(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY id")]
+
+    def close_stale_runs(
+        self,
+        is_gone: Callable[[dict[str, Any]], bool] | None = None,
+        note: Callable[[dict[str, Any]], str] | str = (
+            "ended without recording its end (killed, or the machine went down)"
+        ),
+    ) -> list[dict[str, Any]]:
+        """Record as ``interrupted`` the runs still marked running whose process is gone.
+
+        ``is_gone`` picks them (default: every running run, which is right only while
+        holding the output directory's lock, as :meth:`reset_interrupted`); ``note``
+        (a text, or a function of the row) says why.  Returns the rows as they were.
+        """
+        with self.transaction() as c:
+            rows = [dict(r) for r in c.execute("SELECT * FROM runs WHERE status = 'running'")]
+            stale = [r for r in rows if is_gone is None or is_gone(r)]
+            c.executemany(
+                "UPDATE runs SET status = 'interrupted', note = ? WHERE id = ?",
+                [(note(r) if callable(note) else note, r["id"]) for r in stale],
+            )
+        return sorted(stale, key=lambda r: r["id"])
 
     # -- datasets -----------------------------------------------------------
     def add_dataset(self, key: str, dataset: Dataset, kind: str, parent: str | None = None) -> bool:

@@ -10,7 +10,9 @@ with the recommended one marked and the path of its final/merged.mtz (or
 the merge's status and why), the files discovery could not use (rejected:
 never processed) with the reason for each, one line per sample group (pins merged as
 one sample by 'mxflow run --group-by-cell', whose datasets the table shows under
-the group's name) and one line per hit map.  Safe to run while
+the group's name), one line per hit map and the last run's state (running,
+ok, failed or interrupted, and why: a run killed with kill -9 shows as
+interrupted, its process being gone).  Safe to run while
 'mxflow run' or 'mxflow watch' is writing OUT (the catalog is read-only here).
 """
 
@@ -23,7 +25,7 @@ import time
 from typing import Any
 
 from mxflow.catalog.db import SAMPLE_GROUP, Catalog
-from mxflow.catalog.lock import lock_holder
+from mxflow.catalog.lock import lock_holder, run_is_gone
 from mxflow.catalog.merge_table import format_record
 from mxflow.catalog.summary import summary_dict
 
@@ -166,10 +168,28 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{p['kind']} {p['name']}: {p['status']}{extra}")
         runs = catalog.runs()
     holder = lock_holder(args.out)
-    if holder:
+    live = bool(runs) and runs[-1]["status"] == "running" and not run_is_gone(runs[-1], args.out)
+    if holder and live:
         print(f"a run is in progress ({holder})")
-    elif runs:
-        last = runs[-1]
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started"]))
-        print(f"last run: {last['command']} at {when}, {last['status']}")
+    elif holder:  # merge, report, process or hitmap
+        print(f"another mxflow command is writing {args.out} now ({holder})")
+    if runs and not live:
+        print(format_run(runs[-1], args.out))
     return 0
+
+
+def format_run(run: dict[str, Any], out: str) -> str:
+    """``last run: run ROOT at 2025-01-31 14:02, interrupted (stopped by SIGTERM; …)``.
+
+    A run the catalog still has as running but whose process is gone (killed:
+    :func:`~mxflow.catalog.lock.run_is_gone`) is shown as interrupted, saying so.
+    """
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run["started"] or 0))
+    status, note = run["status"], run.get("note")
+    if run_is_gone(run, out):
+        status = "interrupted"
+        note = (
+            f"its process, PID {run['pid']} on {run['host']}, is gone without recording its "
+            "end: killed, or the machine went down"
+        )
+    return f"last run: {run['command']} at {when}, {status}" + (f" ({note})" if note else "")

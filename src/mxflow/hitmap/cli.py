@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from mxflow.catalog.lock import locked
 from mxflow.hitmap.run import SpotFilter, hitmap
 from mxflow.hitmap.spotfinder import SpotFinderParams
 from mxflow.util.args import GRID_HELP, GRID_METAVAR, grid_arg, workdir_arg
@@ -81,16 +82,18 @@ def run(args: argparse.Namespace) -> int:
         max_spot_size=args.max_spot_size,
     )
     spot_filter = SpotFilter(d_max=args.d_max or None, d_min=args.d_min, ice_rings=args.ice_rings)
-    doc = hitmap(
-        args.paths,
-        args.workdir,
-        grid=(args.grid[1], args.grid[0]) if args.grid else None,  # hitmap() takes (cols, rows)
-        snake=args.snake,
-        params=params,
-        spot_filter=spot_filter,
-        workers=args.workers,
-        backend=args.backend or "auto",
-    )
+    with locked(args.workdir):  # one writer at a time, also in (a folder of) a run's OUT
+        doc = hitmap(
+            args.paths,
+            args.workdir,
+            # hitmap() takes (cols, rows)
+            grid=(args.grid[1], args.grid[0]) if args.grid else None,
+            snake=args.snake,
+            params=params,
+            spot_filter=spot_filter,
+            workers=args.workers,
+            backend=args.backend or "auto",
+        )
     good = [f for f in doc["frames"] if f["n_spots"] is not None]
     t = doc["timing"]
     print(

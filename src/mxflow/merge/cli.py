@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mxflow.catalog.lock import locked
 from mxflow.catalog.merge_table import FINAL_DIR, format_clusters
 from mxflow.merge.final import recommend
 from mxflow.merge.pipeline import merge_sample
@@ -164,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         reject_datasets=not args.no_dataset_rejection,
         nproc=args.nproc,
     )
-    summary = merge_sample(args.inputs, args.workdir, opts)
+    with locked(args.workdir):  # one writer at a time (a run's OUT is often the workdir)
+        summary = merge_sample(args.inputs, args.workdir, opts)
     print(format_summary(summary, args.workdir))
     return 0 if summary.ok and all(c.ok for c in summary.clusters) else 1
 

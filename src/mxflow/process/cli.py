@@ -8,7 +8,10 @@ CC1/2 falls to 0.5.  OUT/summary.json lists every
 dataset with its status, reason for failure, space group, cell, d_min,
 merging statistics and the unmerged / merged MTZ (paths relative to OUT).
 A failing dataset never stops the others.  Rerunning with the same OUT
-skips the steps whose outputs are already complete.
+skips the steps whose outputs are already complete.  OUT is locked while it
+is written (another mxflow command writing there is refused, and refuses
+this one), and the output directory of 'mxflow run' or 'mxflow watch' (it
+holds mxflow.sqlite) is refused: their summary.json is the catalog's.
 
 example:
   mxflow process /data/session1 --workdir proc --nproc 2
@@ -201,10 +204,44 @@ def run_process(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Find sweeps under ``paths``, process them into ``out``, write and return the summary."""
-    from mxflow.discover import find_sweeps
+    from mxflow.catalog.lock import locked
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_catalog_out(out)  # before anything is written, the lock file too
+    with locked(out):
+        refuse_catalog_out(out)  # (a run may have started in between)
+        return _run_process(paths, out, options, jobs, progress)
+
+
+def refuse_catalog_out(out: Path) -> None:
+    """Refuse the output directory of ``mxflow run`` / ``watch`` (it holds their catalog).
+
+    Their summary.json is written from the catalog, in another layout than
+    ``mxflow process``'s: replacing it would drop the run's datasets from the
+    record (and the reports), and anything written beside it would be dropped
+    again by the run's next summary.  So ``process`` works in its own directory.
+    """
+    from mxflow.catalog.db import catalog_path
+    from mxflow.errors import BadInputError
+
+    if catalog_path(out).exists():
+        raise BadInputError(
+            str(out),
+            "the output directory of 'mxflow run' or 'mxflow watch' (it holds their catalog, "
+            f"{catalog_path(out).name}); 'mxflow process' would replace its summary.json: "
+            "choose another --workdir, or process with 'mxflow run'",
+        )
+
+
+def _run_process(
+    paths: list[str],
+    out: Path,
+    options: ProcessingOptions,
+    jobs: int | None,
+    progress: bool,
+) -> dict[str, Any]:
+    from mxflow.discover import find_sweeps
+
     t0 = time.perf_counter()
     found = find_sweeps(paths)
     rotation = [s for s in found.sweeps if s.is_rotation]

@@ -25,9 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mxflow.catalog.lock import locked
     from mxflow.report.write import write_reports
 
-    written = write_reports(Path(args.out))
+    with locked(args.out, create=False):  # not while a run or a merge writes OUT
+        written = write_reports(Path(args.out))
     for p in written:
         print(p)
     return 0

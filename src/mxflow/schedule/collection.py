@@ -17,6 +17,7 @@ where ``<pin>/<dir>`` is the directory of the images relative to ROOT.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -29,17 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from mxflow.catalog.db import Catalog
-from mxflow.catalog.lock import RunLock
+from mxflow.catalog.db import Catalog, catalog_path
+from mxflow.catalog.lock import RunLock, gone_note
 from mxflow.catalog.merge_table import format_record
-from mxflow.catalog.summary import write_summary
+from mxflow.catalog.summary import SUMMARY_NAME, write_summary
 from mxflow.discover import collection as discovery
 from mxflow.discover import discover_collection
 from mxflow.discover.collection import Collection
 from mxflow.model import Dataset, ProcessingOptions
 from mxflow.schedule import post
 from mxflow.schedule.cluster import start_cluster
-from mxflow.schedule.executor import Executor, WorkItem
+from mxflow.schedule.executor import Executor, WorkItem, abandon_unstarted_clusters
 from mxflow.schedule.progress import RUN_LOG, RunLog, RunTally, format_final_line
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, ProcessFn, resolve_function
 from mxflow.util.files import safe_name
@@ -182,11 +183,17 @@ class RunConfig:
 
 
 class StopFlag:
-    """SIGINT / SIGTERM handling: the first signal asks to stop, the second forces it."""
+    """SIGINT / SIGTERM handling: the first signal asks to stop, the second forces it.
+
+    Within :meth:`aborting` (the cluster's start-up) a signal stops at once, by
+    raising KeyboardInterrupt.
+    """
 
     def __init__(self, log: Callable[[str], None]):
         self.count = 0
         self.log = log
+        self.signal_name: str | None = None  # the first signal received
+        self._abort = False
 
     def __call__(self) -> bool:
         return self.count > 0
@@ -198,6 +205,11 @@ class StopFlag:
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
         name = signal.Signals(signum).name
+        self.signal_name = self.signal_name or name
+        if self._abort:
+            self._abort = False
+            self.log(f"mxflow: {name} during start-up: stopping now")
+            raise KeyboardInterrupt
         if self.count == 1:
             self.log(
                 f"mxflow: {name}: no new datasets will be started; finishing those running "
@@ -205,6 +217,17 @@ class StopFlag:
             )
         else:
             self.log(f"mxflow: {name}: stopping now")
+
+    @contextmanager
+    def aborting(self) -> Iterator[None]:
+        """Within: a signal stops at once (KeyboardInterrupt), as one that came before."""
+        if self():
+            raise KeyboardInterrupt
+        self._abort = True
+        try:
+            yield
+        finally:
+            self._abort = False
 
     @contextmanager
     def installed(self) -> Iterator[StopFlag]:
@@ -242,15 +265,32 @@ def peak_memory_mb() -> tuple[float, float]:
 
 
 @contextmanager
-def session(out: Path, command: str, config: RunConfig, log: Callable[[str], None] = _log):
+def session(
+    out: Path,
+    command: str,
+    config: RunConfig,
+    log: Callable[[str], None] = _log,
+    stop: StopFlag | None = None,
+):
     """Lock OUT, open the catalog, reset interrupted rows, start the cluster; clean up after.
 
-    Yields ``(catalog, executor)``.
+    Yields ``(catalog, executor)``.  Runs the catalog still has as ``running``
+    (killed: no live run can hold OUT's lock now) are recorded as interrupted.  This run is recorded ``ok`` only when it ended
+    without a signal (``stop``) and with every dataset it queued recorded;
+    otherwise ``interrupted``, with a note saying why (``failed`` on an error).  A
+    signal during the cluster's start-up stops it at once.
     """
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with RunLock(out):
+        _refuse_process_out(out, command)
         catalog = Catalog(out)
+        for r in catalog.close_stale_runs(note=gone_note):
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"] or 0))
+            log(
+                f"mxflow: the earlier run '{r['command']}' (PID {r['pid']} on {r['host']}, "
+                f"started {started}) ended without recording its end (killed?); "
+                "recorded as interrupted"
+            )
         run_id = catalog.start_run(command, os.getpid(), socket.gethostname())
         n_reset = catalog.reset_interrupted()
         if n_reset:
@@ -259,9 +299,14 @@ def session(out: Path, command: str, config: RunConfig, log: Callable[[str], Non
         executor = None
         status = "failed"
         try:
-            handle = start_cluster(
-                config.cluster, config.workers, config.nproc, config.cluster_config, config.retries
-            )
+            with stop.aborting() if stop is not None else contextlib.nullcontext():
+                handle = start_cluster(
+                    config.cluster,
+                    config.workers,
+                    config.nproc,
+                    config.cluster_config,
+                    config.retries,
+                )
             log(f"mxflow: {handle.description}")
             options = ProcessingOptions(**{**config.options.__dict__, "nproc": handle.nproc})
             executor = Executor(
@@ -281,6 +326,8 @@ def session(out: Path, command: str, config: RunConfig, log: Callable[[str], Non
             status = "ok"
         except KeyboardInterrupt:
             status = "interrupted"
+            if handle is None:  # a signal during the cluster's start-up
+                abandon_unstarted_clusters()
             raise
         finally:
             if executor is not None:
@@ -294,14 +341,43 @@ def session(out: Path, command: str, config: RunConfig, log: Callable[[str], Non
                 handle.close()
             write_summary(out, catalog)
             rss, child = peak_memory_mb()
+            undone = executor.left_undone if executor is not None else 0
+            signalled = stop is not None and stop()
+            if status == "ok" and (signalled or undone):
+                status = "interrupted"
             catalog.finish_run(
                 run_id,
                 status,
                 wall_s=time.perf_counter() - t0,
                 peak_rss_mb=rss,
                 children_peak_rss_mb=child,
+                note=_interrupted_note(stop, executor, undone) if status == "interrupted" else None,
             )
             catalog.close()
+
+
+def _interrupted_note(stop: StopFlag | None, executor: Executor | None, undone: int) -> str:
+    """Why a run counts as interrupted: 'stopped by SIGTERM; 4 dataset(s) not processed …'."""
+    parts = []
+    name = stop.signal_name if stop is not None else None
+    parts.append(f"stopped by {name or 'an interrupt'}" + ("" if executor else " during start-up"))
+    if undone:
+        parts.append(f"{undone} dataset(s) not processed (pending; the next run resumes them)")
+    return "; ".join(parts)
+
+
+def _refuse_process_out(out: Path, command: str) -> None:
+    """A summary.json without a catalog is another command's ('mxflow process'): a run
+    would replace it, and its datasets would vanish from the record."""
+    if (out / SUMMARY_NAME).is_file() and not catalog_path(out).exists():
+        from mxflow.errors import BadInputError
+
+        raise BadInputError(
+            str(out),
+            f"holds a summary.json but no mxflow catalog ({catalog_path(out).name}), as "
+            f"'mxflow process' writes; 'mxflow {command.split()[0]}' would replace that "
+            "summary.json: choose another --workdir (or remove the summary.json)",
+        )
 
 
 @dataclass
@@ -387,7 +463,7 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
     )
     stop = StopFlag(log)
     command = "run " + str(root)
-    with stop.installed(), session(out, command, config, log) as (catalog, executor):
+    with stop.installed(), session(out, command, config, log, stop) as (catalog, executor):
         open_run_log(log, out, command)
         # files discovery could not use: in the catalog (status, summary.json, reports)
         catalog.record_rejected(collection.problems, executor.run_id)
@@ -422,7 +498,8 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
         counts = catalog.counts()
         merges = catalog.merges()
         processed = dict(executor.tracker.counts)
-    report = _write_reports(out, log)
+        write_summary(out, catalog)
+        report = _write_reports(out, log)  # still holding OUT's lock
     for m in merges:
         log(format_record(m, out))
     merge_counts: dict[str, int] = {}

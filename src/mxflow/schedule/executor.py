@@ -98,6 +98,9 @@ class Executor:
         self.submitted: dict[Any, float] = {}  # future -> time.monotonic() at submission
         self.seen: set[str] = set()
         self.done = {"ok": 0, "failed": 0, "skipped": 0, "reused": 0}
+        # items queued for processing, and how many of them came back recorded
+        self.n_queued = 0
+        self.n_recorded = 0
         self._last_summary = 0.0
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         # where the per-dataset lines go while the bar is drawn (the run's log file)
@@ -157,6 +160,7 @@ class Executor:
                 continue
             self.queue.append(item)
             queued += 1
+        self.n_queued += queued
         self.tracker.total += queued
         if self.bar is not None and queued:
             self.bar.total += queued
@@ -167,6 +171,13 @@ class Executor:
     @property
     def busy(self) -> bool:
         return bool(self.queue or self.in_flight)
+
+    @property
+    def left_undone(self) -> int:
+        """Items queued for processing that never came back recorded (still queued, in
+        flight, put back by :meth:`checkpoint`, or dropped from the queue by a stop):
+        a run that leaves any is not complete."""
+        return self.n_queued - self.n_recorded
 
     def pump(self) -> None:
         """Hand queued items to the cluster while it has free slots."""
@@ -231,6 +242,7 @@ class Executor:
                 reason=reason,
             )
         self.catalog.record_result(item.key, result, self.run_id)
+        self.n_recorded += 1
         self.done[result.status if result.status in self.done else "failed"] += 1
         # the dataset's own time on its worker; else (a worker that died) since submission
         elapsed = result.wall_s or (time.monotonic() - since if since is not None else 0.0)
@@ -278,3 +290,26 @@ class Executor:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def abandon_unstarted_clusters() -> int:
+    """Close the Dask clusters whose start-up a signal cut short; returns how many.
+
+    A KeyboardInterrupt raised while ``LocalCluster(...)`` starts leaves a
+    cluster object that was never returned; Dask would close it again at exit and
+    print a traceback (its workers are still "init").  Its worker processes are
+    closed here as far as Dask can, and it is taken off Dask's list.
+    """
+    try:
+        from distributed.deploy.spec import SpecCluster
+    except ImportError:
+        return 0
+    n = 0
+    for cluster in list(SpecCluster._instances):
+        if getattr(cluster.status, "name", "") == "closed":
+            continue
+        with contextlib.suppress(BaseException):
+            cluster.close(timeout=5)
+        SpecCluster._instances.discard(cluster)
+        n += 1
+    return n

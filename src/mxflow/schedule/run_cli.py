@@ -12,8 +12,16 @@ a run that leaves such pins unmerged says so at its end.
 Outputs: OUT/proc/<pin>/.../<dataset>/ (whole sweeps), OUT/proc_30deg/...
 (wedges), OUT/mxflow.sqlite (the catalog; see 'mxflow status OUT') and
 OUT/summary.json.  Rerunning the same command resumes: finished datasets are
-not redone (failed ones only with --retry-failed).  Only one run may use OUT
-at a time.
+not redone (failed ones only with --retry-failed).  Only one mxflow command
+may write OUT at a time (run, watch, process, merge, report, hitmap), and OUT
+may not hold another command's summary.json ('mxflow process').
+
+Ctrl-C or SIGTERM: no new datasets start, those running finish and are
+recorded (a second signal stops them at once; they resume next time), the
+run is recorded as interrupted ('mxflow status OUT' says why) and exits with
+status 130; during the cluster's start-up a signal stops at once.  A run
+killed outright (kill -9) is shown as interrupted by 'mxflow status' and
+recorded so by the next command writing OUT.
 
 Developer option: --process-fn MODULE:FUNCTION replaces the DIALS pipeline by
 any importable function f(dataset, workdir, options) -> DatasetResult, e.g.

@@ -77,7 +77,7 @@ def _watch(
     iteration = 0
     waiting: set[str] = set()
     command = f"watch {root}"
-    with stop.installed(), session(out, command, config, log) as (catalog, executor):
+    with stop.installed(), session(out, command, config, log, stop) as (catalog, executor):
         open_run_log(log, out, command)
         while not stop():
             t_poll = time.monotonic()

@@ -5,8 +5,10 @@ each dataset whose frames are complete and have stopped changing is
 processed at once (same outputs, catalog and options as 'mxflow run').
 Datasets still being written are left for a later poll.  Stop with Ctrl-C or
 SIGTERM: running datasets finish and are recorded (a second signal stops at
-once; they resume next time).  Merging is left to 'mxflow run ROOT --workdir
-OUT', which skips everything already processed.
+once; they resume next time); watch then exits with status 130 and is
+recorded as interrupted ('mxflow status OUT' says how many were left).
+Merging is left to 'mxflow run ROOT --workdir OUT', which skips everything
+already processed.
 """
 
 from __future__ import annotations
