@@ -213,6 +213,10 @@ class DatasetResult:
     total_rotation: float | None = None
     osc_width: float | None = None
     indexed_fraction: float | None = None
+    # the fallbacks a step needed (too few reflections for DIALS's defaults), in plain
+    # words: "integration: too few strong spots to model spot profiles (38 < 50, ...);
+    # summation integration used" (mxflow.process.pipeline)
+    fallbacks: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     steps: list[StepRecord] = field(default_factory=list)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import gemmi
 
@@ -316,21 +317,106 @@ def reindex_step(cb_op: str, refl: str = "indexed.refl") -> Step:
     )
 
 
-def refine_step(expt: str, refl: str) -> Step:
-    """dials.refine (scan-static then scan-varying) of e.g. bravais_setting_N.expt + reindexed.refl."""
+class Attempt(NamedTuple):
+    """One way of running a step that can fail for want of reflections.
+
+    ``label`` names the attempt's log (``<step>_<label>.out``; "" for the first, plain
+    one, whose log and done record are the step's own), ``extra`` its extra DIALS
+    arguments, and ``used`` what it is in words, for the dataset's record
+    ("summation integration used").
+    """
+
+    label: str
+    extra: list[str]
+    used: str
+
+
+#: the lowest spot count dials.integrate's profile modelling is allowed in the fallbacks
+FEW_SPOTS_OVERALL = 10
+
+#: refinement: DIALS's defaults, then scan-static with parameters that have too few
+#: reflections fixed, then only the crystal (orientation and cell) refined
+REFINE_ATTEMPTS = [
+    Attempt("", [], "refinement with DIALS's defaults"),
+    Attempt(
+        "static",
+        ["scan_varying=False", "refinement.parameterisation.auto_reduction.action=fix"],
+        "scan-static refinement, parameters without enough reflections fixed",
+    ),
+    Attempt(
+        "crystal_only",
+        [
+            "scan_varying=False",
+            "refinement.parameterisation.auto_reduction.action=fix",
+            "refinement.parameterisation.beam.fix=all",
+            "refinement.parameterisation.detector.fix=all",
+        ],
+        "refinement of the crystal only (beam and detector fixed)",
+    ),
+]
+
+#: integration: profile fitting as DIALS does it, then with the profile model made from
+#: as few as FEW_SPOTS_OVERALL spots, then summation only (the profile model still sets
+#: the shoebox sizes, from as few spots)
+INTEGRATE_ATTEMPTS = [
+    Attempt("", [], "profile-fitted integration"),
+    Attempt(
+        "few_spots",
+        [
+            f"profile.gaussian_rs.min_spots.overall={FEW_SPOTS_OVERALL}",
+            "profile.gaussian_rs.min_spots.per_degree=0",
+        ],
+        f"profile model from fewer spots (at least {FEW_SPOTS_OVERALL}) used",
+    ),
+    Attempt(
+        "summation",
+        [
+            f"profile.gaussian_rs.min_spots.overall={FEW_SPOTS_OVERALL}",
+            "profile.gaussian_rs.min_spots.per_degree=0",
+            "integration.profile.fitting=False",
+        ],
+        "summation integration used",
+    ),
+]
+
+#: scaling: DIALS's physical model, then without its decay and absorption terms (one
+#: scale per rotation interval), then one scale and B factor for the sweep (KB)
+SCALE_ATTEMPTS = [
+    Attempt("", [], "physical scaling model"),
+    Attempt(
+        "scale_only",
+        ["physical.decay_correction=False", "physical.absorption_correction=False"],
+        "simpler scaling model (scale only: no decay or absorption terms) used",
+    ),
+    Attempt("kb", ["model=KB"], "simplest scaling model (one scale and B factor, KB) used"),
+]
+
+
+def refine_step(expt: str, refl: str, attempt: Attempt = REFINE_ATTEMPTS[0]) -> Step:
+    """dials.refine (scan-static then scan-varying) of e.g. bravais_setting_N.expt +
+    reindexed.refl, with one of :data:`REFINE_ATTEMPTS`."""
     return Step(
         "refine",
         "dials.refine",
-        [expt, refl, "output.experiments=refined.expt", "output.reflections=refined.refl"],
+        [
+            expt,
+            refl,
+            *attempt.extra,
+            "output.experiments=refined.expt",
+            "output.reflections=refined.refl",
+        ],
         inputs=[expt, refl],
         outputs=["refined.expt", "refined.refl"],
+        label=attempt.label,
     )
 
 
-def integrate_step(options: ProcessingOptions) -> Step:
+def integrate_step(options: ProcessingOptions, attempt: Attempt = INTEGRATE_ATTEMPTS[0]) -> Step:
+    """dials.integrate of refined.expt / refined.refl with one of :data:`INTEGRATE_ATTEMPTS`."""
     args = ["refined.expt", "refined.refl", f"nproc={options.nproc}"]
     if options.d_min:
         args.append(f"prediction.d_min={options.d_min:g}")
+    args += [*attempt.extra]
     args += ["output.experiments=integrated.expt", "output.reflections=integrated.refl"]
     return Step(
         "integrate",
@@ -338,6 +424,7 @@ def integrate_step(options: ProcessingOptions) -> Step:
         args,
         inputs=["refined.expt", "refined.refl"],
         outputs=["integrated.expt", "integrated.refl"],
+        label=attempt.label,
     )
 
 
@@ -373,12 +460,17 @@ def space_group_step(space_group: str) -> Step:
     return Step("space_group", "dials.reindex", args, inputs=inputs, outputs=outputs)
 
 
-def scale_step(options: ProcessingOptions, stem: str = "symmetrized") -> Step:
+def scale_step(
+    options: ProcessingOptions,
+    stem: str = "symmetrized",
+    attempt: Attempt = SCALE_ATTEMPTS[0],
+) -> Step:
     """dials.scale of one dataset; it also writes the unmerged MTZ (``scaled.mtz``, as
     dials.export would) and the merged MTZ at full resolution (``merged_fullres.mtz``:
     I, SIGI, anomalous I±, French–Wilson F, as dials.merge's defaults give), which
     saves two program runs per dataset; :func:`mxflow.process.pipeline` cuts the
-    merged file at the dataset's resolution limit.  Reads ``<stem>.expt`` / ``.refl``."""
+    merged file at the dataset's resolution limit.  Reads ``<stem>.expt`` / ``.refl``;
+    ``attempt``: one of :data:`SCALE_ATTEMPTS`."""
     inputs = [f"{stem}.expt", f"{stem}.refl"]
     args = [*inputs, f"nproc={options.nproc}"]
     if options.anomalous:
@@ -386,6 +478,7 @@ def scale_step(options: ProcessingOptions, stem: str = "symmetrized") -> Step:
     if options.d_min:
         args.append(f"cut_data.d_min={options.d_min:g}")
     args += [
+        *attempt.extra,
         "output.experiments=scaled.expt",
         "output.reflections=scaled.refl",
         "output.unmerged_mtz=scaled.mtz",
@@ -397,4 +490,5 @@ def scale_step(options: ProcessingOptions, stem: str = "symmetrized") -> Step:
         args,
         inputs=inputs,
         outputs=["scaled.expt", "scaled.refl", "scaled.mtz", "merged_fullres.mtz"],
+        label=attempt.label,
     )

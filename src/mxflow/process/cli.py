@@ -32,8 +32,11 @@ from typing import Any
 from mxflow.model import Dataset, DatasetResult, ImageSweep, ProcessingOptions, to_dict
 from mxflow.process.pipeline import process_dataset
 from mxflow.util.args import (
+    CORES_BOUND_HELP,
     UNIT_CELL_HELP,
     UNIT_CELL_METAVAR,
+    core_count_arg,
+    positive_float,
     space_group_arg,
     unit_cell_arg,
     workdir_arg,
@@ -59,14 +62,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", "-o", required=True, metavar="OUT", type=workdir_arg, help="output directory"
     )
     parser.add_argument(
-        "--nproc", type=int, default=os.cpu_count() or 1, help="CPU cores to use (default: all)"
+        "--nproc",
+        type=core_count_arg,
+        default=os.cpu_count() or 1,
+        help=f"CPU cores to use (default: all; {CORES_BOUND_HELP})",
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=core_count_arg,
         default=None,
         help="datasets processed at once (default: min(datasets, nproc)); "
-        "the cores are shared out among them",
+        f"the cores are shared out among them ({CORES_BOUND_HELP})",
     )
     parser.add_argument(
         "--space-group",
@@ -80,7 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=unit_cell_arg,
         help=f"known unit cell: {UNIT_CELL_HELP}",
     )
-    parser.add_argument("--d-min", type=float, metavar="D", help="high-resolution limit (Å)")
+    parser.add_argument(
+        "--d-min", type=positive_float, metavar="D", help="high-resolution limit (Å, above 0)"
+    )
     parser.add_argument(
         "--anomalous", action="store_true", help="keep Friedel mates apart in scaling"
     )
@@ -193,6 +201,7 @@ def summary_table(entries: list[dict[str, Any]]) -> str:
         )
         if e["status"] != "ok" and e.get("reason"):
             lines.append(f"    reason: {e['reason']}")
+        lines.extend(f"    fallback: {note}" for note in e.get("fallbacks") or [])
     return "\n".join(lines)
 
 

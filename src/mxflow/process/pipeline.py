@@ -35,6 +35,7 @@ import numpy as np
 
 from mxflow.engine import sweep_steps as D
 from mxflow.engine.expt import read_experiments
+from mxflow.engine.reasons import plain_reason
 from mxflow.engine.refl import read_reflections
 from mxflow.engine.steps import (
     Step,
@@ -148,6 +149,76 @@ def _index(
     )
 
 
+def _log_text(workdir: Path, rec: StepRecord) -> str:
+    try:
+        return (workdir / rec.log).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _why(workdir: Path, rec: StepRecord) -> str:
+    """Why an attempt failed: in plain words when DIALS ran out of reflections
+    (:func:`mxflow.engine.reasons.plain_reason`), else DIALS's error line."""
+    if rec.returncode == 0 and rec.note:
+        return rec.note
+    text = _log_text(workdir, rec)
+    if not text and not rec.command:  # an earlier run's attempt, its log since removed
+        return "failed in an earlier run"
+    return (
+        plain_reason(text)
+        or dials_error_line(workdir, rec)
+        or f"exit status {rec.returncode}"
+    )
+
+
+def _first_that_works(run: _Run, steps: list[Step], attempts: list[D.Attempt]) -> None:
+    """Run the first of ``steps`` (one per attempt, the plain one first) that succeeds.
+
+    Steps that can fail for want of reflections (refinement, integration, scaling)
+    have fallbacks: each attempt is a resumable step of the same name, so a rerun
+    reuses whichever attempt succeeded before.  Each attempt that ran is in the
+    dataset's steps; when a fallback is used, ``result.fallbacks`` gets one line in
+    plain words: why the earlier attempts failed and which attempt was used, e.g.
+    "integration: too few strong spots to model spot profiles (38 < 50, and 13 < 20
+    per degree); summation integration used".  When every attempt fails the dataset
+    fails with the reason of each.
+    """
+    words = STEP_WORDS.get(steps[0].name, steps[0].program)
+    topic = words.split(" (")[0]
+    chosen = None
+    for i, st in enumerate(steps):  # an earlier run's successful attempt still holds
+        if (old := is_done(st, run.workdir)) is not None:
+            run.result.steps.append(old)
+            chosen = i
+            break
+    failed: list[tuple[int, StepRecord]] = []
+    if chosen is None:
+        for i, st in enumerate(steps):
+            rec = run_step(st, run.workdir)
+            run.result.steps.append(rec)
+            if step_ok(rec):
+                chosen = i
+                break
+            failed.append((i, rec))
+    else:  # reused: the earlier attempts' logs still tell why they failed
+        for i, st in enumerate(steps[:chosen]):
+            log = st.log_name
+            failed.append((i, StepRecord(st.name, [], log, returncode=1)))
+    reasons: list[str] = []
+    for _i, rec in failed:
+        why = _why(run.workdir, rec)
+        if why not in reasons:
+            reasons.append(why)
+    if chosen is None:
+        tried = "; ".join(
+            f"{attempts[i].used.removesuffix(' used')}: {_why(run.workdir, r)}" for i, r in failed
+        )
+        logs = ", ".join(r.log for _, r in failed)
+        raise DatasetFailed(f"{words} failed with every fallback tried ({tried}) (logs: {logs})")
+    if chosen > 0:
+        run.result.fallbacks.append(f"{topic}: {'; '.join(reasons)}; {attempts[chosen].used}")
+
+
 def _reuse_index(run: _Run, options: ProcessingOptions, sg: str | None, cell, stem: str) -> bool:
     """True (and its record kept) when an earlier run's successful indexing attempt,
     whichever it was, still holds: its outputs are reused."""
@@ -212,10 +283,12 @@ def _pipeline(
     result.indexed_fraction = _indexed_fraction(workdir, stem)
 
     if sg:  # indexed in the given space group already: no lattice search needed
-        run.step(D.refine_step("indexed.expt", "indexed.refl"))
+        _refine(run, "indexed.expt", "indexed.refl")
     else:
         _choose_lattice_and_refine(run, stem)
-    run.step(D.integrate_step(options))
+    _first_that_works(
+        run, [D.integrate_step(options, a) for a in D.INTEGRATE_ATTEMPTS], D.INTEGRATE_ATTEMPTS
+    )
     run.step(D.symmetry_step(sg))
     stem, screw_note = "symmetrized", None
     if not sg:
@@ -223,7 +296,9 @@ def _pipeline(
         if screws:
             run.step(D.space_group_step(screws))
             stem = "space_group"
-    run.step(D.scale_step(options, stem))
+    _first_that_works(
+        run, [D.scale_step(options, stem, a) for a in D.SCALE_ATTEMPTS], D.SCALE_ATTEMPTS
+    )
     d_min = _decide_d_min(workdir, options, result)
     _write_merged_mtz(workdir, d_min, dataset.free_flags_mtz)
 
@@ -291,6 +366,13 @@ def _index_without_symmetry(run: _Run, options: ProcessingOptions) -> float | No
     return _indexed_fraction(run.workdir, "indexed_free")
 
 
+def _refine(run: _Run, expt: str, refl: str) -> None:
+    """dials.refine of ``expt`` / ``refl``, with fewer free parameters when needed."""
+    _first_that_works(
+        run, [D.refine_step(expt, refl, a) for a in D.REFINE_ATTEMPTS], D.REFINE_ATTEMPTS
+    )
+
+
 def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
     """No space group given: dials.refine_bravais_settings, take the best
     recommended lattice (:func:`mxflow.engine.sweep_steps.choose_bravais_solution`),
@@ -307,12 +389,12 @@ def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
             solution = None
     if solution is not None:
         run.step(D.reindex_step(entry["cb_op"], f"{stem}.refl"))
-        run.step(D.refine_step(f"bravais_setting_{solution}.expt", "reindexed.refl"))
+        _refine(run, f"bravais_setting_{solution}.expt", "reindexed.refl")
     else:  # no acceptable higher symmetry: refine the triclinic solution
         rbs_rec.note = (
             rbs_rec.note + "; " if rbs_rec.note else ""
         ) + "no Bravais solution used: P 1"
-        run.step(D.refine_step(f"{stem}.expt", f"{stem}.refl"))
+        _refine(run, f"{stem}.expt", f"{stem}.refl")
 
 
 def _screw_axes(workdir: Path) -> tuple[str | None, str | None]:

@@ -257,6 +257,7 @@ def dataset_entries(
                 "path": r.path,
                 "space_group": r.space_group or (stats.space_group if stats else "") or "",
                 "space_group_note": r.space_group_note or "",
+                "fallbacks": list(r.fallbacks),
                 "cell": [finite(x) for x in cell] if cell else None,
                 "d_min": finite(r.d_min) or (finite(stats.overall.d_min) if stats else None),
                 "wavelength": finite(r.wavelength),
