@@ -17,7 +17,15 @@ import argparse
 from mxflow.catalog.lock import locked
 from mxflow.hitmap.run import SpotFilter, hitmap
 from mxflow.hitmap.spotfinder import SpotFinderParams
-from mxflow.util.args import GRID_HELP, GRID_METAVAR, grid_arg, workdir_arg
+from mxflow.util.args import (
+    CORES_BOUND_HELP,
+    GRID_HELP,
+    GRID_METAVAR,
+    core_count_arg,
+    grid_arg,
+    positive_float,
+    workdir_arg,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ignore spots at lower resolution than this (Å; 0 = no limit)",
     )
     parser.add_argument(
-        "--d-min", type=float, default=None, help="ignore spots at higher resolution than this (Å)"
+        "--d-min",
+        type=positive_float,
+        default=None,
+        help="ignore spots at higher resolution than this (Å, above 0)",
     )
     parser.add_argument(
         "--ice-rings", action="store_true", help="ignore spots on hexagonal-ice rings"
@@ -60,7 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sigma-background", type=float, default=6.0, help="dispersion threshold in σ"
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="parallel workers (default: CPUs available)"
+        "--workers",
+        type=core_count_arg,
+        default=None,
+        help=f"parallel workers (default: CPUs available; {CORES_BOUND_HELP})",
     )
     how = parser.add_mutually_exclusive_group()
     how.add_argument(

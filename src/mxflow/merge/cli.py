@@ -25,7 +25,14 @@ from mxflow.merge.final import recommend
 from mxflow.merge.pipeline import merge_sample
 from mxflow.model import ClusterResult, MergeOptions, MergeSummary, Thresholds
 from mxflow.stats.free_flags import free_flags_arg
-from mxflow.util.args import sample_name_arg, space_group_arg, workdir_arg
+from mxflow.util.args import (
+    CORES_BOUND_HELP,
+    core_count_arg,
+    positive_float,
+    sample_name_arg,
+    space_group_arg,
+    workdir_arg,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="how datasets are clustered: 'cc' by intensity correlation (Ward, on "
         "sqrt(1 - CC)), 'blend' by unit cell (BLEND-style), 'both' each in its own folder (default: cc)",
     )
-    p.add_argument("--d-min", type=float, help="starting resolution in Å (default: half-corner)")
+    p.add_argument(
+        "--d-min",
+        type=positive_float,
+        help="starting resolution in Å, above 0 (default: half-corner)",
+    )
     p.add_argument(
         "--cc-half",
         type=float,
@@ -135,10 +146,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--nproc",
-        type=int,
+        type=core_count_arg,
         default=1,
         metavar="N",
-        help="CPU cores each DIALS program may use (default: 1)",
+        help=f"CPU cores each DIALS program may use (default: 1; {CORES_BOUND_HELP})",
     )
 
 

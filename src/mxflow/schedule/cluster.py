@@ -49,32 +49,72 @@ Slurm / SGE / PBS (``--cluster slurm|sge|pbs``)
 
 Each worker advertises one ``dataset`` resource and every task asks for it,
 so a worker runs one dataset at a time whatever its thread count.
+
+Network
+    A local cluster's scheduler, nannies and workers listen on 127.0.0.1 only,
+    and the Dask dashboard (task names hold dataset paths) is off unless asked
+    for (``dashboard=True``, ``mxflow run --dashboard``): then it too is on
+    127.0.0.1, on any free port.  Without it the scheduler's HTTP server (Dask
+    always starts one) answers only ``/health``.  A batch cluster's scheduler
+    listens where its jobs can reach it (``interface`` in the config); its
+    dashboard follows the same rule, on 127.0.0.1 of the submit host.
+
+Bounds
+    ``workers`` and ``nproc`` are whole numbers from 1 to 2 × the cores
+    (:func:`mxflow.util.args.count_problem`), and a batch cluster needs its
+    submit command (``sbatch``, ``qsub``) on PATH (:func:`check_batch_system`):
+    otherwise :class:`MxflowError` before anything starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mxflow.errors import BadInputError, MxflowError
+from mxflow.util.args import available_cores, count_problem
 
 CLUSTER_KINDS = ("local", "slurm", "sge", "pbs")
 RESOURCE = "dataset"  # one unit per worker: one dataset at a time
 _JOBQUEUE_CLASSES = {"slurm": "SLURMCluster", "sge": "SGECluster", "pbs": "PBSCluster"}
 _MXFLOW_KEYS = ("jobs", "maximum_jobs", "nproc")
+#: the command each batch system's jobs are submitted with (dask-jobqueue runs it)
+SUBMIT_COMMANDS = {"slurm": "sbatch", "sge": "qsub", "pbs": "qsub"}
+#: every socket of a local cluster listens here
+LOOPBACK = "127.0.0.1"
+#: the scheduler's HTTP routes without a dashboard: no page naming tasks or workers
+_HEALTH_ONLY = ["distributed.http.health"]
 
 
-def available_cores() -> int:
-    """CPU cores this process may use (affinity mask aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+def check_counts(workers: int | None, nproc: int | None, cores: int) -> None:
+    """Raise :class:`MxflowError` unless ``workers`` and ``nproc`` (None: not given) are
+    whole numbers from 1 to 2 × ``cores`` (``workers=500: at most 4 on this machine
+    (2 cores)``)."""
+    for name, value in (("workers", workers), ("nproc", nproc)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MxflowError(f"{name}={value!r}: must be a whole number")
+        problem = count_problem(value, cores)
+        if problem:
+            raise MxflowError(f"{name}={value}: {problem}")
+
+
+def check_batch_system(kind: str) -> None:
+    """Raise :class:`MxflowError` (one line) when ``kind`` is a batch system whose submit
+    command (:data:`SUBMIT_COMMANDS`) is not on PATH: its jobs could never start, and
+    the run would wait for their workers for ever."""
+    command = SUBMIT_COMMANDS.get(kind)
+    if command and shutil.which(command) is None:
+        raise MxflowError(
+            f"--cluster {kind}: '{command}' is not on PATH, so no {kind} job can be "
+            f"submitted from this machine; run where '{command}' works, or use --cluster local"
+        )
 
 
 def local_layout(
@@ -84,8 +124,10 @@ def local_layout(
 
     Given neither: one single-threaded DIALS worker per core.  Given one, the
     other fills the cores.  Given both, they are used as they are (the user
-    may oversubscribe on purpose).
+    may oversubscribe on purpose, each up to 2 × ``cores``).  A count below 1 or
+    above that is a :class:`MxflowError` (:func:`check_counts`).
     """
+    check_counts(workers, nproc, cores)
     if workers and nproc:
         return workers, nproc
     if workers:
@@ -131,12 +173,46 @@ class ClusterHandle:
     nproc: int
     description: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: the Dask dashboard's address ('' when it is off, the default)
+    dashboard_link: str = ""
 
     def close(self) -> None:
         """Stop the client and the cluster (workers are terminated)."""
         for thing in (self.client, self.cluster):
             with contextlib.suppress(Exception):  # closing after a crash: nothing to save
                 thing.close()
+
+
+def _http_routes(dashboard: bool) -> dict[str, Any]:
+    """Dask config for the scheduler's HTTP server: with ``dashboard`` Dask's own routes
+    (info pages, JSON, Prometheus), without it only ``/health``."""
+    return {} if dashboard else {"distributed.scheduler.http.routes": list(_HEALTH_ONLY)}
+
+
+def _have_dashboard() -> bool:
+    """Whether Dask can serve its dashboard here (it needs bokeh): Dask's own test."""
+    try:
+        import distributed.dashboard.scheduler  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _dashboard_info(cluster: Any, dashboard: bool) -> tuple[str, dict[str, str]]:
+    """(the dashboard's address, {}) of a started cluster; ('', {}) when none was asked
+    for; ('', {"dashboard": why there is none}) when Dask could not start it.
+
+    (Dask lists its HTTP server as the "dashboard" service whether or not the dashboard
+    is on it, so ``cluster.dashboard_link`` alone does not tell.)
+    """
+    if not dashboard:
+        return "", {}
+    if not _have_dashboard():
+        return "", {"dashboard": "not started: it needs the Python package bokeh"}
+    try:
+        return str(cluster.dashboard_link or ""), {}
+    except Exception as exc:  # no such service: say why, do not stop the run for it
+        return "", {"dashboard": f"not started: {exc}"}
 
 
 def _configure_dask(retries: int) -> None:
@@ -160,29 +236,49 @@ def start_cluster(
     nproc: int | None = None,
     config_path: str | Path | None = None,
     retries: int = 2,
+    dashboard: bool = False,
 ) -> ClusterHandle:
-    """Start the cluster named by ``kind`` and connect a client to it."""
+    """Start the cluster named by ``kind`` and connect a client to it.
+
+    ``dashboard``: also serve the Dask dashboard, on 127.0.0.1 at any free port
+    (:attr:`ClusterHandle.dashboard_link`); off by default.  Raises
+    :class:`MxflowError` for a count out of bounds (:func:`check_counts`) or a batch
+    system that is not installed (:func:`check_batch_system`), before starting anything.
+    """
     if kind not in CLUSTER_KINDS:
         raise MxflowError(f"unknown cluster '{kind}' (choose from {', '.join(CLUSTER_KINDS)})")
+    check_batch_system(kind)
+    if kind == "local":
+        n_workers, n_proc = local_layout(available_cores(), workers, nproc)
+    elif nproc is not None and (isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1):
+        # DIALS nproc on the batch nodes: their cores, not this machine's, bound it
+        raise MxflowError(f"nproc={nproc!r}: must be a whole number of at least 1")
     _configure_dask(retries)
+    import dask
     from distributed import Client, LocalCluster
 
     if kind == "local":
-        n_workers, n_proc = local_layout(available_cores(), workers, nproc)
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=0,  # DIALS memory is in subprocesses; never pause or kill on it
-            resources={RESOURCE: 1},
-            dashboard_address=":0",  # any free port: never clash with another run
-            silence_logs=logging.ERROR,
-        )
+        with dask.config.set(_http_routes(dashboard)):
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=0,  # DIALS memory is in subprocesses; never pause or kill on it
+                resources={RESOURCE: 1},
+                host=LOOPBACK,  # scheduler, nannies and workers: never another interface
+                scheduler_port=0,
+                # any free port: never clash with another run; None: no dashboard
+                dashboard_address=f"{LOOPBACK}:0" if dashboard else None,
+                worker_dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         client = Client(cluster)
         desc = f"local: {n_workers} worker process(es) x DIALS nproc {n_proc}"
-        return ClusterHandle(client, cluster, n_workers, n_proc, desc)
+        link, info = _dashboard_info(cluster, dashboard)
+        return ClusterHandle(client, cluster, n_workers, n_proc, desc, info, link)
 
-    cluster, own, processes = make_jobqueue_cluster(kind, config_path)
+    with dask.config.set(_http_routes(dashboard)):
+        cluster, own, processes = make_jobqueue_cluster(kind, config_path, dashboard)
     jobs = int(own.get("jobs", 1))
     maximum = own.get("maximum_jobs")
     if maximum:
@@ -194,18 +290,28 @@ def start_cluster(
     client = Client(cluster)
     slots = max(1, jobs * processes)
     desc = f"{kind}: {jobs} job(s) x {processes} worker(s) x DIALS nproc {n_proc}"
-    return ClusterHandle(client, cluster, slots, n_proc, desc, {"job_script": cluster.job_script()})
+    link, info = _dashboard_info(cluster, dashboard)
+    info["job_script"] = cluster.job_script()
+    return ClusterHandle(client, cluster, slots, n_proc, desc, info, link)
 
 
 def make_jobqueue_cluster(
-    kind: str, config_path: str | Path | None
+    kind: str, config_path: str | Path | None, dashboard: bool = False
 ) -> tuple[Any, dict[str, Any], int]:
     """The dask-jobqueue cluster object of ``kind`` (no job submitted yet).
 
+    The scheduler's dashboard is off unless ``dashboard`` (then on 127.0.0.1 of this
+    machine, any free port), whatever dask-jobqueue's default (all interfaces, 8787);
+    ``scheduler_options`` of the section still win.
     Returns (cluster, mxflow's own keys from the section, worker processes per job).
     """
     section = load_cluster_config(config_path, kind)
     own = {k: section.pop(k) for k in _MXFLOW_KEYS if k in section}
+    scheduler = dict(section.pop("scheduler_options", None) or {})
+    scheduler.setdefault("dashboard_address", f"{LOOPBACK}:0")
+    if not dashboard:
+        scheduler.setdefault("dashboard", False)
+    section["scheduler_options"] = scheduler
     import dask_jobqueue
 
     cls = getattr(dask_jobqueue, _JOBQUEUE_CLASSES[kind])

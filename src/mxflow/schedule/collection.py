@@ -39,7 +39,7 @@ from mxflow.discover import discover_collection
 from mxflow.discover.collection import Collection
 from mxflow.model import Dataset, ProcessingOptions
 from mxflow.schedule import post
-from mxflow.schedule.cluster import start_cluster
+from mxflow.schedule.cluster import check_batch_system, start_cluster
 from mxflow.schedule.executor import Executor, WorkItem, abandon_unstarted_clusters
 from mxflow.schedule.progress import RUN_LOG, RunLog, RunTally, format_final_line
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, ProcessFn, resolve_function
@@ -180,6 +180,8 @@ class RunConfig:
     group_by_cell: bool = False
     hitmap: bool = True
     discover_fn: str | DiscoverFn = DEFAULT_DISCOVER_FN  # developer option, as process_fn
+    # --dashboard: serve the Dask dashboard on 127.0.0.1 (any free port); off by default
+    dashboard: bool = False
 
 
 class StopFlag:
@@ -278,9 +280,11 @@ def session(
     (killed: no live run can hold OUT's lock now) are recorded as interrupted.  This run is recorded ``ok`` only when it ended
     without a signal (``stop``) and with every dataset it queued recorded;
     otherwise ``interrupted``, with a note saying why (``failed`` on an error).  A
-    signal during the cluster's start-up stops it at once.
+    signal during the cluster's start-up stops it at once.  A batch system that is not
+    installed is an error before OUT is locked or the catalog opened.
     """
     t0 = time.perf_counter()
+    check_batch_system(config.cluster)
     with RunLock(out):
         _refuse_process_out(out, command)
         catalog = Catalog(out)
@@ -306,8 +310,15 @@ def session(
                     config.nproc,
                     config.cluster_config,
                     config.retries,
+                    dashboard=config.dashboard,
                 )
             log(f"mxflow: {handle.description}")
+            if config.dashboard:
+                log(
+                    f"mxflow: Dask dashboard (this machine only): {handle.dashboard_link}"
+                    if handle.dashboard_link
+                    else f"mxflow: Dask dashboard {handle.info.get('dashboard', 'not started')}"
+                )
             options = ProcessingOptions(**{**config.options.__dict__, "nproc": handle.nproc})
             executor = Executor(
                 out,
@@ -444,6 +455,7 @@ def open_run_log(log: Callable[[str], None], out: Path, command: str) -> None:
 
 
 def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: float) -> RunOutcome:
+    check_batch_system(config.cluster)  # before waiting for data and before OUT is touched
     waited: set[str] = set()
     collection = discover_settled(root, config, log, waited=waited)
     items = plan(collection, root, config.wedge_deg)

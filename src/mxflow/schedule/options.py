@@ -19,11 +19,17 @@ from mxflow.schedule.collection import (
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, resolve_function
 from mxflow.stats.free_flags import free_flags_arg
 from mxflow.util.args import (
+    CORES_BOUND_HELP,
     UNIT_CELL_HELP,
     UNIT_CELL_METAVAR,
+    core_count_arg,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
     sample_name_arg,
     space_group_arg,
     unit_cell_arg,
+    wedge_deg_arg,
     workdir_arg,
 )
 
@@ -49,15 +55,16 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--wedge-deg",
-        type=float,
+        type=wedge_deg_arg,
         default=30.0,
         metavar="DEG",
-        help="also cut helical/single sweeps into wedges of DEG degrees (default 30)",
+        help="also cut helical/single sweeps into wedges of DEG degrees, above 0 and at most "
+        "360 (default 30)",
     )
     g.add_argument(
         "--settle",
         dest="settle_s",
-        type=float,
+        type=nonnegative_float,
         default=DEFAULT_SETTLE_S,
         metavar="S",
         help="seconds a dataset's files must stay unchanged before it is processed "
@@ -66,7 +73,7 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--settle-timeout",
         dest="settle_timeout_s",
-        type=float,
+        type=nonnegative_float,
         default=DEFAULT_SETTLE_TIMEOUT_S,
         metavar="S",
         help="mxflow run: wait at most S seconds for datasets still being written, then "
@@ -85,7 +92,9 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=UNIT_CELL_METAVAR,
         help=f"unit cell for every dataset: {UNIT_CELL_HELP}",
     )
-    g.add_argument("--d-min", type=float, metavar="Å", help="high-resolution limit")
+    g.add_argument(
+        "--d-min", type=positive_float, metavar="Å", help="high-resolution limit (Å, above 0)"
+    )
     g.add_argument("--anomalous", action="store_true", help="keep Friedel mates separate")
     g.add_argument(
         "--free-flags",
@@ -113,17 +122,27 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         help="queue options for --cluster slurm|sge|pbs (see mxflow.schedule.cluster)",
     )
     g.add_argument(
-        "--workers", type=int, metavar="N", help="local worker processes (default: cores / nproc)"
+        "--workers",
+        type=core_count_arg,
+        metavar="N",
+        help=f"local worker processes (default: cores / nproc; {CORES_BOUND_HELP})",
     )
     g.add_argument(
         "--nproc",
-        type=int,
+        type=core_count_arg,
         metavar="N",
-        help="DIALS nproc per dataset (default 1: one dataset per core)",
+        help="DIALS nproc per dataset (default 1: one dataset per core; "
+        f"{CORES_BOUND_HELP}; for larger batch nodes set nproc in --cluster-config)",
+    )
+    g.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the Dask dashboard (task names show dataset paths) on 127.0.0.1, at a "
+        "free port printed at start-up; off by default",
     )
     g.add_argument(
         "--retries",
-        type=int,
+        type=nonnegative_int,
         default=2,
         metavar="N",
         help="times a dataset is retried when its worker dies (default 2)",
@@ -195,6 +214,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         progress=not args.no_progress,
         settle_s=args.settle_s,
         settle_timeout_s=args.settle_timeout_s,
+        dashboard=args.dashboard,
         discover_fn=(
             functools.partial(
                 discover_with_free_flags, free_flags=args.free_flags, discover_fn=args.discover_fn

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from typing import Any
 
 #: a, b, c (Å), α, β, γ (degrees); the same type as mxflow.model.UnitCell
 Cell = tuple[float, float, float, float, float, float]
@@ -231,3 +232,104 @@ def workdir_in_inputs(workdir: str, inputs: list[str]) -> str | None:
         elif wd == p.parent or wd == p:
             return given
     return None
+
+
+# -- numbers on the command line ------------------------------------------------------
+#
+# argparse ``type=`` functions for the counts, lengths and times the commands take: a
+# value out of range is one usage error (exit 2) before any work starts, which argparse
+# writes as ``argument --workers: 500: at most 4 on this machine (2 cores)``.
+
+#: --workers and --nproc may ask for at most this many times the cores of the machine
+OVERSUBSCRIBE = 2
+#: the help text of every option bounded by :func:`max_on_this_machine`
+CORES_BOUND_HELP = f"at most {OVERSUBSCRIBE} × the cores this machine gives mxflow"
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (the affinity mask, where the system has one)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def max_on_this_machine() -> int:
+    """The most worker processes, or DIALS ``nproc``, mxflow starts here:
+    :data:`OVERSUBSCRIBE` × :func:`available_cores`."""
+    return OVERSUBSCRIBE * available_cores()
+
+
+def count_problem(value: int, cores: int | None = None) -> str | None:
+    """Why ``value`` is not a usable count of processes (workers, nproc) on a machine of
+    ``cores`` cores (default: :func:`available_cores`), or None when it is: a count is a
+    whole number from 1 to :data:`OVERSUBSCRIBE` × cores."""
+    cores = available_cores() if cores is None else cores
+    if value < 1:
+        return "must be at least 1"
+    if value > OVERSUBSCRIBE * cores:
+        return f"at most {OVERSUBSCRIBE * cores} on this machine ({cores} cores)"
+    return None
+
+
+def _number(text: str, kind: type, what: str) -> Any:
+    """``kind(text)`` (int or float), or the usage error '``text``: not a ``what``'."""
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not {what}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: not {what}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=``: a finite number above 0 (a resolution in Å, a length)."""
+    value = _number(text, float, "a number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be above 0")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse ``type=``: a finite number of at least 0 (seconds to wait)."""
+    value = _number(text, float, "a number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse ``type=``: a whole number of at least 0 (how many times to retry)."""
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=``: a whole number of at least 1."""
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
+def core_count_arg(text: str) -> int:
+    """argparse ``type=`` for ``--workers`` / ``--nproc`` / ``--jobs``: a whole number from 1
+    to :func:`max_on_this_machine` (``500: at most 4 on this machine (2 cores)``)."""
+    value = _number(text, int, "a whole number")
+    problem = count_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text}: {problem}")
+    return value
+
+
+def wedge_deg_arg(text: str) -> float:
+    """argparse ``type=`` for ``--wedge-deg``: degrees above 0 and at most 360."""
+    value = _number(text, float, "a number of degrees")
+    if not 0 < value <= 360:
+        raise argparse.ArgumentTypeError(f"{text}: must be above 0 and at most 360 degrees")
+    return value
