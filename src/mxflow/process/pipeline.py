@@ -164,11 +164,7 @@ def _why(workdir: Path, rec: StepRecord) -> str:
     text = _log_text(workdir, rec)
     if not text and not rec.command:  # an earlier run's attempt, its log since removed
         return "failed in an earlier run"
-    return (
-        plain_reason(text)
-        or dials_error_line(workdir, rec)
-        or f"exit status {rec.returncode}"
-    )
+    return plain_reason(text) or dials_error_line(workdir, rec) or f"exit status {rec.returncode}"
 
 
 def _first_that_works(run: _Run, steps: list[Step], attempts: list[D.Attempt]) -> None:

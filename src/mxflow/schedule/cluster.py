@@ -267,8 +267,10 @@ def start_cluster(
                 resources={RESOURCE: 1},
                 host=LOOPBACK,  # scheduler, nannies and workers: never another interface
                 scheduler_port=0,
-                # any free port: never clash with another run; None: no dashboard
-                dashboard_address=f"{LOOPBACK}:0" if dashboard else None,
+                # any free port, never another run's (Dask's own HTTP server is there
+                # even without a dashboard: health only, see _http_routes)
+                dashboard_address=f"{LOOPBACK}:0",
+                scheduler_kwargs={"dashboard": dashboard},
                 worker_dashboard_address=None,
                 silence_logs=logging.ERROR,
             )
