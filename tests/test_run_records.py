@@ -19,7 +19,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -33,15 +32,7 @@ from mxflow.cli import main
 from mxflow.model import Dataset
 from mxflow.schedule import fake
 from mxflow.schedule.collection import RunConfig, run_collection
-
-FAKE_PROCESS = "mxflow.schedule.fake:process_dataset"
-FAKE_DISCOVER = "mxflow.schedule.fake:discover_collection"
-
-
-def _fake_collection(root: Path, n: int) -> None:
-    for i in range(n):
-        t = f"{root}/CPS0001-0{i % 2 + 1}/data{i:02d}/multi_{i}_#####.cbf"
-        fake.write_fake_dataset(root, Dataset(f"multi_{i}", fake.fake_sweep(t), "s", "multi"))
+from run_fixtures import FAKE_DISCOVER, FAKE_PROCESS, fake_collection, run_cmd
 
 
 def _tree(top: Path) -> dict[str, bytes]:
@@ -49,12 +40,6 @@ def _tree(top: Path) -> dict[str, bytes]:
     return {
         p.relative_to(top).as_posix(): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()
     }
-
-
-def _run_cmd(root: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
-            "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0",
-            "--no-progress", "--no-merge", "--no-hitmap", *extra]  # fmt: skip
 
 
 @pytest.fixture
@@ -105,7 +90,7 @@ def test_merge_report_and_hitmap_refuse_an_out_that_is_in_use(busy_out, tmp_path
 
 def test_run_and_watch_refuse_an_out_that_is_in_use(busy_out, tmp_path, capsys):
     root = tmp_path / "root"
-    _fake_collection(root, 1)
+    fake_collection(root, 1)
     before = _tree(busy_out)
     fakes = ["--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0"]
     run = ["run", str(root), "--workdir", str(busy_out), *fakes]
@@ -139,7 +124,7 @@ def test_process_refuses_the_out_of_a_run(tmp_path, capsys):
 
 def test_run_refuses_the_out_of_process(tmp_path, capsys):
     root, out = tmp_path / "root", tmp_path / "out"
-    _fake_collection(root, 1)
+    fake_collection(root, 1)
     out.mkdir()
     (out / "summary.json").write_text('{"datasets": [], "options": {}, "wall_s": 1.0}\n')
     before = _tree(out)
@@ -176,9 +161,9 @@ def _status_last_run(capsys, out: Path) -> str:
 
 def test_sigkill_run_is_shown_interrupted_and_recorded_so_by_the_next(tmp_path, capsys):
     root, out = tmp_path / "root", tmp_path / "out"
-    _fake_collection(root, 3)
+    fake_collection(root, 3)
     proc = subprocess.Popen(
-        _run_cmd(root, out, "--workers", "1"),
+        run_cmd(root, out, "--workers", "1"),
         env=dict(os.environ, MXFLOW_FAKE_SLEEP="60"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -200,7 +185,7 @@ def test_sigkill_run_is_shown_interrupted_and_recorded_so_by_the_next(tmp_path, 
     assert "running" not in line.replace("interrupted", "")
 
     rerun = subprocess.run(
-        _run_cmd(root, out, "--workers", "1"),
+        run_cmd(root, out, "--workers", "1"),
         env=dict(os.environ, MXFLOW_FAKE_SLEEP="0.05"),
         capture_output=True,
         text=True,
@@ -217,9 +202,9 @@ def test_sigkill_run_is_shown_interrupted_and_recorded_so_by_the_next(tmp_path, 
 
 def test_sigterm_with_datasets_pending_is_recorded_interrupted_and_exits_nonzero(tmp_path, capsys):
     root, out = tmp_path / "root", tmp_path / "out"
-    _fake_collection(root, 5)
+    fake_collection(root, 5)
     proc = subprocess.Popen(
-        _run_cmd(root, out, "--workers", "1"),
+        run_cmd(root, out, "--workers", "1"),
         env=dict(os.environ, MXFLOW_FAKE_SLEEP="1.0"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -252,7 +237,7 @@ def test_sigterm_during_cluster_start_up_stops_at_once(tmp_path, monkeypatch):
     import mxflow.schedule.collection as collection
 
     root, out = tmp_path / "root", tmp_path / "out"
-    _fake_collection(root, 2)
+    fake_collection(root, 2)
 
     def slow_start(*args, **kwargs):
         time.sleep(30)

@@ -14,7 +14,6 @@ import contextlib
 import ipaddress
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,26 +25,9 @@ import pytest
 from mxflow.catalog.db import Catalog
 from mxflow.cli import main
 from mxflow.errors import MxflowError
-from mxflow.model import Dataset
-from mxflow.schedule import fake
 from mxflow.schedule.cluster import ClusterHandle, local_layout, start_cluster
 from mxflow.util import args as util_args
-
-FAKE_PROCESS = "mxflow.schedule.fake:process_dataset"
-FAKE_DISCOVER = "mxflow.schedule.fake:discover_collection"
-
-
-def _fake_collection(root: Path, n: int) -> None:
-    for i in range(n):
-        t = f"{root}/CPS0001-0{i % 2 + 1}/data{i:02d}/multi_{i}_#####.cbf"
-        fake.write_fake_dataset(root, Dataset(f"multi_{i}", fake.fake_sweep(t), "s", "multi"))
-
-
-def _run_cmd(root: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
-            "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0",
-            "--no-progress", "--no-merge", "--no-hitmap", *extra]  # fmt: skip
-
+from run_fixtures import FAKE_DISCOVER, FAKE_PROCESS, fake_collection, run_cmd
 
 # -- item 4: loopback only, no dashboard by default -------------------------------------
 
@@ -141,9 +123,9 @@ def test_dashboard_when_asked_is_on_loopback():
 
 def test_run_dashboard_option_prints_its_address(tmp_path):
     root, out = tmp_path / "root", tmp_path / "out"
-    _fake_collection(root, 1)
+    fake_collection(root, 1)
     proc = subprocess.run(
-        _run_cmd(root, out, "--workers", "1", "--dashboard"),
+        run_cmd(root, out, "--workers", "1", "--dashboard"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -157,7 +139,7 @@ def test_run_dashboard_option_prints_its_address(tmp_path):
         assert "needs the Python package bokeh" in lines[0], lines[0]
     # without --dashboard: no such line
     proc = subprocess.run(
-        _run_cmd(root, out, "--workers", "1"), capture_output=True, text=True, timeout=120
+        run_cmd(root, out, "--workers", "1"), capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     assert "Dask dashboard" not in proc.stderr
@@ -300,10 +282,10 @@ def test_start_cluster_without_the_batch_system_is_one_error(tmp_path, monkeypat
 
 def test_run_with_slurm_but_no_sbatch_is_one_line_and_marks_nothing_running(tmp_path, capsys):
     root, out = tmp_path / "root", tmp_path / "out"
-    _fake_collection(root, 2)
+    fake_collection(root, 2)
     # an earlier run made the catalog (its datasets done)
     first = subprocess.run(
-        _run_cmd(root, out, "--workers", "1"), capture_output=True, text=True, timeout=120
+        run_cmd(root, out, "--workers", "1"), capture_output=True, text=True, timeout=120
     )
     assert first.returncode == 0, first.stderr
     with Catalog(out, readonly=True) as cat:
@@ -313,7 +295,7 @@ def test_run_with_slurm_but_no_sbatch_is_one_line_and_marks_nothing_running(tmp_
     env = dict(os.environ, PATH=_no_batch_path(tmp_path))
     t0 = time.monotonic()
     proc = subprocess.run(
-        _run_cmd(root, out, "--cluster", "slurm", "--retry-failed"),  # would redo them
+        run_cmd(root, out, "--cluster", "slurm", "--retry-failed"),  # would redo them
         capture_output=True,
         text=True,
         timeout=60,
@@ -333,7 +315,7 @@ def test_run_with_slurm_but_no_sbatch_is_one_line_and_marks_nothing_running(tmp_
     # a fresh OUT: nothing at all is written
     fresh = tmp_path / "fresh"
     proc = subprocess.run(
-        _run_cmd(root, fresh, "--cluster", "slurm"),
+        run_cmd(root, fresh, "--cluster", "slurm"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -345,7 +327,7 @@ def test_run_with_slurm_but_no_sbatch_is_one_line_and_marks_nothing_running(tmp_
 
 def test_watch_with_pbs_but_no_qsub_is_one_error(tmp_path, capsys, monkeypatch):
     root, out = tmp_path / "root", tmp_path / "out"
-    _fake_collection(root, 1)
+    fake_collection(root, 1)
     monkeypatch.setenv("PATH", _no_batch_path(tmp_path))
     argv = ["watch", str(root), "--workdir", str(out), "--cluster", "pbs", "--once",
             "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0"]  # fmt: skip

@@ -26,7 +26,7 @@ from mxflow.engine import sweep_steps as D
 from mxflow.engine.reasons import plain_reason
 from mxflow.model import DatasetResult, ProcessingOptions
 from mxflow.process import pipeline
-from mxflow.simulate import SimulationConfig, simulate
+from process_fixtures import simulate_tiny
 
 #: dials.integrate's message (DIALS 3.12) as it stands in a log, indentation included
 PROFILE_FAILURE = """
@@ -153,7 +153,7 @@ def test_every_attempt_failing_names_each_and_its_cause(fakes):
         _integrate(work)
     text = str(err.value)
     assert text.startswith("integration (dials.integrate) failed with every fallback tried")
-    for used in ("profile-fitted integration", "profile model from fewer spots",
+    for used in ("profile-fitted integration", "profile model from fewer spots than DIALS's minimum",
                  "summation integration"):  # fmt: skip
         assert used in text
     assert "too few strong spots to model spot profiles (14 < 50" in text
@@ -189,13 +189,12 @@ def test_scaling_falls_back_to_a_simpler_model(fakes):
 
 # ------------------------------------------------------------------ with DIALS
 
-#: a small cell (11 × 12 × 13 Å) in 15 frames of 0.1°: about 14 strong spots reach the
-#: profile model, fewer than DIALS's 50 in total and 20 per degree
+#: process_fixtures' tiny sweep made a small cell (11 × 12 × 13 Å) in 15 frames of 0.1°:
+#: about 14 strong spots reach the profile model, fewer than DIALS's 50 in total and 20
+#: per degree
 TINY_WEDGE = dict(
-    n_crystals=1,
     frames=15,
     osc_width=0.1,
-    detector_size=(487, 619),
     distance=60.0,
     d_min=0.9,
     unit_cell=(11.0, 12.0, 13.0, 90.0, 90.0, 90.0),
@@ -210,7 +209,7 @@ TINY_WEDGE = dict(
 def test_tiny_wedges_get_through_integration_and_scaling(tmp_path, capsys):
     root = tmp_path / "tiny"
     for name, seed in (("w1", 3), ("w2", 4)):
-        simulate(root / name, SimulationConfig(**TINY_WEDGE, seed=seed, prefix=name))
+        simulate_tiny(root / name, **TINY_WEDGE, seed=seed, prefix=name)
     out = tmp_path / "out"
     rc = main(["process", str(root), "--workdir", str(out), "--nproc", "2", "--no-progress"])
     printed = capsys.readouterr().out

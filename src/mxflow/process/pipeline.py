@@ -180,13 +180,7 @@ def _first_that_works(run: _Run, steps: list[Step], attempts: list[D.Attempt]) -
     fails with the reason of each.
     """
     words = STEP_WORDS.get(steps[0].name, steps[0].program)
-    topic = words.split(" (")[0]
-    chosen = None
-    for i, st in enumerate(steps):  # an earlier run's successful attempt still holds
-        if (old := is_done(st, run.workdir)) is not None:
-            run.result.steps.append(old)
-            chosen = i
-            break
+    chosen = _reused(run, steps)
     failed: list[tuple[int, StepRecord]] = []
     if chosen is None:
         for i, st in enumerate(steps):
@@ -197,32 +191,35 @@ def _first_that_works(run: _Run, steps: list[Step], attempts: list[D.Attempt]) -
                 break
             failed.append((i, rec))
     else:  # reused: the earlier attempts' logs still tell why they failed
-        for i, st in enumerate(steps[:chosen]):
-            log = st.log_name
-            failed.append((i, StepRecord(st.name, [], log, returncode=1)))
-    reasons: list[str] = []
-    for _i, rec in failed:
-        why = _why(run.workdir, rec)
-        if why not in reasons:
-            reasons.append(why)
+        failed = [(i, StepRecord(st.name, [], st.log_name, returncode=1))
+                  for i, st in enumerate(steps[:chosen])]  # fmt: skip
+    whys = [(i, _why(run.workdir, rec)) for i, rec in failed]
     if chosen is None:
-        tried = "; ".join(
-            f"{attempts[i].used.removesuffix(' used')}: {_why(run.workdir, r)}" for i, r in failed
-        )
-        logs = ", ".join(r.log for _, r in failed)
+        tried = "; ".join(f"{attempts[i].used.removesuffix(' used')}: {why}" for i, why in whys)
+        logs = ", ".join(rec.log for _, rec in failed)
         raise DatasetFailed(f"{words} failed with every fallback tried ({tried}) (logs: {logs})")
     if chosen > 0:
+        reasons = list(dict.fromkeys(why for _, why in whys))  # each cause once, in order
+        topic = words.split(" (")[0]
         run.result.fallbacks.append(f"{topic}: {'; '.join(reasons)}; {attempts[chosen].used}")
+
+
+def _reused(run: _Run, steps: list[Step]) -> int | None:
+    """The index of the first of ``steps`` (attempts of one step) whose outputs an earlier
+    run left complete and current, its record kept as the dataset's; None if none."""
+    for i, st in enumerate(steps):
+        if (old := is_done(st, run.workdir)) is not None:
+            run.result.steps.append(old)
+            return i
+    return None
 
 
 def _reuse_index(run: _Run, options: ProcessingOptions, sg: str | None, cell, stem: str) -> bool:
     """True (and its record kept) when an earlier run's successful indexing attempt,
     whichever it was, still holds: its outputs are reused."""
-    for label, extra in D.index_attempts(options, sg, cell):
-        if (old := is_done(D.index_step(options, label, extra, stem), run.workdir)) is not None:
-            run.result.steps.append(old)
-            return True
-    return False
+    steps = [D.index_step(options, label, extra, stem)
+             for label, extra in D.index_attempts(options, sg, cell)]  # fmt: skip
+    return _reused(run, steps) is not None
 
 
 def _count_spots(workdir: Path) -> int:

@@ -91,18 +91,19 @@ LOOPBACK = "127.0.0.1"
 _HEALTH_ONLY = ["distributed.http.health"]
 
 
-def check_counts(workers: int | None, nproc: int | None, cores: int) -> None:
+def check_counts(workers: int | None, nproc: int | None, cores: int | None) -> None:
     """Raise :class:`MxflowError` unless ``workers`` and ``nproc`` (None: not given) are
     whole numbers from 1 to 2 × ``cores`` (``workers=500: at most 4 on this machine
-    (2 cores)``)."""
+    (2 cores)``); ``cores`` None: no upper bound (a batch node's cores, not this
+    machine's, bound DIALS nproc there)."""
     for name, value in (("workers", workers), ("nproc", nproc)):
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise MxflowError(f"{name}={value!r}: must be a whole number")
-        problem = count_problem(value, cores)
-        if problem:
-            raise MxflowError(f"{name}={value}: {problem}")
+        problem = count_problem(value, cores) if cores is not None else None
+        if value < 1 or problem:
+            raise MxflowError(f"{name}={value}: {problem or 'must be at least 1'}")
 
 
 def check_batch_system(kind: str) -> None:
@@ -250,9 +251,8 @@ def start_cluster(
     check_batch_system(kind)
     if kind == "local":
         n_workers, n_proc = local_layout(available_cores(), workers, nproc)
-    elif nproc is not None and (isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1):
-        # DIALS nproc on the batch nodes: their cores, not this machine's, bound it
-        raise MxflowError(f"nproc={nproc!r}: must be a whole number of at least 1")
+    else:
+        check_counts(None, nproc, cores=None)
     _configure_dask(retries)
     import dask
     from distributed import Client, LocalCluster

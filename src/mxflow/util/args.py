@@ -242,7 +242,7 @@ def workdir_in_inputs(workdir: str, inputs: list[str]) -> str | None:
 
 #: --workers and --nproc may ask for at most this many times the cores of the machine
 OVERSUBSCRIBE = 2
-#: the help text of every option bounded by :func:`max_on_this_machine`
+#: the help text of every option bounded by :func:`count_problem`
 CORES_BOUND_HELP = f"at most {OVERSUBSCRIBE} × the cores this machine gives mxflow"
 
 
@@ -254,12 +254,6 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def max_on_this_machine() -> int:
-    """The most worker processes, or DIALS ``nproc``, mxflow starts here:
-    :data:`OVERSUBSCRIBE` × :func:`available_cores`."""
-    return OVERSUBSCRIBE * available_cores()
 
 
 def count_problem(value: int, cores: int | None = None) -> str | None:
@@ -309,17 +303,10 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse ``type=``: a whole number of at least 1."""
-    value = _number(text, int, "a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
-    return value
-
-
 def core_count_arg(text: str) -> int:
     """argparse ``type=`` for ``--workers`` / ``--nproc`` / ``--jobs``: a whole number from 1
-    to :func:`max_on_this_machine` (``500: at most 4 on this machine (2 cores)``)."""
+    to :data:`OVERSUBSCRIBE` × the cores (:func:`count_problem`: ``500: at most 4 on this
+    machine (2 cores)``)."""
     value = _number(text, int, "a whole number")
     problem = count_problem(value)
     if problem:
