@@ -331,8 +331,8 @@ class Attempt(NamedTuple):
     used: str
 
 
-#: the lowest spot count dials.integrate's profile modelling is allowed in the fallbacks
-FEW_SPOTS_OVERALL = 10
+#: scan-static refinement with the parameters that have too few reflections fixed
+_STATIC_REFINE = ["scan_varying=False", "refinement.parameterisation.auto_reduction.action=fix"]
 
 #: refinement: DIALS's defaults, then scan-static with parameters that have too few
 #: reflections fixed, then only the crystal (orientation and cell) refined
@@ -340,14 +340,13 @@ REFINE_ATTEMPTS = [
     Attempt("", [], "refinement with DIALS's defaults"),
     Attempt(
         "static",
-        ["scan_varying=False", "refinement.parameterisation.auto_reduction.action=fix"],
+        _STATIC_REFINE,
         "scan-static refinement, parameters without enough reflections fixed",
     ),
     Attempt(
         "crystal_only",
         [
-            "scan_varying=False",
-            "refinement.parameterisation.auto_reduction.action=fix",
+            *_STATIC_REFINE,
             "refinement.parameterisation.beam.fix=all",
             "refinement.parameterisation.detector.fix=all",
         ],
@@ -356,25 +355,24 @@ REFINE_ATTEMPTS = [
 ]
 
 #: integration: profile fitting as DIALS does it, then with the profile model made from
-#: as few as FEW_SPOTS_OVERALL spots, then summation only (the profile model still sets
-#: the shoebox sizes, from as few spots)
+#: however few strong spots there are, then summation only (the profile model still sets
+#: the shoebox sizes).  DIALS models profiles when there are at least ``overall`` spots
+#: *or* ``per_degree`` per degree, so both are set to 0: no minimum (DIALS still stops
+#: when no spot is left)
+_FEW_SPOTS = [
+    "profile.gaussian_rs.min_spots.overall=0",
+    "profile.gaussian_rs.min_spots.per_degree=0",
+]
 INTEGRATE_ATTEMPTS = [
     Attempt("", [], "profile-fitted integration"),
     Attempt(
         "few_spots",
-        [
-            f"profile.gaussian_rs.min_spots.overall={FEW_SPOTS_OVERALL}",
-            "profile.gaussian_rs.min_spots.per_degree=0",
-        ],
-        f"profile model from fewer spots (at least {FEW_SPOTS_OVERALL}) used",
+        _FEW_SPOTS,
+        "profile model from fewer spots than DIALS's minimum used",
     ),
     Attempt(
         "summation",
-        [
-            f"profile.gaussian_rs.min_spots.overall={FEW_SPOTS_OVERALL}",
-            "profile.gaussian_rs.min_spots.per_degree=0",
-            "integration.profile.fitting=False",
-        ],
+        [*_FEW_SPOTS, "integration.profile.fitting=False"],
         "summation integration used",
     ),
 ]
