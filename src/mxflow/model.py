@@ -95,6 +95,8 @@ class Dataset:
     unit_cell: UnitCell | None = None
     reference_mtz: str | None = None
     free_flags_mtz: str | None = None  # MTZ whose FreeR_flag column the merged files take
+    heavy_atom: str | None = None  # element symbol of the anomalous scatterer (sheet / CLI)
+    n_sites: int | None = None  # expected number of heavy-atom sites per ASU
 
     @property
     def frames(self) -> tuple[int, int]:
@@ -115,6 +117,7 @@ class ProcessingOptions:
     unit_cell: UnitCell | None = None
     d_min: float | None = None  # Å
     anomalous: bool = False
+    heavy_atom: str | None = None  # element symbol (xia2's atom=): turns anomalous on
     # geometry overrides passed to dials.import (MyD88-style headers)
     distance: float | None = None  # mm
     beam_center: tuple[float, float] | None = None  # mm (fast, slow) as dials.import wants
@@ -158,6 +161,12 @@ class ShellStats:
     cc_ano: float = math.nan
     sig_ano: float = math.nan
     n_ano: int = 0
+    # anomalous completeness / multiplicity (mxflow.stats.merging): acentric reflections with
+    # both Bijvoet mates measured over the possible acentric ones; observations per mate
+    anom_completeness: float = math.nan
+    anom_multiplicity: float = math.nan
+    # slope of the normal probability plot of ΔI/σ(ΔI) (1 for pure noise with right σ)
+    anom_slope: float = math.nan
 
 
 @dataclass
@@ -217,6 +226,9 @@ class DatasetResult:
     # words: "integration: too few strong spots to model spot profiles (38 < 50, ...);
     # summation integration used" (mxflow.process.pipeline)
     fallbacks: list[str] = field(default_factory=list)
+    # what processing noticed about anomalous scattering at this wavelength (absorption
+    # edge nearby, f′/f″ of the heavy atom), in plain words (mxflow.stats.scatterers)
+    anomalous_note: str | None = None
     wall_s: float = 0.0
     steps: list[StepRecord] = field(default_factory=list)
 
@@ -249,6 +261,10 @@ class Thresholds:
     # skip a node inside an already chosen one that lacks at most max(1, this × its size)
     # of its datasets: near-identical data, and run_03 drops single bad datasets anyway
     near_duplicate: float | None = 0.1
+    # anomalous merges only (KAMO's min_acmpl / min_aredun): anomalous completeness in %,
+    # observations per Bijvoet mate; None disables the test
+    min_anom_completeness: float | None = None
+    min_anom_multiplicity: float | None = None
 
 
 @dataclass
@@ -258,6 +274,8 @@ class MergeOptions:
     sample: str | None = None
     label: str = ""  # what tells this merge apart from others of the sample, e.g. "λ 0.9790 Å"
     anomalous: bool = False  # scale I+ and I- apart (dials.scale anomalous=True)
+    heavy_atom: str | None = None  # element of the anomalous scatterer; implies anomalous
+    n_sites: int | None = None  # expected heavy-atom sites per ASU (MTZ history, report)
     space_group: str | None = None
     reference: str | None = None  # reference MTZ: indexing setting and cell group
     free_flags: str | None = None  # MTZ whose FreeR_flag column every merged MTZ takes
@@ -436,6 +454,45 @@ class MergeRun:
 
 
 @dataclass
+class HeavyAtom:
+    """The anomalous scatterer at one wavelength (mxflow.stats.scatterers).
+
+    ``f_prime`` / ``f_double_prime`` in electrons (Cromer–Liberman, gemmi);
+    ``edge_ev`` / ``energy_ev`` in eV; ``edge`` the absorption edge nearest
+    below the energy (e.g. "K"), from xraydb's tables.
+    """
+
+    element: str
+    energy_ev: float
+    f_prime: float
+    f_double_prime: float
+    edge: str = ""
+    edge_ev: float = math.nan
+    n_sites: int | None = None
+    note: str = ""
+
+
+@dataclass
+class AnomalousSignal:
+    """How far the anomalous signal of a merged cluster goes (mxflow.stats.anomalous).
+
+    ``d_ano`` (Å): high-resolution end of the shells whose CCano is at least
+    ``cc_ano_target``, counted from the inner shell (None: not even the inner
+    shell); the overall figures are those of the cluster's statistics.
+    """
+
+    cc_ano: float = math.nan
+    sig_ano: float = math.nan
+    anom_completeness: float = math.nan
+    anom_multiplicity: float = math.nan
+    anom_slope: float = math.nan
+    d_ano: float | None = None
+    cc_ano_target: float = 0.15
+    heavy_atom: HeavyAtom | None = None
+    note: str = ""
+
+
+@dataclass
 class ClusterResult:
     """One merged cluster: its runs, the final statistics and files.
 
@@ -472,6 +529,8 @@ class ClusterResult:
     merged_mtz: str = ""
     unmerged_mtz: str = ""
     diagnostics: ClusterDiagnostics | None = None  # per image / per dataset, of the final run
+    anomalous: AnomalousSignal | None = None  # anomalous merges only
+    shelx_hkl: str = ""  # SHELX HKLF 4 file beside merged.mtz (anomalous merges)
 
     @property
     def ok(self) -> bool:
