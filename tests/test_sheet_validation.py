@@ -232,3 +232,41 @@ def test_empty_trailing_fields_are_fine(tmp_path):
     sheet = tmp_path / "s.csv"
     sheet.write_text("pin,name\nCPS1-01,a,,\n")
     assert [e.name for e in read_sample_sheet(sheet)] == ["a"]
+
+
+# -- heavy atom and sites (#13) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header,value,where",
+    [
+        (
+            "heavy_atom",
+            "Xx",
+            "line 2, column heavy_atom: heavy atom 'Xx' is not a chemical element",
+        ),
+        ("atom", "Zn2+", "line 2, column atom: heavy atom 'Zn2+' is not a chemical element"),
+        ("ha", "He", "line 2, column ha: heavy atom 'He' (Z 2) is outside Z 3–92"),
+        ("sites", "0", "line 2, column sites: sites '0' must be a whole number from 1 to 9999"),
+        ("sites", "-2", "line 2, column sites: sites '-2'"),
+        ("sites", "2.5", "line 2, column sites: sites '2.5'"),
+    ],
+)
+def test_bad_heavy_atom_or_sites_names_line_and_column(tmp_path, header, value, where):
+    assert where in sheet_error(tmp_path, f"pin,name,{header}\nCPS1-01,a,{value}\n")
+
+
+def test_heavy_atom_and_sites_reach_datasets_and_wedges(tmp_path):
+    root = tmp_path / "run"
+    cbf_sweep(root / "a", "thas1", range(1, 4), width=1.0)
+    cbf_sweep(root / "b", "lyso", range(1, 4), width=1.0)
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text(f"topdir,name,ha,sites\n{root / 'a'},thas1,zinc,2\n{root / 'b'},lyso,,\n")
+    assert [(e.heavy_atom, e.n_sites) for e in read_sample_sheet(sheet)] == [
+        ("Zn", 2),
+        (None, None),
+    ]
+    coll = discover_collection(root, sample_sheet=sheet, settle_s=0, wedge_deg=1.0)
+    got = {(d.sample, d.heavy_atom, d.n_sites) for d in [*coll.datasets, *coll.wedges]}
+    assert got == {("thas1", "Zn", 2), ("lyso", None, None)}
+    assert len(coll.wedges) == 6  # three 1° wedges of each sweep, each with the sheet's values

@@ -73,6 +73,8 @@ class SampleEntry:
     unit_cell: UnitCell | None = None
     reference_mtz: str | None = None
     free_flags_mtz: str | None = None
+    heavy_atom: str | None = None  # element symbol (canonical: "Zn"); implies anomalous
+    n_sites: int | None = None  # expected heavy-atom sites per ASU
     line: int = 0
     pin_given: str | None = None  # the pin as the sheet spells it (``pin`` is its key)
 
@@ -97,6 +99,8 @@ _COLUMNS = {
         "r_free_flags",
         "rfree",
     ),
+    "heavy_atom": ("heavy_atom", "heavy-atom", "heavyatom", "atom", "ha"),
+    "n_sites": ("sites", "n_sites", "nsites", "num_sites"),
 }
 _TRUE = {"true", "yes", "y", "1", "t", "anom", "anomalous", "on"}
 _FALSE = {"false", "no", "n", "0", "f", "", "noanom", "off"}
@@ -184,7 +188,10 @@ def read_sample_sheet(path: str | Path) -> list[SampleEntry]:
       amplitudes, relative paths taken from the sheet's directory), ``free_flags``
       (or ``free_flags_mtz``, ``freer``: an MTZ whose FreeR flags the
       sample's merged files take, relative as ``reference``; checked for a
-      flag column when the sheet is read).
+      flag column when the sheet is read), ``heavy_atom`` (or ``atom``, ``ha``: the
+      element of the anomalous scatterer, e.g. ``Zn``, as xia2's ``atom=``; it makes
+      the sample anomalous) and ``sites`` (expected heavy-atom sites per asymmetric
+      unit, a whole number above 0).
 
     Blank lines and lines starting with ``#`` are skipped.  Every field is
     checked here: an error is a BadInputError naming the file, the line and
@@ -295,6 +302,22 @@ def _sheet_entry(sheet: _Sheet, line: int, row: list[str], n_header: int) -> Sam
             entry.free_flags_mtz = _free_flags_file(sheet.path, flags)
         except ValueError as exc:
             raise err(line, "free_flags_mtz", str(exc)) from None
+    atom = cell("heavy_atom")
+    if atom:
+        from mxflow.stats.scatterers import check_element
+
+        try:
+            entry.heavy_atom = check_element(atom)
+        except ValueError as exc:
+            raise err(line, "heavy_atom", str(exc)) from None
+    sites = cell("n_sites")
+    if sites:
+        from mxflow.stats.scatterers import parse_sites
+
+        try:
+            entry.n_sites = parse_sites(sites)
+        except ValueError as exc:
+            raise err(line, "n_sites", str(exc)) from None
     return entry
 
 
@@ -467,6 +490,8 @@ def make_wedges(ds: Dataset, wedge_deg: float | None) -> list[Dataset]:
             unit_cell=ds.unit_cell,
             reference_mtz=ds.reference_mtz,
             free_flags_mtz=ds.free_flags_mtz,
+            heavy_atom=ds.heavy_atom,
+            n_sites=ds.n_sites,
         )
         for a, b in ranges
     ]
@@ -623,6 +648,8 @@ def discover_collection(
             unit_cell=entry.unit_cell if entry else None,
             reference_mtz=entry.reference_mtz if entry else None,
             free_flags_mtz=entry.free_flags_mtz if entry else None,
+            heavy_atom=entry.heavy_atom if entry else None,
+            n_sites=entry.n_sites if entry else None,
         )
         header = found.headers[sweep.template]
         why = _still_written(found.files[sweep.template], header, sweep, now, settle_s)

@@ -17,6 +17,8 @@ and merge_summary.json; OUT/final/ holds the recommended cluster's files
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 from pathlib import Path
 
 from mxflow.catalog.lock import locked
@@ -25,9 +27,11 @@ from mxflow.merge.final import recommend
 from mxflow.merge.pipeline import merge_sample
 from mxflow.model import ClusterResult, MergeOptions, MergeSummary, Thresholds
 from mxflow.stats.free_flags import free_flags_arg
+from mxflow.stats.scatterers import HEAVY_ATOM_HELP, SITES_HELP, cli_heavy_atom, sites_arg
 from mxflow.util.args import (
     CORES_BOUND_HELP,
     core_count_arg,
+    nonnegative_float,
     positive_float,
     sample_name_arg,
     space_group_arg,
@@ -66,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--anomalous", action="store_true", help="anomalous data: scale I+ and I- separately"
     )
+    p.add_argument("--heavy-atom", metavar="EL", help=HEAVY_ATOM_HELP)
+    p.add_argument("--sites", type=sites_arg, metavar="N", help=SITES_HELP)
     p.add_argument(
         "--method",
         choices=["blend", "cc", "both"],
@@ -126,6 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="merge at most N clusters, the largest first (default: 10)",
     )
+    add_anomalous_threshold_arguments(p)
     p.add_argument(
         "--merge-near-duplicates",
         action="store_true",
@@ -153,24 +160,63 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_anomalous_threshold_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+) -> None:
+    """KAMO's min_acmpl / min_aredun: ``--min-anom-completeness``, ``--min-anom-multiplicity``
+    (``mxflow merge``, ``run``, ``watch``)."""
+    parser.add_argument(
+        "--min-anom-completeness",
+        type=nonnegative_float,
+        metavar="PCT",
+        help="anomalous merges: merge only clusters with at least this anomalous "
+        "completeness, in %% (both Bijvoet mates measured; KAMO's min_acmpl; default: no limit)",
+    )
+    parser.add_argument(
+        "--min-anom-multiplicity",
+        type=nonnegative_float,
+        metavar="X",
+        help="anomalous merges: merge only clusters with at least this many observations "
+        "per Bijvoet mate (KAMO's min_aredun; default: no limit)",
+    )
+
+
+def anomalous_thresholds(args: argparse.Namespace, base: Thresholds | None = None) -> Thresholds:
+    """``base`` (default: :class:`Thresholds`' defaults) with the command line's
+    anomalous completeness / multiplicity limits."""
+    return dataclasses.replace(
+        base or Thresholds(),
+        min_anom_completeness=args.min_anom_completeness,
+        min_anom_multiplicity=args.min_anom_multiplicity,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    heavy_atom, warning = cli_heavy_atom(args.heavy_atom)
+    if warning:  # not refused: merged as anomalous, without f′/f″
+        print(warning, file=sys.stderr)
     opts = MergeOptions(
         sample=args.sample,
         space_group=args.space_group,
         reference=args.reference,
         free_flags=args.free_flags,
-        anomalous=args.anomalous,
+        anomalous=args.anomalous or heavy_atom is not None,
+        heavy_atom=heavy_atom,
+        n_sites=args.sites,
         method=args.method,
         d_min=args.d_min,
         cc_half_target=args.cc_half,
-        thresholds=Thresholds(
-            min_completeness=args.min_completeness,
-            min_multiplicity=args.min_multiplicity,
-            max_lcv=args.max_lcv,
-            max_alcv=args.max_alcv,
-            max_height=args.max_height,
-            max_clusters=args.max_clusters,
-            near_duplicate=None if args.merge_near_duplicates else 0.1,
+        thresholds=anomalous_thresholds(
+            args,
+            Thresholds(
+                min_completeness=args.min_completeness,
+                min_multiplicity=args.min_multiplicity,
+                max_lcv=args.max_lcv,
+                max_alcv=args.max_alcv,
+                max_height=args.max_height,
+                max_clusters=args.max_clusters,
+                near_duplicate=None if args.merge_near_duplicates else 0.1,
+            ),
         ),
         reject_frames=not args.no_frame_rejection,
         reject_datasets=not args.no_dataset_rejection,

@@ -31,6 +31,7 @@ from typing import Any
 
 from mxflow.model import Dataset, DatasetResult, ImageSweep, ProcessingOptions, to_dict
 from mxflow.process.pipeline import process_dataset
+from mxflow.stats.scatterers import HEAVY_ATOM_HELP, SITES_HELP, cli_heavy_atom, sites_arg
 from mxflow.util.args import (
     CORES_BOUND_HELP,
     UNIT_CELL_HELP,
@@ -92,6 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--anomalous", action="store_true", help="keep Friedel mates apart in scaling"
     )
+    parser.add_argument("--heavy-atom", metavar="EL", help=HEAVY_ATOM_HELP)
+    parser.add_argument("--sites", type=sites_arg, metavar="N", help=SITES_HELP)
     parser.add_argument("--distance", type=float, metavar="MM", help="override detector distance")
     parser.add_argument(
         "--beam-centre",
@@ -117,8 +120,8 @@ def dataset_name(template: str) -> str:
     return safe_name(base)
 
 
-def datasets_from_sweeps(sweeps: list[ImageSweep]) -> list[Dataset]:
-    """One Dataset per sweep, with unique names."""
+def datasets_from_sweeps(sweeps: list[ImageSweep], n_sites: int | None = None) -> list[Dataset]:
+    """One Dataset per sweep, with unique names (and ``n_sites`` expected heavy-atom sites)."""
     out: list[Dataset] = []
     seen: dict[str, int] = {}
     for sweep in sweeps:
@@ -128,7 +131,7 @@ def datasets_from_sweeps(sweeps: list[ImageSweep]) -> list[Dataset]:
             name = f"{name}_{seen[name]}"
         else:
             seen[name] = 1
-        out.append(Dataset(name=name, sweep=sweep))
+        out.append(Dataset(name=name, sweep=sweep, n_sites=n_sites))
     return out
 
 
@@ -202,6 +205,8 @@ def summary_table(entries: list[dict[str, Any]]) -> str:
         if e["status"] != "ok" and e.get("reason"):
             lines.append(f"    reason: {e['reason']}")
         lines.extend(f"    fallback: {note}" for note in e.get("fallbacks") or [])
+        if e.get("anomalous_note"):
+            lines.append(f"    anomalous: {e['anomalous_note']}")
     return "\n".join(lines)
 
 
@@ -211,15 +216,19 @@ def run_process(
     options: ProcessingOptions,
     jobs: int | None = None,
     progress: bool = True,
+    n_sites: int | None = None,
 ) -> dict[str, Any]:
-    """Find sweeps under ``paths``, process them into ``out``, write and return the summary."""
+    """Find sweeps under ``paths``, process them into ``out``, write and return the summary.
+
+    ``n_sites``: expected heavy-atom sites per asymmetric unit (``--sites``), given to
+    every dataset."""
     from mxflow.catalog.lock import locked
 
     out = Path(out)
     refuse_catalog_out(out)  # before anything is written, the lock file too
     with locked(out):
         refuse_catalog_out(out)  # (a run may have started in between)
-        return _run_process(paths, out, options, jobs, progress)
+        return _run_process(paths, out, options, jobs, progress, n_sites)
 
 
 def refuse_catalog_out(out: Path) -> None:
@@ -248,6 +257,7 @@ def _run_process(
     options: ProcessingOptions,
     jobs: int | None,
     progress: bool,
+    n_sites: int | None = None,
 ) -> dict[str, Any]:
     from mxflow.discover import find_sweeps
 
@@ -263,7 +273,7 @@ def _run_process(
         for s in found.sweeps
         if not s.is_rotation
     ]
-    datasets = datasets_from_sweeps(rotation)
+    datasets = datasets_from_sweeps(rotation, n_sites)
     results = process_all(datasets, out, options, jobs=jobs, progress=progress)
     summary = {
         "datasets": [
@@ -278,12 +288,18 @@ def _run_process(
 
 
 def options_from_args(args: argparse.Namespace) -> ProcessingOptions:
+    """The processing options; an unknown ``--heavy-atom`` is warned about on stderr (and
+    noted on every dataset), not refused: the data are processed as anomalous."""
+    heavy_atom, warning = cli_heavy_atom(args.heavy_atom)
+    if warning:
+        print(warning, file=sys.stderr)
     return ProcessingOptions(
         nproc=max(1, args.nproc),
         space_group=args.space_group,
         unit_cell=args.unit_cell,
         d_min=args.d_min,
-        anomalous=args.anomalous,
+        anomalous=args.anomalous or heavy_atom is not None,
+        heavy_atom=heavy_atom,
         distance=args.distance,
         beam_center=args.beam_centre,
         rotation_axis=args.rotation_axis,
@@ -293,7 +309,12 @@ def options_from_args(args: argparse.Namespace) -> ProcessingOptions:
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     summary = run_process(
-        args.paths, args.workdir, options, jobs=args.jobs, progress=not args.no_progress
+        args.paths,
+        args.workdir,
+        options,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        n_sites=args.sites,
     )
     for p in summary["problems"]:
         print(f"skipped {p['path']}: {p['problem']}", file=sys.stderr)

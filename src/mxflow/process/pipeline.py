@@ -53,6 +53,7 @@ from mxflow.stats.absences import axial_summary
 from mxflow.stats.free_flags import write_merged_mtz
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.resolution import cc_half_d_min, sparse_shell_limit_from_mtz
+from mxflow.stats.scatterers import edge_note, edges_near, heavy_atom_or_note
 from mxflow.util.files import atomic_write_text, write_json
 
 #: fewer strong spots than this over the whole sweep: treat it as blank
@@ -238,13 +239,32 @@ def _indexed_fraction(workdir: Path, stem: str = "indexed") -> float | None:
 
 def dataset_options(dataset: Dataset, options: ProcessingOptions) -> ProcessingOptions:
     """The options for one dataset: the command line's, completed by what the sample
-    sheet says of its sample (space group, unit cell, anomalous); the command line wins."""
+    sheet says of its sample (space group, unit cell, anomalous, heavy atom); the
+    command line wins, and a heavy atom makes the dataset anomalous."""
+    heavy_atom = options.heavy_atom or dataset.heavy_atom
     return dataclasses.replace(
         options,
         space_group=options.space_group or dataset.space_group,
         unit_cell=options.unit_cell or dataset.unit_cell,
-        anomalous=options.anomalous or dataset.anomalous,
+        anomalous=options.anomalous or dataset.anomalous or heavy_atom is not None,
+        heavy_atom=heavy_atom,
     )
+
+
+def anomalous_note(dataset: Dataset, options: ProcessingOptions) -> str | None:
+    """What to say of anomalous scattering at the dataset's wavelength (``options``:
+    :func:`dataset_options`'s): with a heavy atom, its f′/f″ there and where the
+    energy lies from its edges (or why there are none: an unknown element); without
+    one, the edges of common heavy atoms just below the energy, if any
+    (:mod:`mxflow.stats.scatterers`); None when there is nothing to say."""
+    wavelength = dataset.sweep.wavelength
+    if options.heavy_atom:
+        atom = heavy_atom_or_note(options.heavy_atom, wavelength, dataset.n_sites)
+        sites = f"; {atom.n_sites} {atom.element} site(s) expected" if atom.n_sites else ""
+        return atom.note + sites
+    if not (wavelength and wavelength > 0):
+        return None
+    return edge_note(wavelength, edges_near(wavelength), options.anomalous)
 
 
 def _pipeline(
@@ -252,6 +272,7 @@ def _pipeline(
 ) -> None:
     run = _Run(workdir, result)
     options = dataset_options(dataset, options)
+    result.anomalous_note = anomalous_note(dataset, options)
     sg, cell = options.space_group, options.unit_cell
 
     paths = check_frames(dataset)

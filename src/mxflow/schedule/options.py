@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
 from mxflow.discover.collection import Collection
-from mxflow.model import ProcessingOptions
+from mxflow.merge.cli import add_anomalous_threshold_arguments
+from mxflow.model import Dataset, ProcessingOptions
 from mxflow.schedule.cluster import CLUSTER_KINDS
 from mxflow.schedule.collection import (
     DEFAULT_DISCOVER_FN,
@@ -18,6 +20,7 @@ from mxflow.schedule.collection import (
 )
 from mxflow.schedule.tasks import DEFAULT_PROCESS_FN, resolve_function
 from mxflow.stats.free_flags import free_flags_arg
+from mxflow.stats.scatterers import HEAVY_ATOM_HELP, SITES_HELP, cli_heavy_atom, sites_arg
 from mxflow.util.args import (
     CORES_BOUND_HELP,
     UNIT_CELL_HELP,
@@ -97,6 +100,17 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--anomalous", action="store_true", help="keep Friedel mates separate")
     g.add_argument(
+        "--heavy-atom",
+        metavar="EL",
+        help=HEAVY_ATOM_HELP + "; wins over the sample sheet's heavy_atom column",
+    )
+    g.add_argument(
+        "--sites",
+        type=sites_arg,
+        metavar="N",
+        help=SITES_HELP + "; wins over the sample sheet's sites column",
+    )
+    g.add_argument(
         "--free-flags",
         type=free_flags_arg,
         metavar="MTZ",
@@ -108,6 +122,8 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="process again datasets that failed in an earlier run",
     )
+    g = parser.add_argument_group("merging")
+    add_anomalous_threshold_arguments(g)
     g = parser.add_argument_group("execution")
     g.add_argument(
         "--cluster",
@@ -167,6 +183,35 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     )  # developer option: e.g. mxflow.schedule.fake:discover_collection
 
 
+def discover_with_cli_settings(
+    root: str | Path,
+    *,
+    discover_fn: Any,
+    free_flags: str | None = None,
+    heavy_atom: str | None = None,
+    n_sites: int | None = None,
+    **kwargs: Any,
+) -> Collection:
+    """``discover_fn``'s collection with what the command line says of every sample.
+
+    ``free_flags`` (an MTZ, ``mxflow run --free-flags``): the flag file of every sample
+    the sample sheet gives none (see :func:`discover_with_free_flags`).  ``heavy_atom``
+    and ``n_sites`` (``--heavy-atom``, ``--sites``): set on every dataset, over what
+    the sheet says (the command line wins); merging takes them from there
+    (:func:`mxflow.schedule.post.sample_settings`).
+    """
+    coll = resolve_function(discover_fn)(root, **kwargs)
+    everything = [*coll.datasets, *coll.wedges, *coll.incomplete]
+    if free_flags:
+        _fill_free_flags(everything, free_flags)
+    for ds in everything:
+        if heavy_atom:
+            ds.heavy_atom = heavy_atom
+        if n_sites:
+            ds.n_sites = n_sites
+    return coll
+
+
 def discover_with_free_flags(
     root: str | Path, *, free_flags: str, discover_fn: Any, **kwargs: Any
 ) -> Collection:
@@ -176,8 +221,14 @@ def discover_with_free_flags(
     A sample whose sheet rows name one flag file has it on all its datasets;
     one naming several is left as the sheet says (merging then uses none).
     """
-    coll = resolve_function(discover_fn)(root, **kwargs)
-    everything = [*coll.datasets, *coll.wedges, *coll.incomplete]
+    return discover_with_cli_settings(
+        root, discover_fn=discover_fn, free_flags=free_flags, **kwargs
+    )
+
+
+def _fill_free_flags(everything: list[Dataset], free_flags: str) -> None:
+    """``free_flags`` on the datasets of every sample none of whose datasets names a flag
+    file; a sample naming one file has it on all its datasets."""
     named: dict[str, set[str]] = {}
     for ds in everything:
         named.setdefault(ds.sample, set())
@@ -189,16 +240,30 @@ def discover_with_free_flags(
             ds.free_flags_mtz = free_flags
         elif len(given) == 1:
             ds.free_flags_mtz = next(iter(given))
-    return coll
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run's configuration; an unknown ``--heavy-atom`` is warned about on stderr
+    (and noted on every dataset, which the run log repeats), not refused."""
+    heavy_atom, warning = cli_heavy_atom(args.heavy_atom)
+    if warning:
+        print(warning, file=sys.stderr)
     options = ProcessingOptions(
         space_group=args.space_group,
         unit_cell=args.unit_cell,
         d_min=args.d_min,
-        anomalous=args.anomalous,
+        anomalous=args.anomalous or heavy_atom is not None,
+        heavy_atom=heavy_atom,
     )
+    discover_fn: Any = args.discover_fn
+    if args.free_flags or heavy_atom or args.sites:
+        discover_fn = functools.partial(
+            discover_with_cli_settings,
+            discover_fn=args.discover_fn,
+            free_flags=args.free_flags,
+            heavy_atom=heavy_atom,
+            n_sites=args.sites,
+        )
     return RunConfig(
         sample_sheet=args.sample_sheet,
         default_sample=args.default_sample,
@@ -215,11 +280,5 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         settle_s=args.settle_s,
         settle_timeout_s=args.settle_timeout_s,
         dashboard=args.dashboard,
-        discover_fn=(
-            functools.partial(
-                discover_with_free_flags, free_flags=args.free_flags, discover_fn=args.discover_fn
-            )
-            if args.free_flags
-            else args.discover_fn
-        ),
+        discover_fn=discover_fn,
     )

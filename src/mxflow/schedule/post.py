@@ -55,6 +55,7 @@ from mxflow.model import (
     MergeRecord,
     MergeSummary,
     ProcessingOptions,
+    Thresholds,
 )
 from mxflow.schedule.cluster import available_cores
 from mxflow.schedule.progress import (
@@ -274,7 +275,7 @@ def combine_settings(settings: Sequence[SampleSettings | None]) -> SampleSetting
     when any is."""
     given = [s for s in settings if s is not None]
     out = SampleSettings(anomalous=any(s.anomalous for s in given))
-    for name in ("space_group", "reference", "free_flags"):
+    for name in ("space_group", "reference", "free_flags", "heavy_atom", "n_sites"):
         values = {getattr(s, name) for s in given if getattr(s, name)}
         if len(values) == 1:
             setattr(out, name, values.pop())
@@ -403,17 +404,20 @@ class SampleSettings:
     reference: str | None = None  # reference MTZ
     anomalous: bool = False
     free_flags: str | None = None  # MTZ whose FreeR flags the merged files take
+    heavy_atom: str | None = None  # element of the anomalous scatterer (implies anomalous)
+    n_sites: int | None = None  # expected heavy-atom sites per asymmetric unit
 
 
 def sample_settings(datasets: Sequence[Dataset]) -> dict[str, SampleSettings]:
-    """Per sample, the sample sheet's space group, reference MTZ, anomalous flag and
-    free-flag MTZ (``mxflow run --free-flags`` sets it on the datasets of the samples
-    whose sheet rows give none).
+    """Per sample, the sample sheet's space group, reference MTZ, anomalous flag,
+    free-flag MTZ, heavy atom and number of sites (``mxflow run --free-flags`` sets
+    the flag file on the datasets of the samples whose sheet rows give none;
+    ``--heavy-atom`` / ``--sites`` set theirs on every dataset).
 
-    A space group, reference or free-flag MTZ is taken when every dataset of the sample
-    that has one agrees (a sheet giving two space groups for one sample name
-    is ambiguous: neither is used); the sample is anomalous when any of its
-    datasets is.
+    A space group, reference, free-flag MTZ, heavy atom or number of sites is taken
+    when every dataset of the sample that has one agrees (a sheet giving two space
+    groups for one sample name is ambiguous: neither is used); the sample is
+    anomalous when any of its datasets is.
     """
     seen: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
     for d in datasets:
@@ -423,6 +427,8 @@ def sample_settings(datasets: Sequence[Dataset]) -> dict[str, SampleSettings]:
             ("space_group", d.space_group),
             ("reference", d.reference_mtz),
             ("free_flags", d.free_flags_mtz),
+            ("heavy_atom", d.heavy_atom),
+            ("n_sites", d.n_sites),
         ):
             if value:
                 seen[sample][key].add(value)
@@ -440,14 +446,19 @@ def merge_options(
     label: str = "",
     sheet: SampleSettings | None = None,
     use_given_sg: bool = True,
+    thresholds: Thresholds | None = None,
 ) -> MergeOptions:
     """The merge options of one sample: the command line (``cli``) wins over the sheet.
 
     ``use_given_sg`` False: processing found the given space group wrong for
-    some of the sample's datasets, so merging is not told it.
+    some of the sample's datasets, so merging is not told it.  A heavy atom
+    (``cli.heavy_atom``, else the sheet's) makes the merge anomalous; the number
+    of sites is the sheet's (``--sites`` is set on the datasets, so it is there).
+    ``thresholds``: the cluster thresholds (default: :class:`Thresholds`').
     """
     sheet = sheet or SampleSettings()
     given_sg = cli.space_group or sheet.space_group
+    heavy_atom = cli.heavy_atom or sheet.heavy_atom
     return MergeOptions(
         sample=sample,
         label=wavelength_words(label) if label else "",
@@ -455,8 +466,25 @@ def merge_options(
         space_group=given_sg if use_given_sg else None,
         reference=sheet.reference,
         free_flags=sheet.free_flags,
-        anomalous=cli.anomalous or sheet.anomalous,
+        anomalous=cli.anomalous or sheet.anomalous or heavy_atom is not None,
+        heavy_atom=heavy_atom,
+        n_sites=sheet.n_sites,
+        thresholds=thresholds or Thresholds(),
     )
+
+
+def anomalous_lines(sample: str, results: Sequence[DatasetResult]) -> list[str]:
+    """The run log's lines on the anomalous notes of a sample's datasets (what processing
+    said of the edges near their wavelength, or of the heavy atom): one per distinct
+    note, with how many of the datasets it is about."""
+    notes: dict[str, int] = {}
+    for r in results:
+        if r.anomalous_note:
+            notes[r.anomalous_note] = notes.get(r.anomalous_note, 0) + 1
+    return [
+        f"mxflow: sample {sample}: {note} ({n} of {len(results)} dataset(s))"
+        for note, n in notes.items()
+    ]
 
 
 def _merge_one(
@@ -490,6 +518,7 @@ def merge_samples(
     *,
     group_by_cell: bool = False,
     given: Collection[str] = (),
+    thresholds: Thresholds | None = None,
 ) -> int:
     """Merge every sample (both routes, each wavelength apart); returns the number of merges run.
 
@@ -499,7 +528,8 @@ def merge_samples(
     sample the user did not give (``given``: the sheet's and ``--sample``'s names)
     are grouped by their processed cells (:func:`decide_cell_groups`), and each
     group, recorded in the catalog, is merged as one sample; without it a grouping
-    recorded by an earlier run is dropped.  Samples are the catalog's (a sample sheet
+    recorded by an earlier run is dropped.  ``thresholds``: the cluster thresholds of
+    every merge (``--min-anom-completeness`` …; default :class:`Thresholds`').  Samples are the catalog's (a sample sheet
     added or changed after processing renames them), and the record of any merge of a
     sample that no longer exists is dropped (its folder is left on disk).
     """
@@ -554,9 +584,13 @@ def merge_samples(
                 f"mxflow: sample {sample}: the given space group did not fit {len(refuted)} "
                 f"dataset(s) (e.g. {refuted[0]}); merging decides it from the data"
             )
+        for line in anomalous_lines(sample, [r for _, r in members]):
+            log(line)
         progress = MergeProgress(name, index, len(todo), len(members))
         log(format_merge_start(progress))
-        options = merge_options(sample, cli, label, settings.get(sample), not refuted)
+        options = merge_options(
+            sample, cli, label, settings.get(sample), not refuted, thresholds=thresholds
+        )
         t0 = time.perf_counter()
         record = _merge_one(name, members, workdir, options, out, merge_fn)
         progress.elapsed_s = time.perf_counter() - t0

@@ -17,7 +17,9 @@ Computing and wording are apart: the ``*_note`` functions only format.
 
 from __future__ import annotations
 
+import argparse
 import math
+import re
 from dataclasses import dataclass
 
 import gemmi
@@ -46,6 +48,8 @@ WINDOW_BELOW_EV = 10.0
 LITTLE_SIGNAL_FRACTION = 0.5
 #: eV above an edge at which f″ "just above the edge" is taken
 JUST_ABOVE_EV = 10.0
+#: most heavy-atom sites per asymmetric unit a sheet or command line may give (a typo guard)
+MAX_SITES = 9999
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,15 @@ def check_element(symbol: str) -> str:
             "f′/f″ are tabulated"
         )
     return gemmi.Element(z).name
+
+
+def parse_sites(text: str) -> int:
+    """The expected number of heavy-atom sites per asymmetric unit from ``text``: a whole
+    number from 1 to :data:`MAX_SITES` (ASCII digits).  Raises ValueError naming the value."""
+    value = str(text).strip()
+    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= MAX_SITES:
+        raise ValueError(f"sites {text!r} must be a whole number from 1 to {MAX_SITES}")
+    return int(value)
 
 
 def element_edges(element: str) -> list[tuple[str, float]]:
@@ -259,3 +272,38 @@ def edge_note(wavelength: float, edges: list[NearbyEdge], anomalous: bool) -> st
     if anomalous:
         return f"{head}: processed as anomalous (--heavy-atom {first} reports f′/f″)"
     return f"{head}: anomalous data? (use --anomalous or --heavy-atom {first})"
+
+
+# -- command lines ------------------------------------------------------------------
+
+#: the help of every ``--heavy-atom`` option
+HEAVY_ATOM_HELP = (
+    "element of the anomalous scatterer, e.g. Zn or Se (xia2's atom=): implies --anomalous, "
+    "and f′/f″ at the data's wavelength are reported; a value that is not an element is "
+    "warned about, not refused: processing goes on as anomalous, without f′/f″"
+)
+#: the help of every ``--sites`` option
+SITES_HELP = "expected heavy-atom sites per asymmetric unit (recorded with the merged data)"
+
+
+def sites_arg(text: str) -> int:
+    """:func:`parse_sites` as an argparse ``type=`` (a usage error names the value)."""
+    try:
+        return parse_sites(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cli_heavy_atom(value: str | None, option: str = "--heavy-atom") -> tuple[str | None, str]:
+    """(the element to use, a warning) for a command line's heavy atom ``value``.
+
+    A known element comes back as its canonical symbol with no warning ("");
+    anything else comes back as given, with the warning to print: a typo
+    does not stop processing (the data are still anomalous), it only loses f′/f″.
+    """
+    if value is None:
+        return None, ""
+    try:
+        return check_element(value), ""
+    except ValueError as exc:
+        return value.strip(), f"mxflow: warning: {option}: {bad_element_note(exc)}"
