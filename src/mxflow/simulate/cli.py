@@ -95,6 +95,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--d-min", type=float, default=d.d_min, help="resolution limit (Å)")
     parser.add_argument("--wavelength", type=float, default=d.wavelength, help="Å")
+    parser.add_argument(
+        "--heavy-atom",
+        metavar="EL",
+        help="anomalous scatterer (e.g. Zn): N sites of EL in the model, with f′/f″ at the "
+        "wavelength (gemmi's Cromer–Liberman), so that I(+) ≠ I(−) in the images "
+        "(default: none; Friedel's law holds)",
+    )
+    parser.add_argument(
+        "--sites", type=int, default=d.n_sites, help="heavy-atom sites per ASU (default: %(default)s)"
+    )
     parser.add_argument("--distance", type=float, default=d.distance, help="mm")
     parser.add_argument(
         "--detector-size",
@@ -154,6 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mxflow.simulate.config import SimulationConfig
     from mxflow.simulate.core import simulate
+    from mxflow.util.files import read_json
 
     try:
         cfg = SimulationConfig(
@@ -169,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
             unit_cell=args.unit_cell,
             d_min=args.d_min,
             wavelength=args.wavelength,
+            heavy_atom=args.heavy_atom,
+            n_sites=args.sites,
             distance=args.distance,
             detector_size=args.detector_size,
             mosaicity=args.mosaicity,
@@ -193,6 +206,14 @@ def run(args: argparse.Namespace) -> int:
     if result.raster_dir:
         print(f"raster scan: {result.raster_dir}")
     print(f"truth: {result.truth_json}")
+    for pop in read_json(result.truth_json)["populations"]:
+        if "anomalous" in pop:
+            a = pop["anomalous"]
+            print(
+                f"population {pop['name']}: {a['n_sites']} {a['element']} sites, "
+                f"f' {a['f_prime']:.2f} e, f'' {a['f_double_prime']:.2f} e, "
+                f"Bijvoet ratio <|dF|>/<F> {100 * a['bijvoet_ratio']:.1f} %"
+            )
     print(
         f"{result.n_frames} frames in {result.wall_s:.1f} s "
         f"({result.wall_s / max(result.n_frames, 1):.3f} s/frame)"

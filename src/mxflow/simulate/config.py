@@ -37,6 +37,9 @@ class SimulationConfig:
     divergence: float = 0.02  # degrees, σ of beam divergence
     crystal_scale_range: tuple[float, float] = (0.5, 2.0)  # log-uniform per crystal
     crystal_b_range: tuple[float, float] = (0.0, 8.0)  # Å², extra B per crystal
+    # anomalous scatterers (None: Friedel's law holds); f′/f″ at `wavelength` from gemmi
+    heavy_atom: str | None = None  # element symbol, e.g. "Zn"
+    n_sites: int = 2  # heavy-atom sites per asymmetric unit
     counts_at_dmin: float = 7.0  # mean full-reflection counts at d_min (scale 1, before LP)
     # --- radiation damage (per degree of rotation from the start of the sweep)
     damage_b_per_deg: float = 0.0  # Å² per degree
@@ -72,6 +75,13 @@ class SimulationConfig:
             raise ValueError("osc_width must be positive for rotation sweeps")
         if len(self.unit_cell) != 6:
             raise ValueError("unit_cell needs 6 numbers a,b,c,alpha,beta,gamma")
+        if self.heavy_atom is not None:
+            import gemmi
+
+            if gemmi.Element(self.heavy_atom).atomic_number == 0:
+                raise ValueError(f"heavy atom {self.heavy_atom!r} is not an element symbol")
+            if self.n_sites < 1:
+                raise ValueError("n_sites must be at least 1 with a heavy atom")
         self.unit_cell = tuple(float(x) for x in self.unit_cell)  # type: ignore[assignment]
 
 

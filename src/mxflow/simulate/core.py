@@ -23,12 +23,14 @@ from mxflow.simulate.raster import simulate_raster
 
 @dataclass
 class Population:
-    """One crystal form: name, cell, true intensities and their outer-shell mean."""
+    """One crystal form: name, cell, true intensities and their outer-shell mean, and its
+    anomalous scatterers (None without)."""
 
     name: str
     cell: UnitCell
     truth: xtal.TrueIntensities
     normaliser: float
+    heavy: xtal.AnomalousScatterers | None = None
 
 
 @dataclass
@@ -79,21 +81,29 @@ def population_cell(cfg: SimulationConfig, k: int) -> UnitCell:
 
 
 def make_populations(cfg: SimulationConfig, rng: np.random.Generator) -> list[Population]:
-    """Random models: population A from scratch, the others perturbed copies in a changed cell."""
+    """Random models: population A from scratch, the others perturbed copies in a changed cell.
+
+    With ``cfg.heavy_atom``, every population has the same ``cfg.n_sites`` heavy-atom
+    sites (fractional coordinates), added after the perturbation.
+    """
     import gemmi
 
     pops = []
     base = xtal.random_structure(cfg.unit_cell, cfg.space_group, rng, b_atom=cfg.b_atom)
+    sites = rng.random((cfg.n_sites, 3)) if cfg.heavy_atom else None
     for k in range(cfg.n_populations):
         if k == 0:
-            st = base
+            st = base.clone() if sites is not None else base
         else:
             st = xtal.perturb_structure(base, rng, cfg.population_perturb)
             st.cell = gemmi.UnitCell(*population_cell(cfg, k))
             st.setup_cell_images()
-        truth = xtal.structure_intensities(st, cfg.d_min)
+        heavy = None
+        if cfg.heavy_atom and sites is not None:
+            heavy = xtal.add_heavy_atoms(st, cfg.heavy_atom, sites, cfg.wavelength, cfg.b_atom)
+        truth = xtal.structure_intensities(st, cfg.d_min, heavy)
         norm = physics.wilson_normaliser(truth.d, truth.intensity, cfg.d_min)
-        pops.append(Population(chr(ord("A") + k), truth.cell, truth, norm))
+        pops.append(Population(chr(ord("A") + k), truth.cell, truth, norm, heavy))
     return pops
 
 

@@ -6,6 +6,11 @@ gemmi.find_twin_laws, plus the 24 axis permutations with sign changes, which
 cover a merged file written in another setting); the operator giving the best
 CC is kept.  CC is Pearson's correlation of merged and true intensities,
 overall and in resolution shells of equal reflection count.
+
+When the truth has anomalous scatterers and the merged MTZ has I(+) and
+I(−) columns, the score also gives CC(ΔI_merged, ΔI_true) after the same
+operator: ΔI = I(+) − I(−) of acentric reflections with both mates merged,
+the true ΔI taken with the sign of the Friedel mate the index maps onto.
 """
 
 from __future__ import annotations
@@ -91,21 +96,27 @@ def _matched(truth: xtal.TrueIntensities, hkl: np.ndarray, obs: np.ndarray, op: 
         return rows, obs, obs
     uniq, inv = np.unique(rows, return_inverse=True)
     mean = np.bincount(inv, weights=obs) / np.bincount(inv)
-    return uniq, mean, truth.intensity[uniq]
+    return uniq, mean, truth.mean_intensity[uniq]
 
 
 def load_truth_population(truth_dir: Path, pop: dict) -> xtal.TrueIntensities:
     path = Path(truth_dir) / pop["mtz"]
     mtz = gemmi.read_mtz_file(str(path))
     data = np.array(mtz, copy=False)
+    labels = mtz.column_labels()
     hkl = data[:, :3].astype(np.int64)
-    i = data[:, mtz.column_labels().index("IMEAN")].astype(np.float64)
+    i = data[:, labels.index("IMEAN")].astype(np.float64)
+    minus = None
+    if "I(+)" in labels and "I(-)" in labels:  # anomalous truth: I(+) and I(−) apart
+        i = data[:, labels.index("I(+)")].astype(np.float64)
+        minus = data[:, labels.index("I(-)")].astype(np.float64)
     return xtal.TrueIntensities(
         space_group=mtz.spacegroup.xhm(),
         cell=mtz.cell.parameters,
         hkl=hkl,
         intensity=i,
         d=np.array(mtz.cell.calculate_d_array(hkl)),
+        intensity_minus=minus,
     )
 
 
@@ -153,6 +164,50 @@ def score_against(
     }
 
 
+def read_mtz_bijvoet(mtz: gemmi.Mtz) -> tuple[np.ndarray, np.ndarray] | None:
+    """(hkl N×3, ΔI = I(+) − I(−) N) of a merged MTZ's reflections with both mates, or
+    None when it has no I(+) / I(−) columns."""
+    labels = mtz.column_labels()
+    if "I(+)" not in labels or "I(-)" not in labels or "M/ISYM" in labels:
+        return None
+    data = np.array(mtz, copy=False)
+    plus = data[:, labels.index("I(+)")].astype(np.float64)
+    minus = data[:, labels.index("I(-)")].astype(np.float64)
+    ok = np.isfinite(plus) & np.isfinite(minus)
+    return data[ok, :3].astype(np.int64), (plus - minus)[ok]
+
+
+def score_anomalous(
+    truth: xtal.TrueIntensities, hkl: np.ndarray, delta: np.ndarray, op: str, n_shells: int = 10
+) -> dict:
+    """CC(ΔI_merged, ΔI_true) of merged Bijvoet differences after the hkl operator ``op``.
+
+    Centric reflections (no true ΔI) are left out; shells of equal count, low
+    to high resolution.
+    """
+    rows, sign = truth.asu_index_sign(xtal.apply_hkl_op(op, hkl))
+    ops = gemmi.SpaceGroup(truth.space_group).operations()
+    acentric = ~np.asarray(ops.centric_flag_array(truth.hkl.astype(np.int32)), dtype=bool)
+    ok = rows >= 0
+    ok[ok] &= acentric[rows[ok]]
+    rows, obs = rows[ok], delta[ok]
+    true = sign[ok] * truth.delta_i[rows]
+    d = truth.d[rows]
+    order = np.argsort(1.0 / d**2)
+    shells = []
+    for chunk in np.array_split(order, min(n_shells, max(1, len(order) // 50))):
+        if len(chunk):
+            shells.append(
+                {
+                    "d_max": float(d[chunk].max()),
+                    "d_min": float(d[chunk].min()),
+                    "n": int(len(chunk)),
+                    "cc": _pearson(obs[chunk], true[chunk]),
+                }
+            )
+    return {"cc_overall": _pearson(obs, true), "n_matched": int(len(rows)), "shells": shells}
+
+
 def score(
     merged_mtz: str | Path, truth_dir: str | Path, population: str | None = None, n_shells: int = 10
 ) -> dict:
@@ -170,13 +225,22 @@ def score(
         if not pops:
             names = [p["name"] for p in doc["populations"]]
             raise BadInputError(str(truth_dir), f"no population {population!r} (have {names})")
-    _, hkl, obs, label = read_mtz_intensities(merged_mtz)
+    mtz, hkl, obs, label = read_mtz_intensities(merged_mtz)
+    bijvoet = read_mtz_bijvoet(mtz)
     results = {}
     for pop in pops:
         truth = load_truth_population(Path(truth_dir), pop)
         results[pop["name"]] = score_against(truth, hkl, obs, n_shells)
     best_name = max(results, key=lambda k: np.nan_to_num(results[k]["cc_overall"], nan=-2.0))
     best = results[best_name]
+    anomalous = None
+    truth_pop = next(p for p in pops if p["name"] == best_name)
+    if "anomalous" in truth_pop and best["op"] is not None:
+        if bijvoet is None:
+            anomalous = {"cc_overall": float("nan"), "why": "no I(+) / I(-) columns"}
+        else:
+            truth = load_truth_population(Path(truth_dir), truth_pop)
+            anomalous = score_anomalous(truth, *bijvoet, best["op"], n_shells)
     return {
         "merged_mtz": str(merged_mtz),
         "truth_dir": str(truth_dir),
@@ -190,6 +254,7 @@ def score(
         "populations": {
             k: {"cc_overall": v["cc_overall"], "op": v["op"]} for k, v in results.items()
         },
+        "anomalous": anomalous,
     }
 
 
@@ -203,4 +268,16 @@ def format_table(result: dict) -> str:
     ]
     for s in result["shells"]:
         lines.append(f"{s['d_max']:8.2f} {s['d_min']:8.2f} {s['n']:7d} {s['cc']:8.4f}")
+    ano = result.get("anomalous")
+    if ano:
+        if "why" in ano:
+            lines.append(f"anomalous: not scored ({ano['why']})")
+        else:
+            lines.append(
+                f"anomalous: CC(dI, dI_true) overall {ano['cc_overall']:.4f}"
+                f"  ({ano['n_matched']} acentric pairs)"
+            )
+            lines.append(f"{'d_max':>8} {'d_min':>8} {'n':>7} {'CC(dI)':>8}")
+            for s in ano["shells"]:
+                lines.append(f"{s['d_max']:8.2f} {s['d_min']:8.2f} {s['n']:7d} {s['cc']:8.4f}")
     return "\n".join(lines)

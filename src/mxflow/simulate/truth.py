@@ -5,7 +5,10 @@ population, space group, unit cell, U and the DIALS A = U·B matrix (Å⁻¹, at
 rotation angle 0, rotation axis (1, 0, 0)), scale, extra B, the hkl operator
 that maps the crystal's own indices onto the truth setting, the sweep template,
 frame range and oscillation.  truth_<pop>.mtz holds the true ASU intensities
-(IMEAN, SIGIMEAN) and amplitudes (F) of each population.
+(IMEAN, SIGIMEAN) and amplitudes (F) of each population; with anomalous
+scatterers also I(+), I(−) and the true Bijvoet difference DELTAI = I(+) − I(−)
+(IMEAN is then their mean), and truth.json the element, f′, f″, sites and
+Bijvoet ratio ⟨|ΔF|⟩/⟨F⟩.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def crystal_record(spec, A: np.ndarray, sweep: ImageSweep, out: Path, n_spots: i
 
 
 def write_truth_mtz(path: Path, pop) -> None:
-    """True ASU intensities of one population as an MTZ (H K L IMEAN SIGIMEAN F)."""
+    """True ASU intensities of one population as an MTZ (H K L IMEAN SIGIMEAN F, and
+    I(+) I(-) DELTAI when Friedel's law does not hold)."""
     t = pop.truth
     mtz = gemmi.Mtz(with_base=True)
     mtz.spacegroup = gemmi.SpaceGroup(t.space_group)
@@ -55,8 +59,17 @@ def write_truth_mtz(path: Path, pop) -> None:
     mtz.add_column("IMEAN", "J")
     mtz.add_column("SIGIMEAN", "Q")
     mtz.add_column("F", "F")
-    i = t.intensity
-    data = np.column_stack([t.hkl, i, 1e-3 * np.sqrt(i) + 1e-6, np.sqrt(i)]).astype(np.float32)
+    if t.intensity_minus is None:
+        i = t.intensity
+        cols = [t.hkl, i, 1e-3 * np.sqrt(i) + 1e-6, np.sqrt(i)]
+    else:
+        i = 0.5 * (t.intensity + t.intensity_minus)
+        cols = [t.hkl, i, 1e-3 * np.sqrt(i) + 1e-6, np.sqrt(i)]
+        cols += [t.intensity, t.intensity_minus, t.delta_i]
+        mtz.add_column("I(+)", "K")
+        mtz.add_column("I(-)", "K")
+        mtz.add_column("DELTAI", "J")
+    data = np.column_stack(cols).astype(np.float32)
     mtz.set_data(data)
     mtz.history = [f"mxflow simulate: true intensities of population {pop.name}"]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +102,7 @@ def write_truth(truth_dir, cfg, det, pops, records, raster, out: Path) -> Path:
                 "unit_cell": list(p.cell),
                 "mtz": f"truth_{p.name}.mtz",
                 "n_unique": len(p.truth.hkl),
+                **_anomalous_record(p),
             }
             for p in pops
         ],
@@ -99,6 +113,27 @@ def write_truth(truth_dir, cfg, det, pops, records, raster, out: Path) -> Path:
     path = truth_dir / "truth.json"
     write_json(path, doc)
     return path
+
+
+def _anomalous_record(pop) -> dict[str, Any]:
+    """truth.json's anomalous entry of a population ({} when Friedel's law holds)."""
+    from mxflow.simulate.crystal import bijvoet_ratio
+
+    ha = pop.heavy
+    if ha is None:
+        return {}
+    return {
+        "anomalous": {
+            "element": ha.element,
+            "n_sites": int(len(ha.sites)),
+            "sites_fractional": ha.sites.tolist(),
+            "b_iso": ha.b_iso,
+            "energy_ev": ha.energy_ev,
+            "f_prime": ha.f_prime,
+            "f_double_prime": ha.f_double_prime,
+            "bijvoet_ratio": bijvoet_ratio(pop.truth),
+        }
+    }
 
 
 def _jsonable(d: Any) -> Any:
