@@ -40,7 +40,7 @@ def test_heavy_atom_sum_has_the_phase_of_the_fft_structure_factors():
     ratio = f[big] / g[big]
     assert np.max(np.abs(np.angle(ratio))) < 5e-3  # FFT grid error; a flipped sign gives π
     # f₀(Zn) + f′ between ~16 e (2.5 Å) and 30 − 6.3 e (low angle)
-    assert 14 < ratio.real.min() and ratio.real.max() < 24
+    assert ratio.real.min() > 14 and ratio.real.max() < 24
 
 
 def test_friedel_law_broken_for_acentric_reflections_only():
