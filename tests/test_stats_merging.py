@@ -47,6 +47,10 @@ def test_pairs_known_values(tmp_path):
     # in P 21 21 21 the zones 0kl, h0l and hk0 are centric
     n_centric = int(np.sum(np.count_nonzero(h, axis=1) <= 2))
     assert 0 < o.n_ano == len(h) - n_centric
+    # every acentric reflection has both mates, each measured once
+    assert o.anom_completeness == pytest.approx(1.0) and o.anom_multiplicity == pytest.approx(1.0)
+    assert all(x.anom_completeness == pytest.approx(1.0) for x in s.shells)
+    assert sum(x.n_ano for x in s.shells) == o.n_ano
     # shells run low → high resolution and tile the range
     assert s.shells[0].d_max > s.shells[0].d_min > s.shells[-1].d_min
     assert sum(x.n_obs for x in s.shells) == o.n_obs
@@ -103,6 +107,8 @@ def test_d_min_cut_and_json_and_table(tmp_path):
     assert d["space_group"] == "P 21 21 21"
     text = format_table(s)
     assert "overall" in text and "CC1/2" in text and "Rmeas" in text
+    assert text.splitlines()[1].split()[-3:] == ["ACmpl%", "AMult", "ASlope"]
+    assert {"anom_completeness", "anom_multiplicity", "anom_slope"} <= set(d["overall"])
 
 
 def test_bad_inputs(tmp_path):

@@ -18,8 +18,21 @@ an overall row.  Definitions (Friedel mates merged unless stated):
 * CCano: Pearson correlation of ΔI = I(+) − I(−) between two random halves
   of the observations (acentric reflections whose I(+) and I(−) are both
   measured in both halves), seeded so the table is reproducible;
-* SigAno: mean |ΔI| / σ(ΔI) over acentric reflections with I(+) and I(−)
-  both measured (XDS' SigAno); n_ano counts those pairs.
+* Bijvoet pairs: acentric reflections (``centric_flag_array`` of the space
+  group) with both I(+) and I(−) measured; ΔI = Ī(+) − Ī(−) of the
+  inverse-variance weighted means and σ(ΔI) = (σ(Ī+)² + σ(Ī−)²)^½;
+  n_ano counts the pairs;
+* SigAno: mean |ΔI| / σ(ΔI) over the Bijvoet pairs (XDS' SigAno): the mean
+  of |N(0, 1)|, √(2/π) ≈ 0.80, for pure noise with correct σ;
+* anomalous completeness: Bijvoet pairs / possible acentric reflections
+  (the possible set above, its centric ones left out);
+* anomalous multiplicity: observations per measured Bijvoet mate, Σ(n₊ + n₋)
+  / (2 · n_ano) over the Bijvoet pairs (observations of acentric
+  reflections with one mate only are not counted);
+* anomalous slope: slope of the normal probability plot of ΔI/σ(ΔI) over
+  the Bijvoet pairs, fitted where the expected N(0, 1) quantile is within
+  ±2 (:func:`mxflow.stats.anomalous.normal_probability_slope`): ≈ 1 for
+  pure noise with correct σ, above 1 with an anomalous signal.
 
 Shells have equal reciprocal volume (gemmi Binner, method ``Dstar3``) and run
 from low to high resolution; d in Å.
@@ -29,12 +42,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gemmi
 import numpy as np
 
 from mxflow.model import MergingStats, ShellStats, to_dict
+from mxflow.stats.anomalous import normal_probability_slope
 from mxflow.stats.observations import Observations, read_unmerged_mtz
 
 
@@ -57,16 +71,31 @@ def _weighted_means(
         return swi / sw, 1.0 / np.sqrt(sw), n
 
 
+class BijvoetPairs(NamedTuple):
+    """Acentric reflections with both I(+) and I(−) measured (one entry per reflection).
+
+    ``hkl`` (n, 3); ``delta`` = Ī(+) − Ī(−) and ``sigma`` = σ(ΔI); ``n_plus`` and
+    ``n_minus`` the observations of each mate.
+    """
+
+    hkl: np.ndarray
+    delta: np.ndarray
+    sigma: np.ndarray
+    n_plus: np.ndarray
+    n_minus: np.ndarray
+
+
 def _anomalous_pairs(
     hkl: np.ndarray, sign: np.ndarray, i: np.ndarray, sigma: np.ndarray, centric: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hkl, ΔI, σ(ΔI)) of acentric reflections with both I(+) and I(−) measured."""
+) -> BijvoetPairs:
+    """The Bijvoet pairs of acentric observations: ΔI, σ(ΔI) and the count of each mate."""
     sel = ~centric
     if not np.any(sel):
-        return np.zeros((0, 3), int), np.zeros(0), np.zeros(0)
+        z = np.zeros(0)
+        return BijvoetPairs(np.zeros((0, 3), int), z, z, z.astype(int), z.astype(int))
     keys = np.column_stack([hkl[sel], sign[sel]])
     group, n_groups = _group_ids(keys)
-    mean, sig, _ = _weighted_means(group, n_groups, i[sel], sigma[sel])
+    mean, sig, count = _weighted_means(group, n_groups, i[sel], sigma[sel])
     first = np.zeros(n_groups, dtype=int)
     first[group[::-1]] = np.arange(len(group))[::-1]
     gkeys = keys[first]
@@ -81,7 +110,7 @@ def _anomalous_pairs(
     p, m = cand[ok], prev[ok]
     delta = mean[p] - mean[m]
     sdelta = np.sqrt(sig[p] ** 2 + sig[m] ** 2)
-    return gkeys[p, :3], delta, sdelta
+    return BijvoetPairs(gkeys[p, :3], delta, sdelta, count[p], count[m])
 
 
 def _cc_ano(
@@ -92,8 +121,8 @@ def _cc_ano(
     half = rng.integers(0, 2, size=len(i)).astype(bool)
     parts = []
     for mask in (half, ~half):
-        h, d, _ = _anomalous_pairs(hkl[mask], sign[mask], i[mask], sigma[mask], centric[mask])
-        parts.append((h, d))
+        pairs = _anomalous_pairs(hkl[mask], sign[mask], i[mask], sigma[mask], centric[mask])
+        parts.append((pairs.hkl, pairs.delta))
     (h1, d1), (h2, d2) = parts
     if len(h1) == 0 or len(h2) == 0:
         return math.nan, np.zeros((0, 3), int)
@@ -122,15 +151,18 @@ def _shell_row(
     obs: Observations,
     mask: np.ndarray,
     possible: int,
+    possible_acentric: int,
     d_max: float,
     d_min: float,
     gemmi_stats: gemmi.MergingStats | None,
 ) -> ShellStats:
-    """Statistics of the observations selected by ``mask`` (one shell or all)."""
+    """Statistics of the observations selected by ``mask`` (one shell or all);
+    ``possible`` / ``possible_acentric``: the reflections (acentric ones) the shell can hold."""
     hkl, sign, i, sigma = obs.hkl[mask], obs.sign[mask], obs.i[mask], obs.sigma[mask]
     row = ShellStats(d_max=float(d_max), d_min=float(d_min), n_possible=int(possible))
     row.n_obs = int(len(i))
     if row.n_obs == 0:
+        row.anom_completeness = 0.0 if possible_acentric else math.nan
         return row
     group, n_unique = _group_ids(hkl)
     mean, sig, _ = _weighted_means(group, n_unique, i, sigma)
@@ -144,10 +176,14 @@ def _shell_row(
         row.r_pim = r_value(gemmi_stats.r_pim())
         row.cc_half = float(gemmi_stats.cc_half())
     centric = obs.space_group.operations().centric_flag_array(hkl)
-    _, delta, sdelta = _anomalous_pairs(hkl, sign, i, sigma, centric)
-    row.n_ano = int(len(delta))
+    pairs = _anomalous_pairs(hkl, sign, i, sigma, centric)
+    row.n_ano = int(len(pairs.delta))
     if row.n_ano:
-        row.sig_ano = float(np.mean(np.abs(delta) / sdelta))
+        z = pairs.delta / pairs.sigma
+        row.sig_ano = float(np.mean(np.abs(z)))
+        row.anom_multiplicity = float((pairs.n_plus.sum() + pairs.n_minus.sum()) / (2 * row.n_ano))
+        row.anom_slope = normal_probability_slope(z)
+    row.anom_completeness = row.n_ano / possible_acentric if possible_acentric else math.nan
     row.cc_ano, _ = _cc_ano(hkl, sign, i, sigma, centric)
     return row
 
@@ -168,6 +204,10 @@ def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
     )
     possible_bins = binner.get_bins(possible_hkl)
     n_possible = np.bincount(possible_bins, minlength=binner.size)
+    possible_acentric = ~np.asarray(
+        obs.space_group.operations().centric_flag_array(possible_hkl), bool
+    )
+    n_possible_acentric = np.bincount(possible_bins[possible_acentric], minlength=binner.size)
 
     mean_data = obs.intensities.clone()
     mean_data.prepare_for_merging(gemmi.DataType.Mean)
@@ -179,9 +219,25 @@ def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
     for b in range(binner.size):
         d_max = d_all_max if b == 0 else binner.dmax_of_bin(b)
         d_min = d_all_min if b == binner.size - 1 else binner.dmin_of_bin(b)
-        shells.append(_shell_row(obs, bins == b, int(n_possible[b]), d_max, d_min, per_shell[b]))
+        shells.append(
+            _shell_row(
+                obs,
+                bins == b,
+                int(n_possible[b]),
+                int(n_possible_acentric[b]),
+                d_max,
+                d_min,
+                per_shell[b],
+            )
+        )
     overall = _shell_row(
-        obs, np.ones(len(obs.i), bool), int(len(possible_hkl)), d_all_max, d_all_min, overall_g
+        obs,
+        np.ones(len(obs.i), bool),
+        int(len(possible_hkl)),
+        int(np.count_nonzero(possible_acentric)),
+        d_all_max,
+        d_all_min,
+        overall_g,
     )
     cell = obs.cell
     return MergingStats(
@@ -215,10 +271,13 @@ def _fmt(v: float, spec: str, width: int) -> str:
 
 
 def format_table(stats: MergingStats) -> str:
-    """The CORRECT.LP-style text table (percentages for completeness and R values)."""
+    """The CORRECT.LP-style text table (percentages for completeness, anomalous
+    completeness and R values; ACmpl / AMult / ASlope: anomalous completeness,
+    multiplicity and normal-probability slope)."""
     head = (
         f"{'d_max':>6} {'d_min':>6} {'N_obs':>8} {'N_uniq':>7} {'N_poss':>7} {'Compl%':>7} "
-        f"{'Mult':>5} {'I/sig':>6} {'Rmeas%':>7} {'CC1/2':>6} {'CCano':>6} {'SigAno':>6}"
+        f"{'Mult':>5} {'I/sig':>6} {'Rmeas%':>7} {'CC1/2':>6} {'CCano':>6} {'SigAno':>6} "
+        f"{'ACmpl%':>7} {'AMult':>5} {'ASlope':>6}"
     )
 
     def line(label: str, s: ShellStats) -> str:
@@ -227,7 +286,9 @@ def format_table(stats: MergingStats) -> str:
             f"{s.n_possible:>7d} {_fmt(100 * s.completeness, '.1f', 7)} "
             f"{_fmt(s.multiplicity, '.1f', 5)} {_fmt(s.i_over_sigma, '.1f', 6)} "
             f"{_fmt(100 * r_value(s.r_meas), '.1f', 7)} {_fmt(s.cc_half, '.3f', 6)} "
-            f"{_fmt(s.cc_ano, '.3f', 6)} {_fmt(s.sig_ano, '.2f', 6)}{label}"
+            f"{_fmt(s.cc_ano, '.3f', 6)} {_fmt(s.sig_ano, '.2f', 6)} "
+            f"{_fmt(100 * s.anom_completeness, '.1f', 7)} {_fmt(s.anom_multiplicity, '.1f', 5)} "
+            f"{_fmt(s.anom_slope, '.2f', 6)}{label}"
         )
 
     cell = " ".join(f"{x:.2f}" for x in stats.unit_cell) if stats.unit_cell else "-"
