@@ -374,3 +374,87 @@ def test_hitmap_pages_have_the_reports_style_and_navigation(tmp_path):
     alone = write_html(doc, tmp_path / "alone" / "hitmap.html").read_text()
     assert css.strip() in alone and "<nav>" not in alone and "report/" not in alone
     assert "http" not in alone.lower()
+
+
+def test_anomalous_cluster_and_dataset_note(tmp_path):
+    """An anomalous cluster: its signal table (with the heavy atom), the CCano / SigAno charts'
+    data, the per-shell anomalous columns and the cluster_summary.dat columns; a dataset's
+    anomalous note on the dataset page.  A cluster without an anomalous signal is not listed."""
+    from mxflow.merge.outputs import DAT_HEADER, format_cluster_summary
+    from mxflow.model import HeavyAtom
+    from mxflow.stats.anomalous import anomalous_signal
+
+    out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=2, with_refl=False)
+    mdir = out / "merge_cc_2.2S_Thau"
+    ms = read_summary(mdir / "merge_summary.json")
+    ok = [c for c in ms.clusters if c.ok]
+    c, plain = ok[0], ok[1:]
+    assert plain, "the fixture merges more than one cluster"
+    cc = [0.71, 0.52, 0.33, 0.18, 0.12, 0.4]  # the signal ends after the fourth shell
+    for k, s in enumerate(c.stats.shells):
+        s.cc_ano = cc[k] if k < len(cc) else 0.05
+        s.sig_ano, s.anom_slope = 1.9 - 0.1 * k, 1.7 - 0.05 * k
+        s.anom_completeness, s.anom_multiplicity = 0.95 - 0.01 * k, 3.2 + 0.1 * k
+    o = c.stats.overall
+    o.cc_ano, o.sig_ano, o.anom_completeness, o.anom_multiplicity, o.anom_slope = (
+        0.437,
+        1.38,
+        0.912,
+        3.45,
+        1.29,
+    )
+    zn = HeavyAtom("Zn", 9672.0, -8.12, 3.87, "K", 9659.0, n_sites=2)
+    c.anomalous = anomalous_signal(c.stats, heavy_atom=zn)
+    assert c.anomalous.d_ano == c.stats.shells[3].d_min
+    write_summary(mdir / "merge_summary.json", ms)
+    data = json.loads((out / "summary.json").read_text())
+    ds = next(d for d in data["datasets"] if d["status"] == "ok")
+    note = "Zn K edge 9659 eV is 13 eV below the energy: anomalous data?"
+    ds["anomalous_note"] = note
+    (out / "summary.json").write_text(json.dumps(data))
+    write_reports(out)
+
+    html = (mdir / "report.html").read_text()
+    t = parse(mdir / "report.html")
+    rows = t.tables["anomalous-table"]
+    assert [r[0] for r in rows] == [str(c.id)]
+    r = rows[0]
+    assert r[1:7] == ["0.437", "1.38", "91.2", "3.5", "1.29", f2(c.stats.shells[3].d_min)]
+    assert r[7].startswith("Zn (K edge 9659 eV, at 9672 eV)")
+    assert r[8:11] == ["-8.12", "3.87", "2"]
+    assert f"{c.stats.shells[3].d_min:.2f} Å" in r[11] and "0.120" in r[11]
+    # the charts of CCano and SigAno against resolution: the anomalous cluster only
+    assert 'data-res="cc_ano"' in html and 'data-res="sig_ano"' in html
+    js = json.loads(t.data_json)
+    by_id = {x["id"]: x for x in js["clusters"]}
+    assert by_id[c.id]["ano"] is True and not any(by_id[p.id]["ano"] for p in plain)
+    assert by_id[c.id]["res"]["cc_ano"] == [s.cc_ano for s in c.stats.shells]
+    assert by_id[c.id]["res"]["sig_ano"] == pytest.approx([s.sig_ano for s in c.stats.shells])
+    assert js["cc_ano_target"] == 0.15
+    # the per-shell table has the anomalous columns
+    block = html.split(f'id="cl-{c.id}"')[1].split("</details>")[0]
+    st = Tables()
+    st.feed(block.replace('<table class="num shells">', '<table id="sh" class="num shells">'))
+    shell_rows = st.tables["sh"]
+    assert shell_rows[0][-3:] == ["95.0", "3.2", "1.70"]
+    assert shell_rows[-1][-3:] == ["91.2", "3.5", "1.29"]  # overall
+    # KAMO's table and cluster_summary.dat: the same anomalous columns, after KAMO's
+    dat = format_cluster_summary(ms.clusters).splitlines()
+    head = DAT_HEADER.split()
+    assert head[-5:] == ["CCano", "SigAno", "ACmpl", "ARedun", "dmin.ano"]
+    assert head[:4] == ["cluster", "ClH", "LCV", "aLCV"] and head[-6] == "dmin.est"
+    line = next(x.split() for x in dat[1:] if x.startswith(f"{c.id:04d}"))
+    assert len(line) == len(head)
+    assert line[-5:] == ["0.437", "1.38", "91.2", "3.5", f2(c.stats.shells[3].d_min)]
+    other = next(x.split() for x in dat[1:] if x.startswith(f"{plain[0].id:04d}"))
+    assert other[-1] == "nan"  # no anomalous signal: no d_ano
+    kamo = next(x for x in t.tables["kamo-table"] if x[0] == f"{c.id:04d}")
+    assert kamo[-5:] == line[-5:]
+    # the dataset page says what processing noticed at this wavelength
+    dpage = (out / "report/datasets.html").read_text()
+    section = dpage.split(f'id="ds-{ds["name"]}"')[1].split("</section>")[0]
+    assert "Anomalous scattering" in section and note in section
+    assert dpage.count(note) == 1
+    # a merge without an anomalous cluster has no such section
+    lys = (out / "merge_cc_2.2S_Lys" / "report.html").read_text()
+    assert 'id="anomalous-table"' not in lys and 'data-res="cc_ano"' not in lys

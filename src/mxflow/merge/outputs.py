@@ -27,7 +27,8 @@ SUMMARY_NAME = "merge_summary.json"
 DAT_HEADER = (
     "cluster ClH LCV aLCV run ds.all ds.used Cmpl Redun I/sigI Rmeas CC1/2 "
     "Cmpl.ou Red.ou I/sig.ou Rmeas.ou CC1/2.ou Cmpl.in Red.in I/sig.in Rmeas.in CC1/2.in "
-    "SigAno.in CCano.in WilsonB Aniso.bst Aniso.wst dmin.est"
+    "SigAno.in CCano.in WilsonB Aniso.bst Aniso.wst dmin.est "
+    "CCano SigAno ACmpl ARedun dmin.ano"
 )
 
 
@@ -36,7 +37,13 @@ def _f(v: float | None, spec: str) -> str:
 
 
 def dat_row(c: ClusterResult) -> str:
-    """One line of KAMO's ``cluster_summary.dat`` for a merged cluster (percentages as %)."""
+    """One line of KAMO's ``cluster_summary.dat`` for a merged cluster (percentages as %).
+
+    After KAMO's columns, mxflow's anomalous ones: overall CCano, SigAno,
+    anomalous completeness (%) and multiplicity, and the resolution (Å) to
+    which CCano stays above its target (``c.anomalous.d_ano``; nan when the
+    merge is not anomalous or the signal does not reach the target).
+    """
     st, ns = c.stats, c.node_stats
     assert st is not None and ns is not None, "only merged clusters have a row"
     cols = [
@@ -63,6 +70,14 @@ def dat_row(c: ClusterResult) -> str:
         _f(c.aniso_best, ".2f"),
         _f(c.aniso_worst, ".2f"),
         _f(c.d_min_estimate or math.nan, ".2f"),
+    ]
+    o, ano = st.overall, c.anomalous
+    cols += [
+        _f(o.cc_ano, ".3f"),
+        _f(o.sig_ano, ".2f"),
+        _f(100 * o.anom_completeness, ".1f"),
+        _f(o.anom_multiplicity, ".1f"),
+        _f(ano.d_ano if ano else None, ".2f"),
     ]
     return " ".join(cols)
 

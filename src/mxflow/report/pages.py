@@ -22,10 +22,12 @@ from typing import Any
 from mxflow.merge.final import recommend
 from mxflow.merge.inputs import WAVELENGTH_TOLERANCE
 from mxflow.model import (
+    AnomalousSignal,
     CCPair,
     ClusterDiagnostics,
     ClusterResult,
     DatasetResult,
+    HeavyAtom,
     MergeOptions,
     MergeSummary,
     MergingStats,
@@ -112,6 +114,46 @@ def resolution_series(stats: MergingStats | None) -> dict[str, list[float | None
         "i_over_sigma": [finite(s.i_over_sigma) for s in shells],
         "completeness": [_pct(s.completeness) for s in shells],
         "multiplicity": [finite(s.multiplicity) for s in shells],
+        "cc_ano": [finite(s.cc_ano) for s in shells],
+        "sig_ano": [finite(s.sig_ano) for s in shells],
+    }
+
+
+def heavy_atom_text(ha: HeavyAtom | None) -> str:
+    """The anomalous scatterer in words: element, nearest edge below the energy, energy."""
+    if ha is None:
+        return ""
+    parts = [ha.element]
+    if ha.edge and finite(ha.edge_ev) is not None:
+        parts.append(f"{ha.edge} edge {ha.edge_ev:.0f} eV")
+    if finite(ha.energy_ev) is not None:
+        parts.append(f"at {ha.energy_ev:.0f} eV")
+    return " ".join(parts[:1]) + (f" ({', '.join(parts[1:])})" if parts[1:] else "")
+
+
+def anomalous_entry(a: AnomalousSignal | None) -> dict[str, Any] | None:
+    """What the merge page shows of a cluster's anomalous signal (None: not an anomalous merge).
+
+    Completeness in % and the rest as computed (:mod:`mxflow.stats.anomalous`);
+    the heavy atom's f′ / f″ (electrons) and expected sites when it was given.
+    """
+    if a is None:
+        return None
+    ha = a.heavy_atom
+    return {
+        "cc_ano": finite(a.cc_ano),
+        "sig_ano": finite(a.sig_ano),
+        "completeness": _pct(a.anom_completeness),
+        "multiplicity": finite(a.anom_multiplicity),
+        "slope": finite(a.anom_slope),
+        "d_ano": finite(a.d_ano),
+        "target": a.cc_ano_target,
+        "note": a.note,
+        "heavy_atom": heavy_atom_text(ha),
+        "f_prime": finite(ha.f_prime) if ha else None,
+        "f_double_prime": finite(ha.f_double_prime) if ha else None,
+        "n_sites": ha.n_sites if ha else None,
+        "heavy_atom_note": ha.note if ha else "",
     }
 
 
@@ -268,6 +310,7 @@ def dataset_entries(
                 **stats_rows(stats),
                 "stats": stats,
                 "anomalous": bool(stats and stats.anomalous),
+                "anomalous_note": r.anomalous_note or "",
                 "spots": spots,
                 "steps": steps,
                 "merged_mtz": rel_link(r.merged_mtz, page_dir, out_dir),
@@ -702,6 +745,8 @@ def cluster_entry(
         "aniso_worst": finite(c.aniso_worst),
         **stats_rows(st),
         "res": resolution_series(st),
+        "anomalous": anomalous_entry(c.anomalous),
+        "ano": c.anomalous is not None,
         "runs": [
             {
                 "name": run.name,
@@ -746,6 +791,7 @@ _JS_CLUSTER_KEYS = (
     "space_group",
     "error",
     "res",
+    "ano",
     "diag",
 )
 
@@ -899,6 +945,7 @@ def merge_context(
     ]
     steps = _step_rows(summary, page_dir, md.files_base)
     facts = _merge_facts(md)
+    anomalous_clusters = [c for c in clusters if c["anomalous"]]
     js = {
         "method": md.method,
         "sample": md.sample,
@@ -911,6 +958,10 @@ def merge_context(
         "selection_dir": str(Path(out_display) / f"selection_{md.method}"),
         "not_merged": {str(n["id"]): n["why"] for n in not_merged},
         "labels": short_labels(_chart_names(inputs, md, clusters)),
+        # the CCano target of the anomalous resolution, drawn on the CCano chart
+        "cc_ano_target": anomalous_clusters[0]["anomalous"]["target"]
+        if anomalous_clusters
+        else None,
     }
     return {
         "merge": md,
@@ -924,6 +975,7 @@ def merge_context(
         "steps": steps,
         "inputs": inputs,
         "clusters": clusters,
+        "anomalous_clusters": anomalous_clusters,
         "has_dendrogram": md.dendrogram is not None,
         "rejected": rejected,
         "not_merged": not_merged,

@@ -155,7 +155,7 @@
   }
 
   /* Lines against resolution.  o: {series: [{name, d, y, color, width, dim, axis: "y"|"y2", digits}],
-   * ylabel, y2label, yrange, y2range, legend} */
+   * ylabel, y2label, yrange, y2range, legend, hlines: [y values drawn dotted across the chart]} */
   function resolutionChart(fig, o) {
     var series = o.series.filter(function (s) { return s.y.some(isNum); });
     if (!series.length) return clear(fig);
@@ -177,6 +177,11 @@
       xaxis: resolutionAxis([].concat.apply([], series.map(function (s) { return s.d; }))),
       yaxis: axis(o.ylabel, { range: o.yrange || undefined, title: { text: o.ylabel || "", font: { size: 11, color: right && first ? first.color : undefined }, standoff: 4 } })
     });
+    if (o.hlines && o.hlines.length) {
+      lay.shapes = o.hlines.filter(isNum).map(function (v) {
+        return { type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: v, y1: v, line: { color: GREY, width: 1, dash: "dot" } };
+      });
+    }
     if (right) {
       var r = series.filter(function (s) { return s.axis === "y2"; })[0];
       lay.yaxis2 = axis(o.y2label, {
@@ -583,18 +588,26 @@
     }
     var RES = {
       cc_half: { label: "CC½", digits: 3 }, i_over_sigma: { label: "⟨I/σ(I)⟩", digits: 2 },
-      completeness: { label: "completeness (%)", digits: 1, range: [0, 105] }, multiplicity: { label: "multiplicity", digits: 2 }
+      completeness: { label: "completeness (%)", digits: 1, range: [0, 105] }, multiplicity: { label: "multiplicity", digits: 2 },
+      // anomalous merges only: drawn for the clusters with an anomalous signal (mxflow.stats.anomalous)
+      cc_ano: { label: "CCano", digits: 3, ano: true, hlines: [data.cc_ano_target] },
+      sig_ano: { label: "SigAno", digits: 2, ano: true, hlines: [0.8], rangemode: "tozero" }
     };
     function drawRes(fig) {
       var key = fig.dataset.res, spec = RES[key] || { label: key, digits: 3 };
       var any = selected && selected.cluster;
-      var series = clusters.map(function (c, i) {
+      var series = [];
+      clusters.forEach(function (c, i) {  // a cluster keeps its colour in every chart
+        if (spec.ano && !c.ano) return;
         var isSel = selCluster(c);
-        return { name: "cluster " + c.id, d: c.res.d, y: c.res[key], color: PALETTE[i % PALETTE.length], width: isSel ? 3.5 : 1.5, dim: any && !isSel, digits: spec.digits };
+        series.push({ name: "cluster " + c.id, d: c.res.d, y: c.res[key] || [], color: PALETTE[i % PALETTE.length], width: isSel ? 3.5 : 1.5, dim: any && !isSel, digits: spec.digits });
       });
-      var lo = 0;
-      series.forEach(function (s) { s.y.forEach(function (v) { if (isNum(v) && v < lo) lo = v; }); });
-      resolutionChart(fig, { series: series, ylabel: spec.label, yrange: key === "cc_half" ? [lo, 1.02] : spec.range, legend: clusters.length <= 10 });
+      var lo = 0, hi = 0;
+      series.forEach(function (s) { s.y.forEach(function (v) { if (isNum(v) && v < lo) lo = v; if (isNum(v) && v > hi) hi = v; }); });
+      var yrange = spec.range;
+      if (key === "cc_half" || key === "cc_ano") yrange = [lo, 1.02];
+      else if (spec.rangemode === "tozero") yrange = [0, Math.max(hi, 1) * 1.05];
+      resolutionChart(fig, { series: series, ylabel: spec.label, yrange: yrange, legend: series.length <= 10, hlines: spec.hlines });
     }
     function drawPerDataset(fig) {
       var key = fig.dataset.perds, members = selected ? selected.members : [];
