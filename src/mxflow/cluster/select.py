@@ -17,7 +17,7 @@ import numpy as np
 
 from mxflow.cluster.cells import lcv_alcv
 from mxflow.cluster.intensity import IntensitySet, cc_summary, node_members
-from mxflow.model import DendrogramNode, NodeStats, Thresholds
+from mxflow.model import AnomalousSignal, DendrogramNode, NodeStats, Thresholds
 
 
 def possible_reflections(cell: Sequence[float], space_group: str, d_min: float) -> int:
@@ -102,6 +102,24 @@ def failed_tests(stats: NodeStats, height: float, n_members: int, t: Thresholds)
         out.append(f"aLCV {stats.alcv:.2f} Å > {t.max_alcv:g} Å")
     if t.max_height is not None and height > t.max_height:
         out.append(f"height {height:.3f} > {t.max_height:g}")
+    return out
+
+
+def failed_anomalous_tests(anom: AnomalousSignal | None, t: Thresholds) -> list[str]:
+    """Plain-words list of KAMO's anomalous thresholds (min_acmpl, min_aredun) that merged
+    data miss; ``anom`` from :func:`mxflow.stats.anomalous.anomalous_signal` (anomalous
+    completeness as a fraction there, the threshold in %)."""
+    out = []
+    if anom is None:
+        return out
+    if t.min_anom_completeness is not None:
+        c = 100 * anom.anom_completeness
+        if not c >= t.min_anom_completeness:  # NaN fails too
+            out.append(f"anomalous completeness {c:.1f}% < {t.min_anom_completeness:g}%")
+    if t.min_anom_multiplicity is not None:
+        m = anom.anom_multiplicity
+        if not m >= t.min_anom_multiplicity:
+            out.append(f"anomalous multiplicity {m:.2f} < {t.min_anom_multiplicity:g}")
     return out
 
 

@@ -8,6 +8,7 @@ copies that cluster's files into ``<merge folder>/final/``::
     merged.mtz           give this to refinement (FreeR_flag included)
     unmerged.mtz         the same reflections unmerged (deposition, other scaling)
     unmerged.cif         unmerged mmCIF for deposition (when the run wrote one)
+    merged_hklf4.hkl     SHELX HKLF 4 of I(+) / I(−) (anomalous merges: SHELXC/D/E)
     merging_stats.txt    per-shell statistics of the cluster's final run
     final.json           cluster id, why it was chosen, datasets, SG, cell, d_min, CC½, ...
     README.txt           the same in words
@@ -22,11 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from mxflow.catalog.merge_table import FINAL_DIR, FINAL_JSON
-from mxflow.model import ClusterResult, MergeSummary
+from mxflow.cluster.select import failed_anomalous_tests
+from mxflow.model import ClusterResult, MergeSummary, to_dict
 from mxflow.util.files import write_json
 
 #: what final/ copies from the recommended cluster's final run folder (when present)
-FINAL_FILES = ("merged.mtz", "unmerged.mtz", "unmerged.cif", "merging_stats.txt")
+FINAL_FILES = (
+    "merged.mtz",
+    "unmerged.mtz",
+    "unmerged.cif",
+    "merged_hklf4.hkl",
+    "merging_stats.txt",
+)
 
 
 def _cc(c: ClusterResult) -> float:
@@ -42,10 +50,27 @@ def recommend(summary: MergeSummary) -> tuple[ClusterResult, str] | None:
 
     KAMO's rule: the merged clusters sorted by multiplicity, the top half
     (rounded up) kept, and of those the highest CC½ (overall, to the cut).
+    An anomalous merge with KAMO's anomalous thresholds (min_acmpl,
+    min_aredun) first keeps the clusters that pass them (all, when none does,
+    and the reason says so).
     """
     merged = sorted((c for c in summary.clusters if c.ok), key=_mult, reverse=True)
     if not merged:
         return None
+    prefix = ""
+    t = summary.options.thresholds if summary.options else None
+    if t is not None and summary.options and summary.options.anomalous:
+        passing = [c for c in merged if not failed_anomalous_tests(c.anomalous, t)]
+        if passing and len(passing) < len(merged):
+            prefix = f"{len(merged) - len(passing)} cluster(s) below the anomalous thresholds; "
+            merged = passing
+        elif not passing and any(failed_anomalous_tests(c.anomalous, t) for c in merged):
+            prefix = "no cluster reaches the anomalous thresholds; "
+    choice = _kamo_rule(merged)
+    return choice[0], prefix + choice[1]
+
+
+def _kamo_rule(merged: list[ClusterResult]) -> tuple[ClusterResult, str]:
     if len(merged) == 1:
         return merged[0], "the only cluster merged"
     top = merged[: (len(merged) + 1) // 2]
@@ -81,6 +106,7 @@ def final_record(summary: MergeSummary, cluster: ClusterResult, reason: str) -> 
         "completeness": cluster.completeness,
         "multiplicity": cluster.multiplicity,
         "i_over_sigma": ov.i_over_sigma if ov else None,
+        "anomalous": to_dict(cluster.anomalous) if cluster.anomalous else None,
         "files": [],
     }
 
@@ -110,6 +136,20 @@ def readme_text(record: dict[str, Any]) -> str:
         "",
         "merged.mtz: merged intensities with FreeR_flag (0 = test set); give this to refinement.",
     ]
+    anom = record.get("anomalous")
+    if anom:
+        ha = anom.get("heavy_atom") or {}
+        d_ano = anom.get("d_ano")
+        lines[-1:-1] = [
+            f"anomalous     CCano {f(anom.get('cc_ano'), '.3f')}, SigAno "
+            f"{f(anom.get('sig_ano'), '.2f')}, signal to "
+            + (f"{d_ano:.2f} Å" if d_ano else "no shell (CCano below target)")
+            + (f"; heavy atom {ha['element']}" if ha.get("element") else ""),
+        ]
+        lines.append(
+            "merged.mtz keeps I(+)/I(-), F(+)/F(-) and DANO/SIGDANO for phasing; "
+            "merged_hklf4.hkl is the same for SHELXC/D/E."
+        )
     if "unmerged.cif" in record["files"]:
         lines.append("unmerged.mtz, unmerged.cif: unmerged intensities (deposition).")
     else:

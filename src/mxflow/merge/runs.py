@@ -25,11 +25,13 @@ from mxflow.errors import MxflowError
 from mxflow.merge import analysis
 from mxflow.merge.diagnostics import cluster_diagnostics
 from mxflow.merge.observations import read_observations
+from mxflow.merge.shelx import write_hklf4
 from mxflow.merge.stages import EngineLog, Symmetrized
 from mxflow.model import (
     ClusterDiagnostics,
     ClusterResult,
     DendrogramNode,
+    HeavyAtom,
     MergeOptions,
     MergeRun,
     MergingStats,
@@ -38,10 +40,12 @@ from mxflow.model import (
     to_dict,
 )
 from mxflow.stats import absences
+from mxflow.stats.anomalous import anomalous_signal
 from mxflow.stats.free_flags import write_merged_mtz
 from mxflow.stats.merging import format_table, stats_from_mtz, stats_to_json
 from mxflow.stats.observations import Observations
 from mxflow.stats.resolution import estimate_d_min
+from mxflow.stats.scatterers import heavy_atom_or_note
 from mxflow.util.files import atomic_write_text, safe_name, write_json
 from mxflow.util.mtz import write_unmerged_mtz
 
@@ -62,11 +66,24 @@ class ClusterJob:
     sample: str = "sample"
 
     @property
+    def wavelength(self) -> float | None:
+        """Median wavelength of the members (Å), None when none is known."""
+        lam = [self.sym.items[i].wavelength for i in self.member_idx]
+        known = [x for x in lam if x is not None and np.isfinite(x)]
+        return float(np.median(known)) if known else None
+
+    @property
+    def heavy_atom(self) -> HeavyAtom | None:
+        """The anomalous scatterer the merge was told of, at the members' wavelength."""
+        if not self.opts.heavy_atom:
+            return None
+        return heavy_atom_or_note(self.opts.heavy_atom, self.wavelength, self.opts.n_sites)
+
+    @property
     def mtz_names(self) -> merge_steps.MtzNames:
         """Project and crystal: the sample; dataset: the wavelength of the members (Å)."""
-        lam = [self.sym.items[i].wavelength for i in self.member_idx]
-        known = [x for x in lam if np.isfinite(x)]
-        dataset = f"{float(np.median(known)):.4f}A" if known else "NATIVE"
+        lam = self.wavelength
+        dataset = f"{lam:.4f}A" if lam is not None else "NATIVE"
         name = safe_name(self.sample, "sample")
         return merge_steps.MtzNames(name, name, dataset)
 
@@ -192,8 +209,14 @@ def finish_run(
     where = run.relative_to(job.cdir) if run.is_relative_to(job.cdir) else run.name
     what = f"{job.method} cluster {job.node.id} of sample {job.sample}, {where}"
     write_merged_mtz(
-        run / "dials_merged.mtz", run / "merged.mtz", what, free_flags=job.opts.free_flags
+        run / "dials_merged.mtz",
+        run / "merged.mtz",
+        what,
+        free_flags=job.opts.free_flags,
+        history_lines=anomalous_history(job.opts, job.heavy_atom),
     )
+    if job.opts.anomalous:
+        write_hklf4(run / "merged.mtz", run / SHELX_NAME)
     full = "unmerged_fullres.mtz"
     step = merge_steps.export_unmerged(str(expt), str(refl), full, timeout=timeout, names=names)
     job.engine.run(step, run)
@@ -206,6 +229,27 @@ def finish_run(
     atomic_write_text(run / "merging_stats.txt", format_table(stats) + "\n")
     write_json(run / "merging_stats.json", stats_to_json(stats))
     return stats, expt
+
+
+SHELX_NAME = "merged_hklf4.hkl"  # SHELX HKLF 4 beside merged.mtz (anomalous merges)
+
+
+def anomalous_history(opts: MergeOptions, heavy: HeavyAtom | None) -> list[str]:
+    """MTZ history lines of an anomalous merge: I(+)/I(−) kept, the heavy atom, f′/f″
+    and the expected sites when given (none for a native merge)."""
+    if not opts.anomalous:
+        return []
+    lines = ["anomalous: I(+) and I(-) scaled and merged apart (DANO, SIGDANO)"]
+    if heavy is not None:
+        f = (
+            f", f' {heavy.f_prime:.2f} e, f'' {heavy.f_double_prime:.2f} e at "
+            f"{heavy.energy_ev:.0f} eV"
+            if np.isfinite(heavy.f_double_prime)
+            else ""
+        )
+        sites = f", {heavy.n_sites} sites expected" if heavy.n_sites else ""
+        lines.append(f"heavy atom {heavy.element}{sites}{f}")
+    return lines
 
 
 def write_unmerged_cif(src: Path, dst: Path, merged_mtz: Path) -> None:
@@ -397,6 +441,8 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
         merged_mtz=str((st.run / "merged.mtz").relative_to(job.engine.root)),
         unmerged_mtz=str((st.run / "unmerged.mtz").relative_to(job.engine.root)),
         diagnostics=diagnostics,
+        anomalous=anomalous_signal(runs[-1].stats, job.heavy_atom) if o.anomalous else None,
+        shelx_hkl=(str((st.run / SHELX_NAME).relative_to(job.engine.root)) if o.anomalous else ""),
     )
 
 

@@ -493,10 +493,12 @@ def write_merged_mtz(
     note: str = "",
     d_min: float | None = None,
     free_flags: str | Path | None = None,
+    history_lines: list[str] | None = None,
 ) -> FreeFlagReport | None:
     """The merged MTZ a user gets: ``src`` (a DIALS merged MTZ) written to ``dst`` with
     the reflections of d ≥ ``d_min`` Å (when given), no systematic absences and the
-    FreeR_flag column; the history says what mxflow did (``note`` first).
+    FreeR_flag column; the history says what mxflow did (``note`` first, then the
+    lines of ``history``, e.g. the heavy atom of an anomalous merge).
 
     The flags are those of the MTZ ``free_flags`` (read once per process,
     applied by :func:`apply_free_flag_source`; its report is returned) when
@@ -509,6 +511,7 @@ def write_merged_mtz(
     source = load_free_flag_source(free_flags) if free_flags else None
     mtz = gemmi.read_mtz_file(str(src))
     history = [f"mxflow: {note}"] if note else []
+    history += [f"mxflow: {line}" for line in history_lines or []]
     if d_min:
         keep_resolution(mtz, d_min=d_min)
         history.append(f"mxflow: resolution cut at {d_min:.3f} A")
