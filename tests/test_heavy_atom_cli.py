@@ -230,3 +230,41 @@ def test_run_log_lines_count_the_notes():
 
     lines = post.anomalous_lines("thas1", [result("a", "N1"), result("b", "N1"), result("c", None)])
     assert lines == ["mxflow: sample thas1: N1 (2 of 3 dataset(s))"]
+
+
+def test_merge_samples_logs_the_notes_and_passes_the_heavy_atom(tmp_path):
+    """On a hand-made catalog: the run log says what processing noted, once per note,
+    before the merge; the sheet's heavy atom and sites and the thresholds reach it."""
+    from mxflow.catalog.db import Catalog
+    from mxflow.model import Thresholds
+
+    seen, logged = [], []
+
+    def merge(inputs, workdir, options):
+        seen.append(options)
+        return MergeSummary(options.sample, notes=["fake: nothing merged"])
+
+    note = "λ 1.2820 Å (9671 eV) is 12 eV above the Zn K edge (9659 eV): f′ −6.3 e, f″ 3.9 e"
+    with Catalog(tmp_path / "out") as cat:
+        for name in ("x1", "x2"):
+            key = f"proc/P1/{name}"
+            ds = Dataset(name, fake.fake_sweep(f"/data/{name}_#####.cbf"), "thas1")
+            cat.add_dataset(key, ds, "sweep", None)
+            r = DatasetResult(name, name, "ok", sample="thas1", anomalous_note=note)
+            r.integrated_expt, r.integrated_refl = f"{key}/i.expt", f"{key}/i.refl"
+            cat.record_result(key, r)
+        post.merge_samples(
+            tmp_path / "out",
+            cat,
+            ProcessingOptions(),
+            logged.append,
+            {"thas1": post.SampleSettings(heavy_atom="Zn", n_sites=4)},
+            merge_fn=merge,
+            thresholds=Thresholds(min_anom_completeness=80.0),
+        )
+    assert f"mxflow: sample thas1: {note} (2 of 2 dataset(s))" in logged
+    start = next(i for i, m in enumerate(logged) if "merging 2 dataset(s)" in m)
+    assert logged.index(f"mxflow: sample thas1: {note} (2 of 2 dataset(s))") < start
+    (opts,) = seen
+    assert (opts.heavy_atom, opts.n_sites, opts.anomalous) == ("Zn", 4, True)
+    assert opts.thresholds.min_anom_completeness == 80.0
