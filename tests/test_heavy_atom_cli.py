@@ -268,3 +268,32 @@ def test_merge_samples_logs_the_notes_and_passes_the_heavy_atom(tmp_path):
     (opts,) = seen
     assert (opts.heavy_atom, opts.n_sites, opts.anomalous) == ("Zn", 4, True)
     assert opts.thresholds.min_anom_completeness == 80.0
+
+
+def test_run_anomalous_thresholds_reach_the_run_config(tmp_path):
+    cfg = _run_config(tmp_path, "--min-anom-completeness", "85", "--min-anom-multiplicity", "2")
+    assert (cfg.thresholds.min_anom_completeness, cfg.thresholds.min_anom_multiplicity) == (85, 2)
+    assert _run_config(tmp_path).thresholds.min_anom_completeness is None
+
+
+def _flagged(name: str, anomalous: bool) -> Dataset:
+    return Dataset(name, fake.fake_sweep(f"/data/{name}_#####.cbf"), "sad", anomalous=anomalous)
+
+
+def test_half_the_datasets_flagged_native_merge_anomalous_and_say_so():
+    """A SAD sample whose sheet flags only some of its datasets anomalous: merged as
+    anomalous for all, and the run log says so with the counts."""
+    datasets = [_flagged(f"w{k}", k % 2 == 0) for k in range(6)]
+    settings = post.sample_settings(datasets)["sad"]
+    assert (settings.n_flagged_anomalous, settings.n_datasets) == (3, 6)
+    assert post.merge_options("sad", ProcessingOptions(), sheet=settings).anomalous
+    line = post.mixed_anomalous_line("sad", settings)
+    assert line and "3 of 6 dataset(s) are flagged anomalous" in line
+    assert "merged as anomalous" in line
+    every = post.sample_settings([_flagged(f"w{k}", True) for k in range(3)])["sad"]
+    assert post.mixed_anomalous_line("sad", every) is None
+    native = post.sample_settings([_flagged(f"w{k}", False) for k in range(3)])["sad"]
+    assert post.mixed_anomalous_line("sad", native) is None
+    assert not post.merge_options("sad", ProcessingOptions(), sheet=native).anomalous
+    both = post.combine_settings([settings, every])
+    assert (both.n_flagged_anomalous, both.n_datasets) == (6, 9)

@@ -37,7 +37,7 @@ from mxflow.catalog.summary import SUMMARY_NAME, write_summary
 from mxflow.discover import collection as discovery
 from mxflow.discover import discover_collection
 from mxflow.discover.collection import Collection
-from mxflow.model import Dataset, ProcessingOptions
+from mxflow.model import Dataset, ProcessingOptions, Thresholds
 from mxflow.schedule import post
 from mxflow.schedule.cluster import check_batch_system, start_cluster
 from mxflow.schedule.executor import Executor, WorkItem, abandon_unstarted_clusters
@@ -182,6 +182,7 @@ class RunConfig:
     discover_fn: str | DiscoverFn = DEFAULT_DISCOVER_FN  # developer option, as process_fn
     # --dashboard: serve the Dask dashboard on 127.0.0.1 (any free port); off by default
     dashboard: bool = False
+    thresholds: Thresholds = field(default_factory=Thresholds)  # which clusters to merge
 
 
 class StopFlag:
@@ -502,6 +503,7 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
                     settings,
                     group_by_cell=config.group_by_cell,
                     given=given,
+                    thresholds=config.thresholds,
                 )
                 # pins of one cell left apart, each with too little to merge: said at the end
                 hints = post.merge_hints(catalog, given)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mxflow.discover.collection import Collection
-from mxflow.merge.cli import add_anomalous_threshold_arguments
+from mxflow.merge.cli import add_anomalous_threshold_arguments, anomalous_thresholds
 from mxflow.model import Dataset, ProcessingOptions
 from mxflow.schedule.cluster import CLUSTER_KINDS
 from mxflow.schedule.collection import (
@@ -280,5 +280,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         settle_s=args.settle_s,
         settle_timeout_s=args.settle_timeout_s,
         dashboard=args.dashboard,
+        thresholds=anomalous_thresholds(args),
         discover_fn=discover_fn,
     )

@@ -274,7 +274,11 @@ def combine_settings(settings: Sequence[SampleSettings | None]) -> SampleSetting
     (e.g. ``--free-flags``, set on every dataset without a sheet sample); anomalous
     when any is."""
     given = [s for s in settings if s is not None]
-    out = SampleSettings(anomalous=any(s.anomalous for s in given))
+    out = SampleSettings(
+        anomalous=any(s.anomalous for s in given),
+        n_flagged_anomalous=sum(s.n_flagged_anomalous for s in given),
+        n_datasets=sum(s.n_datasets for s in given),
+    )
     for name in ("space_group", "reference", "free_flags", "heavy_atom", "n_sites"):
         values = {getattr(s, name) for s in given if getattr(s, name)}
         if len(values) == 1:
@@ -406,6 +410,33 @@ class SampleSettings:
     free_flags: str | None = None  # MTZ whose FreeR flags the merged files take
     heavy_atom: str | None = None  # element of the anomalous scatterer (implies anomalous)
     n_sites: int | None = None  # expected heavy-atom sites per asymmetric unit
+    n_flagged_anomalous: int = 0  # datasets of the sample flagged anomalous
+    n_datasets: int = 0
+
+    @property
+    def mixed_anomalous(self) -> bool:
+        """Some, not all, of the sample's datasets are flagged anomalous."""
+        return 0 < self.n_flagged_anomalous < self.n_datasets
+
+
+def mixed_anomalous_line(sample: str, s: SampleSettings) -> str | None:
+    """The run log's line on a sample whose datasets disagree on the anomalous flag.
+
+    The merge of a sample is one: it keeps I(+) and I(−) apart when any of its
+    datasets is anomalous, for every dataset.  That loses nothing for the datasets
+    flagged native (their mean intensities are the same; pairwise CC, ΔCC½ and
+    clustering use Friedel-merged intensities either way) and keeps the signal of
+    the others, so a wrong native flag on some datasets of a SAD sample does not
+    weaken it.
+    """
+    if not s.mixed_anomalous:
+        return None
+    return (
+        f"mxflow: sample {sample}: {s.n_flagged_anomalous} of {s.n_datasets} dataset(s) are "
+        "flagged anomalous, the others not; the sample is merged as anomalous, I(+) and "
+        "I(-) apart for all of them (mean intensities, clustering and rejection are the "
+        "same either way)"
+    )
 
 
 def sample_settings(datasets: Sequence[Dataset]) -> dict[str, SampleSettings]:
@@ -420,9 +451,12 @@ def sample_settings(datasets: Sequence[Dataset]) -> dict[str, SampleSettings]:
     anomalous when any of its datasets is.
     """
     seen: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for d in datasets:
         sample = d.sample or "sample"
         seen[sample]  # every sample gets settings, even an empty one
+        counts[sample][0] += bool(d.anomalous or d.heavy_atom)
+        counts[sample][1] += 1
         for key, value in (
             ("space_group", d.space_group),
             ("reference", d.reference_mtz),
@@ -435,7 +469,11 @@ def sample_settings(datasets: Sequence[Dataset]) -> dict[str, SampleSettings]:
         if d.anomalous:
             seen[sample]["anomalous"].add(True)
     return {
-        sample: SampleSettings(**{k: next(iter(v)) for k, v in values.items() if len(v) == 1})
+        sample: SampleSettings(
+            **{k: next(iter(v)) for k, v in values.items() if len(v) == 1},
+            n_flagged_anomalous=counts[sample][0],
+            n_datasets=counts[sample][1],
+        )
         for sample, values in seen.items()
     }
 
@@ -586,6 +624,9 @@ def merge_samples(
             )
         for line in anomalous_lines(sample, [r for _, r in members]):
             log(line)
+        mixed = mixed_anomalous_line(sample, settings.get(sample) or SampleSettings())
+        if mixed:
+            log(mixed)
         progress = MergeProgress(name, index, len(todo), len(members))
         log(format_merge_start(progress))
         options = merge_options(
