@@ -243,3 +243,24 @@ def test_anomalous_signal_edge_cases():
     # another target
     s = anomalous_signal(_stats([0.7, 0.4, 0.1]), target=0.5)
     assert s.d_ano == 5.0 and s.cc_ano_target == 0.5 and "0.5" in s.note
+
+
+def test_sigma_factors_recover_a_miscalibrated_error_model():
+    """σ written without the error that grows with I (σ² = I + (0.05 I)² is the truth,
+    up to 2.5× the written σ for the strongest) and 1.3× too large for weak reflections,
+    as DIALS's error model leaves small wedges: the factors undo it; right σ give ≈ 1."""
+    from mxflow.stats.anomalous import calibrated_sigma, sigma_factors
+
+    rng = np.random.default_rng(5)
+    n_groups, per = 4000, 4
+    true = np.repeat(rng.exponential(200.0, n_groups), per)
+    group = np.repeat(np.arange(n_groups), per)
+    sd = np.sqrt(true + 25.0 + (0.05 * true) ** 2)  # real error
+    i = true + rng.normal(0, 1, len(true)) * sd
+    written = np.sqrt(true + 25.0) / np.where(true < 30, 1.3, 1.0)
+    k = sigma_factors(group, i, written)
+    fixed = calibrated_sigma(group, i, written, k)
+    strong, weak = true > 600, true < 30
+    assert np.median(fixed[strong] / sd[strong]) == pytest.approx(1.0, abs=0.15)
+    assert np.median(fixed[weak] / sd[weak]) == pytest.approx(1.0, abs=0.15)
+    assert np.allclose(sigma_factors(group, i, sd), 1.0, atol=0.15)

@@ -29,7 +29,7 @@ def pairs_mtz(tmp_path, keep_every=1, delta=10.0, sigma=5.0):
 
 def test_pairs_known_values(tmp_path):
     path, h, mean = pairs_mtz(tmp_path)
-    s = stats_from_mtz(path, n_bins=4)
+    s = stats_from_mtz(path, n_bins=4, calibrate_sigma=False)
     o = s.overall
     assert len(s.shells) == 4
     assert o.n_obs == 2 * len(h)
@@ -56,6 +56,10 @@ def test_pairs_known_values(tmp_path):
     assert sum(x.n_obs for x in s.shells) == o.n_obs
     assert sum(x.n_possible for x in s.shells) == o.n_possible
     assert s.inner is s.shells[0] and s.outer is s.shells[-1]
+    # calibrated: the centric repeats disagree by 2δ = 2.83 σ, so σ is rescaled to that
+    # scatter and the pairs' ΔI, of the same size, read as noise (SigAno = √(2/π))
+    cal = stats_from_mtz(path, n_bins=4).overall
+    assert cal.sig_ano == pytest.approx(math.sqrt(2 / math.pi), rel=1e-3)
 
 
 def test_completeness_half(tmp_path):

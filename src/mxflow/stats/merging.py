@@ -23,7 +23,15 @@ an overall row.  Definitions (Friedel mates merged unless stated):
   inverse-variance weighted means and σ(ΔI) = (σ(Ī+)² + σ(Ī−)²)^½;
   n_ano counts the pairs;
 * SigAno: mean |ΔI| / σ(ΔI) over the Bijvoet pairs (XDS' SigAno): the mean
-  of |N(0, 1)|, √(2/π) ≈ 0.80, for pure noise with correct σ;
+  of |N(0, 1)|, √(2/π) ≈ 0.80, for pure noise with correct σ.  The σ of
+  SigAno and of the anomalous slope are first calibrated, per shell and bin
+  of I/σ, on the scatter of repeated measurements of one reflection and one
+  Friedel sign (:func:`mxflow.stats.anomalous.sigma_factors`, as XDS's
+  CORRECT and Aimless's SD correction do): DIALS's error model on small
+  wedges leaves strong reflections' σ up to 2× too small and weak ones' too
+  large, which made pure noise read 1.6 in the inner shell and 0.9 in the
+  outer one.  A true Bijvoet difference is never part of that scatter, so it
+  still shows; every other figure uses the σ as written;
 * anomalous completeness: Bijvoet pairs / possible acentric reflections
   (the possible set above, its centric ones left out);
 * anomalous multiplicity: observations per measured Bijvoet mate, Σ(n₊ + n₋)
@@ -48,7 +56,7 @@ import gemmi
 import numpy as np
 
 from mxflow.model import MergingStats, ShellStats, to_dict
-from mxflow.stats.anomalous import normal_probability_slope
+from mxflow.stats.anomalous import calibrated_sigma, normal_probability_slope, sigma_factors
 from mxflow.stats.observations import Observations, read_unmerged_mtz
 
 
@@ -155,6 +163,7 @@ def _shell_row(
     d_max: float,
     d_min: float,
     gemmi_stats: gemmi.MergingStats | None,
+    calibrate_sigma: bool = True,
 ) -> ShellStats:
     """Statistics of the observations selected by ``mask`` (one shell or all);
     ``possible`` / ``possible_acentric``: the reflections (acentric ones) the shell can hold."""
@@ -179,7 +188,12 @@ def _shell_row(
     pairs = _anomalous_pairs(hkl, sign, i, sigma, centric)
     row.n_ano = int(len(pairs.delta))
     if row.n_ano:
+        # σ(ΔI) for SigAno and the slope from σ calibrated on this shell's repeats
         z = pairs.delta / pairs.sigma
+        if calibrate_sigma:
+            hand, _ = _group_ids(np.column_stack([hkl, sign]))
+            sig_cal = calibrated_sigma(hand, i, sigma, sigma_factors(hand, i, sigma))
+            z = pairs.delta / _anomalous_pairs(hkl, sign, i, sig_cal, centric).sigma
         row.sig_ano = float(np.mean(np.abs(z)))
         row.anom_multiplicity = float((pairs.n_plus.sum() + pairs.n_minus.sum()) / (2 * row.n_ano))
         row.anom_slope = normal_probability_slope(z)
@@ -188,8 +202,11 @@ def _shell_row(
     return row
 
 
-def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
-    """Per-shell and overall statistics of unmerged observations (see module docstring)."""
+def merging_stats(
+    obs: Observations, n_bins: int = 10, calibrate_sigma: bool = True
+) -> MergingStats:
+    """Per-shell and overall statistics of unmerged observations (see module docstring;
+    ``calibrate_sigma`` False: SigAno and the slope with the σ as written)."""
     inv_d2 = obs.cell.calculate_1_d2_array(obs.hkl.astype(np.int32))
     n_bins = max(1, min(n_bins, len(np.unique(obs.hkl, axis=0)) // 20 or 1))
     binner = gemmi.Binner()
@@ -228,6 +245,7 @@ def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
                 d_max,
                 d_min,
                 per_shell[b],
+                calibrate_sigma,
             )
         )
     overall = _shell_row(
@@ -238,6 +256,7 @@ def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
         d_all_max,
         d_all_min,
         overall_g,
+        calibrate_sigma,
     )
     cell = obs.cell
     return MergingStats(
@@ -250,10 +269,15 @@ def merging_stats(obs: Observations, n_bins: int = 10) -> MergingStats:
 
 
 def stats_from_mtz(
-    path: str | Path, n_bins: int = 10, d_min: float | None = None, d_max: float | None = None
+    path: str | Path,
+    n_bins: int = 10,
+    d_min: float | None = None,
+    d_max: float | None = None,
+    calibrate_sigma: bool = True,
 ) -> MergingStats:
     """Merging statistics of a scaled unmerged MTZ (d limits in Å, optional)."""
-    return merging_stats(read_unmerged_mtz(path, d_min=d_min, d_max=d_max), n_bins=n_bins)
+    obs = read_unmerged_mtz(path, d_min=d_min, d_max=d_max)
+    return merging_stats(obs, n_bins=n_bins, calibrate_sigma=calibrate_sigma)
 
 
 def stats_to_json(stats: MergingStats) -> dict[str, Any]:
