@@ -149,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
     t0 = time.perf_counter()
+    # the sample the processing recorded (merge_sample keeps only that sample's datasets)
+    sample = next((r["sample"] for r in rows if r.get("sample")), None)
     opts = MergeOptions(
-        sample="zn",
+        sample=sample,
         anomalous=True,
         heavy_atom="Zn",
         n_sites=a.sites,

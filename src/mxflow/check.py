@@ -82,6 +82,7 @@ PYTHON_DEPENDENCIES: tuple[Dependency, ...] = (
     Dependency("plotly", "plotly", "5.18"),
     Dependency("matplotlib", "matplotlib", "3.8"),
     Dependency("tqdm", "tqdm", "4.66"),
+    Dependency("xraydb", "xraydb", "4.5"),
 )
 
 #: every DIALS program mxflow runs (tests/test_check.py checks the source names no other)
