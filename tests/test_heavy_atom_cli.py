@@ -297,3 +297,46 @@ def test_half_the_datasets_flagged_native_merge_anomalous_and_say_so():
     assert not post.merge_options("sad", ProcessingOptions(), sheet=native).anomalous
     both = post.combine_settings([settings, every])
     assert (both.n_flagged_anomalous, both.n_datasets) == (6, 9)
+
+
+def test_a_sheet_that_now_gives_a_heavy_atom_merges_the_sample_again(tmp_path):
+    """The same datasets, merged before without the heavy atom: the merge is redone and
+    the run log says which options changed; unchanged options keep the merge."""
+    from mxflow.catalog.db import Catalog
+
+    seen, logged = [], []
+
+    def merge(inputs, workdir, options):
+        seen.append(options)
+        return MergeSummary(options.sample, options=options, clusters=[_merged_cluster()])
+
+    def run(settings):
+        with Catalog(tmp_path / "out") as cat:
+            if not seen:
+                for name in ("x1", "x2"):
+                    key = f"proc/P1/{name}"
+                    ds = Dataset(name, fake.fake_sweep(f"/data/{name}_#####.cbf"), "thas1")
+                    cat.add_dataset(key, ds, "sweep", None)
+                    r = DatasetResult(name, name, "ok", sample="thas1")
+                    r.integrated_expt, r.integrated_refl = f"{key}/i.expt", f"{key}/i.refl"
+                    cat.record_result(key, r)
+            post.merge_samples(
+                tmp_path / "out", cat, ProcessingOptions(), logged.append,
+                {"thas1": settings}, merge_fn=merge,
+            )  # fmt: skip
+
+    run(post.SampleSettings(anomalous=True))
+    run(post.SampleSettings(anomalous=True, heavy_atom="Zn", n_sites=3))
+    assert [o.heavy_atom for o in seen] == [None, "Zn"]
+    again = [m for m in logged if "merged again" in m]
+    assert again == ["mxflow: merge proc/thas1: merged again: heavy_atom, n_sites changed"]
+    run(post.SampleSettings(anomalous=True, heavy_atom="Zn", n_sites=3))
+    assert len(seen) == 2
+    assert any("already merged (the same 2 dataset(s))" in m for m in logged)
+
+
+def _merged_cluster():
+    from mxflow.model import ClusterResult, MergingStats, ShellStats
+
+    shell = ShellStats(d_max=20.0, d_min=2.0, completeness=0.9, multiplicity=3.0, cc_half=0.99)
+    return ClusterResult(1, "cc", ["x1", "x2"], ["x1", "x2"], stats=MergingStats.one_shell(shell))

@@ -56,6 +56,7 @@ from mxflow.model import (
     MergeSummary,
     ProcessingOptions,
     Thresholds,
+    to_dict,
 )
 from mxflow.schedule.cluster import available_cores
 from mxflow.schedule.progress import (
@@ -525,6 +526,21 @@ def anomalous_lines(sample: str, results: Sequence[DatasetResult]) -> list[str]:
     ]
 
 
+#: merge options that do not change a merge's result (the machine's cores, time limits)
+_RUN_ONLY_OPTIONS = ("nproc", "timeout")
+
+
+def changed_options(previous: MergeRecord, options: MergeOptions) -> list[str]:
+    """The merge options that differ from those ``previous`` was merged with (e.g. a
+    sample sheet that now gives a heavy atom); none when it recorded none (a catalog
+    from before the options were kept: its merge stands)."""
+    before = previous.summary.options if previous.summary else None
+    if before is None:
+        return []
+    old, new = to_dict(before), to_dict(options)
+    return [k for k in new if k not in _RUN_ONLY_OPTIONS and old.get(k) != new[k]]
+
+
 def _merge_one(
     name: str,
     members: list[tuple[str, DatasetResult]],
@@ -600,16 +616,23 @@ def merge_samples(
     for (sample, route, label, members), name in zip(jobs, names, strict=True):
         keys = sorted(k for k, _ in members)
         previous = done.get(name)
+        refuted = [r.name for _, r in members if r.given_space_group_rejected]
+        options = merge_options(
+            sample, cli, label, settings.get(sample), not refuted, thresholds=thresholds
+        )
         if previous and previous.status == "ok" and previous.inputs == keys:
-            log(f"mxflow: merge {name}: already merged (the same {len(keys)} dataset(s))")
-            continue
+            changed = changed_options(previous, options)
+            if not changed:
+                log(f"mxflow: merge {name}: already merged (the same {len(keys)} dataset(s))")
+                continue
+            log(f"mxflow: merge {name}: merged again: {', '.join(changed)} changed")
         if len(members) < MIN_DATASETS_TO_MERGE:
             why = f"only {len(members)} processed dataset(s)"
             catalog.record_merge(MergeRecord(name, "skipped", why, inputs=keys))
             log(f"mxflow: merge {name}: skipped: {why}")
             continue
-        todo.append((name, sample, route, label, members))
-    for index, (name, sample, route, label, members) in enumerate(todo, 1):
+        todo.append((name, sample, route, label, members, options))
+    for index, (name, sample, route, label, members, options) in enumerate(todo, 1):
         workdir = (
             out / ("merge" if route == "proc" else f"merge_{route}") / safe_name(sample, "sample")
         )
@@ -629,9 +652,6 @@ def merge_samples(
             log(mixed)
         progress = MergeProgress(name, index, len(todo), len(members))
         log(format_merge_start(progress))
-        options = merge_options(
-            sample, cli, label, settings.get(sample), not refuted, thresholds=thresholds
-        )
         t0 = time.perf_counter()
         record = _merge_one(name, members, workdir, options, out, merge_fn)
         progress.elapsed_s = time.perf_counter() - t0
