@@ -324,8 +324,10 @@ def test_sample_sheet_settings_reach_the_merge(tmp_path, monkeypatch):
     ]  # fmt: skip
     settings = post.sample_settings(datasets)
     assert settings == {
-        "se": post.SampleSettings("P 41 21 2", "/r/se.mtz", anomalous=True),
-        "mix": post.SampleSettings(),
+        "se": post.SampleSettings(
+            "P 41 21 2", "/r/se.mtz", anomalous=True, n_flagged_anomalous=1, n_datasets=2
+        ),
+        "mix": post.SampleSettings(n_datasets=2),
     }
 
     def res(name):
