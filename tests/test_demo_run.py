@@ -97,3 +97,21 @@ def test_the_raster_scan_has_a_hit_map_named_after_the_scan(demo):
     pages = sorted((wd / "out" / "hitmap").rglob("hitmap.html"))
     assert len(pages) == 1  # the demo's one raster scan
     assert pages[0].parent.name == "raster", pages  # raster_####.cbf, not "raster_.cbf"
+
+
+def test_anomalous_free_data_read_as_noise_in_every_shell(demo):
+    """The demo has no anomalous scatterer: every merged cluster's shells give SigAno
+    ≈ 0.8 (the mean of |N(0, 1)|) ± 0.15 and CCano within 3 standard errors (1/√n) of 0
+    (#13; before σ calibration the inner shell read 1.5)."""
+    wd, _ = demo
+    summaries = sorted((wd / "out").glob("merge*/lys*/merge_summary_*.json"))
+    checked = 0
+    for path in summaries:
+        for c in (c for c in read_summary(path).clusters if c.ok):
+            for sh in c.stats.shells:
+                if sh.n_ano >= 100:
+                    assert 0.65 <= sh.sig_ano <= 0.95, (path, c.id, sh)
+                    checked += 1
+                if sh.n_cc_ano >= 10:
+                    assert abs(sh.cc_ano) <= 3 / np.sqrt(sh.n_cc_ano), (path, c.id, sh)
+    assert checked >= 10

@@ -161,6 +161,7 @@ class ShellStats:
     cc_ano: float = math.nan
     sig_ano: float = math.nan
     n_ano: int = 0
+    n_cc_ano: int = 0  # pairs CCano is computed from (both mates in both halves)
     # anomalous completeness / multiplicity (mxflow.stats.merging): acentric reflections with
     # both Bijvoet mates measured over the possible acentric ones; observations per mate
     anom_completeness: float = math.nan

@@ -17,7 +17,8 @@ an overall row.  Definitions (Friedel mates merged unless stated):
   value (NaN, printed "-"), never a negative one;
 * CCano: Pearson correlation of ΔI = I(+) − I(−) between two random halves
   of the observations (acentric reflections whose I(+) and I(−) are both
-  measured in both halves), seeded so the table is reproducible;
+  measured in both halves; n_cc_ano counts them, and CCano of pure noise
+  scatters by about 1/√n_cc_ano around 0), seeded so the table is reproducible;
 * Bijvoet pairs: acentric reflections (``centric_flag_array`` of the space
   group) with both I(+) and I(−) measured; ΔI = Ī(+) − Ī(−) of the
   inverse-variance weighted means and σ(ΔI) = (σ(Ī+)² + σ(Ī−)²)^½;
@@ -198,7 +199,8 @@ def _shell_row(
         row.anom_multiplicity = float((pairs.n_plus.sum() + pairs.n_minus.sum()) / (2 * row.n_ano))
         row.anom_slope = normal_probability_slope(z)
     row.anom_completeness = row.n_ano / possible_acentric if possible_acentric else math.nan
-    row.cc_ano, _ = _cc_ano(hkl, sign, i, sigma, centric)
+    row.cc_ano, used = _cc_ano(hkl, sign, i, sigma, centric)
+    row.n_cc_ano = int(len(used))
     return row
 
 
