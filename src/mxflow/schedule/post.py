@@ -620,6 +620,9 @@ def merge_samples(
         options = merge_options(
             sample, cli, label, settings.get(sample), not refuted, thresholds=thresholds
         )
+        mixed = mixed_anomalous_line(sample, settings.get(sample) or SampleSettings())
+        if mixed:
+            log(mixed)
         if previous and previous.status == "ok" and previous.inputs == keys:
             changed = changed_options(previous, options)
             if not changed:
@@ -647,9 +650,6 @@ def merge_samples(
             )
         for line in anomalous_lines(sample, [r for _, r in members]):
             log(line)
-        mixed = mixed_anomalous_line(sample, settings.get(sample) or SampleSettings())
-        if mixed:
-            log(mixed)
         progress = MergeProgress(name, index, len(todo), len(members))
         log(format_merge_start(progress))
         t0 = time.perf_counter()
