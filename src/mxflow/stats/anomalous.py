@@ -219,15 +219,25 @@ SD_BIN_EDGES = (1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 MEAN_ABS_NORMAL = float(np.sqrt(2.0 / np.pi))  # mean of |N(0, 1)|
 
 
-def _loo_deviations(group: np.ndarray, i: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """(Iᵢ − Ī₋ᵢ) / √(σᵢ² + σ(Ī₋ᵢ)²), Ī₋ᵢ the weighted mean of the other observations of
-    the group (NaN for an observation alone in its group)."""
+def _others(
+    group: np.ndarray, i: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Ī₋ᵢ, σ(Ī₋ᵢ)², has others): the inverse-variance weighted mean of the other
+    observations of each observation's group and its variance; where an observation is
+    alone in its group, ``has others`` is False and the first two are meaningless."""
     w = 1.0 / sigma**2
     sw = np.bincount(group, weights=w)[group] - w
     swi = np.bincount(group, weights=w * i)[group] - w * i
-    out = np.full(len(i), np.nan)
     ok = sw > 1e-12 * w
-    out[ok] = (i[ok] - swi[ok] / sw[ok]) / np.sqrt(sigma[ok] ** 2 + 1.0 / sw[ok])
+    safe = np.where(ok, sw, 1.0)
+    return swi / safe, 1.0 / safe, ok
+
+
+def _loo_deviations(group: np.ndarray, i: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """(Iᵢ − Ī₋ᵢ) / √(σᵢ² + σ(Ī₋ᵢ)²) (NaN for an observation alone in its group)."""
+    mean, var, ok = _others(group, i, sigma)
+    out = np.full(len(i), np.nan)
+    out[ok] = (i[ok] - mean[ok]) / np.sqrt(sigma[ok] ** 2 + var[ok])
     return out
 
 
@@ -237,12 +247,8 @@ def _strength_bins(
     """Bin of each observation by Ī₋ᵢ/σᵢ, the strength of its reflection judged from the
     other measurements (its own I/σ would sort its own noise into the bins); an
     observation alone in its group by its own I/σ."""
-    w = 1.0 / sigma**2
-    sw = np.bincount(group, weights=w)[group] - w
-    swi = np.bincount(group, weights=w * i)[group] - w * i
-    strength = i / sigma
-    ok = sw > 1e-12 * w
-    strength[ok] = swi[ok] / sw[ok] / sigma[ok]
+    mean, _, ok = _others(group, i, sigma)
+    strength = np.where(ok, mean, i) / sigma
     return np.searchsorted(np.asarray(edges), strength, side="right")
 
 
@@ -273,8 +279,9 @@ def sigma_factors(
         One factor per bin of Ī₋ᵢ/σᵢ (:func:`_strength_bins`; the observation's own
         I/σ would bias the bins by its own noise): σ' = factor · σ makes the
         leave-one-out deviations
-        (Iᵢ − Ī₋ᵢ)/√(σ'ᵢ² + σ'(Ī₋ᵢ)²) of the bin unit normal, judged robustly
-        (median |deviation| / 0.6745), as XDS's CORRECT and Aimless's SD
+        (Iᵢ − Ī₋ᵢ)/√(σ'ᵢ² + σ'(Ī₋ᵢ)²) of the bin unit normal, judged by their
+        mean |deviation| (√(2/π) for N(0, 1): the same measure SigAno takes of
+        ΔI/σ(ΔI)), as XDS's CORRECT and Aimless's SD
         correction calibrate σ on symmetry mates.  Iterated, since σ(Ī₋ᵢ)
         changes with the factors; bins with fewer than ``min_count``
         deviations take the factor of the nearest filled bin (all 1 when none
