@@ -634,15 +634,14 @@ def merge_samples(
             catalog.record_merge(MergeRecord(name, "skipped", why, inputs=keys))
             log(f"mxflow: merge {name}: skipped: {why}")
             continue
-        todo.append((name, sample, route, label, members, options))
-    for index, (name, sample, route, label, members, options) in enumerate(todo, 1):
+        todo.append((name, sample, route, label, members, options, refuted))
+    for index, (name, sample, route, label, members, options, refuted) in enumerate(todo, 1):
         workdir = (
             out / ("merge" if route == "proc" else f"merge_{route}") / safe_name(sample, "sample")
         )
         if label:  # one merge per wavelength
             workdir = workdir / label
         workdir.mkdir(parents=True, exist_ok=True)
-        refuted = [r.name for _, r in members if r.given_space_group_rejected]
         if refuted:
             log(
                 f"mxflow: sample {sample}: the given space group did not fit {len(refuted)} "
