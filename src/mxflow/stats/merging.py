@@ -164,10 +164,11 @@ def _shell_row(
     d_max: float,
     d_min: float,
     gemmi_stats: gemmi.MergingStats | None,
-    calibrate_sigma: bool = True,
+    sigma_ano: np.ndarray | None = None,
 ) -> ShellStats:
     """Statistics of the observations selected by ``mask`` (one shell or all);
-    ``possible`` / ``possible_acentric``: the reflections (acentric ones) the shell can hold."""
+    ``possible`` / ``possible_acentric``: the reflections (acentric ones) the shell can hold;
+    ``sigma_ano``: σ of every observation for SigAno and the slope (None: ``obs.sigma``)."""
     hkl, sign, i, sigma = obs.hkl[mask], obs.sign[mask], obs.i[mask], obs.sigma[mask]
     row = ShellStats(d_max=float(d_max), d_min=float(d_min), n_possible=int(possible))
     row.n_obs = int(len(i))
@@ -189,12 +190,10 @@ def _shell_row(
     pairs = _anomalous_pairs(hkl, sign, i, sigma, centric)
     row.n_ano = int(len(pairs.delta))
     if row.n_ano:
-        # σ(ΔI) for SigAno and the slope from σ calibrated on this shell's repeats
+        # σ(ΔI) for SigAno and the slope from the calibrated σ (merging_stats), if given
         z = pairs.delta / pairs.sigma
-        if calibrate_sigma:
-            hand, _ = _group_ids(np.column_stack([hkl, sign]))
-            sig_cal = calibrated_sigma(hand, i, sigma, sigma_factors(hand, i, sigma))
-            z = pairs.delta / _anomalous_pairs(hkl, sign, i, sig_cal, centric).sigma
+        if sigma_ano is not None:
+            z = pairs.delta / _anomalous_pairs(hkl, sign, i, sigma_ano[mask], centric).sigma
         row.sig_ano = float(np.mean(np.abs(z)))
         row.anom_multiplicity = float((pairs.n_plus.sum() + pairs.n_minus.sum()) / (2 * row.n_ano))
         row.anom_slope = normal_probability_slope(z)
@@ -202,6 +201,19 @@ def _shell_row(
     row.cc_ano, used = _cc_ano(hkl, sign, i, sigma, centric)
     row.n_cc_ano = int(len(used))
     return row
+
+
+def _calibrated_by_shell(obs: Observations, bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """σ of every observation calibrated on the repeats of its own resolution shell, within
+    one reflection and one Friedel sign (:func:`mxflow.stats.anomalous.sigma_factors`)."""
+    out = obs.sigma.copy()
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            hand, _ = _group_ids(np.column_stack([obs.hkl[m], obs.sign[m]]))
+            i, sigma = obs.i[m], obs.sigma[m]
+            out[m] = calibrated_sigma(hand, i, sigma, sigma_factors(hand, i, sigma))
+    return out
 
 
 def merging_stats(
@@ -234,6 +246,7 @@ def merging_stats(
     per_shell = mean_data.calculate_merging_stats(binner)
     overall_g = mean_data.calculate_merging_stats(None)[0]
 
+    sigma_ano = _calibrated_by_shell(obs, bins, binner.size) if calibrate_sigma else None
     shells = []
     for b in range(binner.size):
         d_max = d_all_max if b == 0 else binner.dmax_of_bin(b)
@@ -247,7 +260,7 @@ def merging_stats(
                 d_max,
                 d_min,
                 per_shell[b],
-                calibrate_sigma,
+                sigma_ano,
             )
         )
     overall = _shell_row(
@@ -258,7 +271,7 @@ def merging_stats(
         d_all_max,
         d_all_min,
         overall_g,
-        calibrate_sigma,
+        sigma_ano,
     )
     cell = obs.cell
     return MergingStats(
