@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from mxflow.engine.runner import run_program
+from bench_merge import baseline, processed_pairs, processed_rows
 from mxflow.merge import merge_sample
 from mxflow.merge.final import recommend
 from mxflow.model import MergeOptions, MergingStats, Thresholds
@@ -40,32 +40,6 @@ from mxflow.stats.merging import stats_from_mtz
 from mxflow.util.files import read_json, write_json
 
 WAVELENGTH = 1.282  # Å, 12 eV above the Zn K edge (THAS1 seed)
-
-
-def baseline(out: Path, pairs: list[tuple[str, str]], nproc: int) -> tuple[Path | None, float]:
-    """dials.cosym + dials.scale anomalous=True + dials.merge on every wedge; (merged MTZ, s)."""
-    t0 = time.perf_counter()
-    args = [p for pair in pairs for p in pair]
-    for prog, a in (
-        ("dials.cosym", [*args, f"nproc={nproc}", "output.html=None"]),
-        (
-            "dials.scale",
-            [
-                "symmetrized.expt",
-                "symmetrized.refl",
-                "anomalous=True",
-                f"nproc={nproc}",
-                "output.html=None",
-                "output.unmerged_mtz=scaled_unmerged.mtz",
-            ],
-        ),
-        ("dials.merge", ["scaled.expt", "scaled.refl", "output.mtz=merged.mtz"]),
-    ):
-        rec = run_program(prog, a, out)
-        if rec.returncode != 0:
-            print(f"baseline: {prog} failed, see {out / rec.log}", file=sys.stderr)
-            return None, time.perf_counter() - t0
-    return out / "merged.mtz", time.perf_counter() - t0
 
 
 def anomalous_figures(stats: MergingStats | None) -> dict:
@@ -133,13 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL,
         )
     t_proc = time.perf_counter() - t0
-    rows = read_json(proc / "summary.json")
-    rows = rows.get("datasets", rows) if isinstance(rows, dict) else rows
-    pairs = [
-        (str(proc / r["integrated_expt"]), str(proc / r["integrated_refl"]))
-        for r in rows
-        if r.get("status") == "ok" and r.get("integrated_expt")
-    ]
+    rows = processed_rows(proc)
+    pairs = processed_pairs(proc)
     print(
         f"simulated {a.crystals} wedges (Bijvoet ratio {100 * bijvoet:.1f} %) in {t_sim:.0f} s; "
         f"processed {len(pairs)} ok in {t_proc:.0f} s"
@@ -164,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     best, reason = recommend(summary) or (None, "")
     mx_score = score(out / "mxflow" / best.merged_mtz, sim.truth_dir) if best else None
 
-    base_mtz, t_base = baseline(out / "baseline", pairs, a.nproc)
+    base_mtz, t_base = baseline(
+        out / "baseline",
+        pairs,
+        a.nproc,
+        ("anomalous=True", "output.unmerged_mtz=scaled_unmerged.mtz"),
+    )
     base_score = score(base_mtz, sim.truth_dir) if base_mtz else None
     base_unmerged = out / "baseline" / "scaled_unmerged.mtz"
     base_stats = stats_from_mtz(base_unmerged) if base_unmerged.is_file() else None

@@ -41,15 +41,21 @@ from mxflow.simulate.score import score
 from mxflow.util.files import read_json, write_json
 
 
-def baseline(out: Path, pairs: list[tuple[str, str]], nproc: int) -> tuple[Path | None, float]:
-    """dials.cosym + dials.scale + dials.merge on every wedge; (merged MTZ, wall s)."""
+def baseline(
+    out: Path, pairs: list[tuple[str, str]], nproc: int, scale_args: tuple[str, ...] = ()
+) -> tuple[Path | None, float]:
+    """dials.cosym + dials.scale (with ``scale_args``) + dials.merge on every wedge;
+    (merged MTZ, wall s)."""
     t0 = time.perf_counter()
     args = [p for pair in pairs for p in pair]
     for prog, a in (
         ("dials.cosym", [*args, f"nproc={nproc}", "output.html=None"]),
         (
             "dials.scale",
-            ["symmetrized.expt", "symmetrized.refl", f"nproc={nproc}", "output.html=None"],
+            [
+                *("symmetrized.expt", "symmetrized.refl", f"nproc={nproc}", "output.html=None"),
+                *scale_args,
+            ],
         ),
         ("dials.merge", ["scaled.expt", "scaled.refl", "output.mtz=merged.mtz"]),
     ):
@@ -58,6 +64,21 @@ def baseline(out: Path, pairs: list[tuple[str, str]], nproc: int) -> tuple[Path 
             print(f"baseline: {prog} failed, see {out / rec.log}", file=sys.stderr)
             return None, time.perf_counter() - t0
     return out / "merged.mtz", time.perf_counter() - t0
+
+
+def processed_rows(proc: Path) -> list[dict]:
+    """The dataset rows of ``proc/summary.json`` (a list, or a dict with ``datasets``)."""
+    rows = read_json(proc / "summary.json")
+    return rows.get("datasets", rows) if isinstance(rows, dict) else rows
+
+
+def processed_pairs(proc: Path) -> list[tuple[str, str]]:
+    """(integrated .expt, .refl) of every dataset processed ok under ``proc``."""
+    return [
+        (str(proc / r["integrated_expt"]), str(proc / r["integrated_refl"]))
+        for r in processed_rows(proc)
+        if r.get("status") == "ok" and r.get("integrated_expt")
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,13 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL,
         )
     t_proc = time.perf_counter() - t0
-    rows = read_json(out / "proc" / "summary.json")
-    rows = rows.get("datasets", rows) if isinstance(rows, dict) else rows
-    pairs = [
-        (str(out / "proc" / r["integrated_expt"]), str(out / "proc" / r["integrated_refl"]))
-        for r in rows
-        if r.get("status") == "ok" and r.get("integrated_expt")
-    ]
+    pairs = processed_pairs(out / "proc")
     print(
         f"simulated {a.crystals} wedges in {t_sim:.0f} s; processed {len(pairs)} ok in {t_proc:.0f} s"
     )
