@@ -94,7 +94,9 @@ def test_truth_files_record_the_bijvoet_differences(tmp_path):
     assert t.anomalous
     data = np.array(mtz, copy=False)
     labels = mtz.column_labels()
-    assert np.allclose(data[:, labels.index("DELTAI")], t.delta_i, rtol=1e-4, atol=1e-6 * t.intensity.max())
+    assert np.allclose(
+        data[:, labels.index("DELTAI")], t.delta_i, rtol=1e-4, atol=1e-6 * t.intensity.max()
+    )
 
 
 def test_friedel_truth_has_no_anomalous_columns(tmp_path):

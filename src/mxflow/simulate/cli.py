@@ -103,7 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: none; Friedel's law holds)",
     )
     parser.add_argument(
-        "--sites", type=int, default=d.n_sites, help="heavy-atom sites per ASU (default: %(default)s)"
+        "--sites",
+        type=int,
+        default=d.n_sites,
+        help="heavy-atom sites per ASU (default: %(default)s)",
     )
     parser.add_argument("--distance", type=float, default=d.distance, help="mm")
     parser.add_argument(
