@@ -25,3 +25,22 @@ def run_cmd(root: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "mxflow.cli", "run", str(root), "--workdir", str(out),
             "--process-fn", FAKE_PROCESS, "--discover-fn", FAKE_DISCOVER, "--settle", "0",
             "--no-progress", "--no-merge", "--no-hitmap", *extra]  # fmt: skip
+
+
+def merge_options_of(tmp_path: Path, monkeypatch, *extra: str):
+    """The MergeOptions that ``mxflow merge x.expt --workdir out EXTRA`` (run in
+    ``tmp_path``) hands to the merge, which is replaced by a fake that merges nothing."""
+    import mxflow.merge.cli as merge_cli
+    from mxflow.cli import main
+    from mxflow.model import MergeSummary
+
+    seen = {}
+
+    def fake_merge(inputs, workdir, opts):
+        seen["opts"] = opts
+        return MergeSummary(opts.sample)
+
+    monkeypatch.setattr(merge_cli, "merge_sample", fake_merge)
+    monkeypatch.chdir(tmp_path)
+    main(["merge", "x.expt", "--workdir", "out", *extra])
+    return seen["opts"]

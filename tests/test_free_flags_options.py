@@ -14,11 +14,12 @@ from mtz_readers import read_with_cctbx
 from mxflow.cli import build_parser, main
 from mxflow.discover.collection import Collection, discover_collection, read_sample_sheet
 from mxflow.errors import BadInputError
-from mxflow.model import Dataset, MergeSummary, ProcessingOptions
+from mxflow.model import Dataset, ProcessingOptions
 from mxflow.schedule import fake, post
 from mxflow.schedule.collection import discover
 from mxflow.schedule.options import config_from_args
 from mxflow.stats.free_flags import LABEL, free_flags
+from run_fixtures import merge_options_of
 
 SG, CELL = "P 21 21 21", (40.0, 50.0, 60.0, 90.0, 90.0, 90.0)
 LATER = 4e9  # "now" far after every file was written
@@ -70,19 +71,9 @@ def test_merge_free_flags_is_checked_before_any_work(tmp_path, capsys, make, mes
 
 
 def test_merge_free_flags_reaches_the_merge_options(tmp_path, monkeypatch):
-    import mxflow.merge.cli as merge_cli
-
     _mtz(tmp_path / "flags.mtz")
-    seen = {}
-
-    def fake_merge(inputs, workdir, opts):
-        seen["opts"] = opts
-        return MergeSummary(opts.sample)
-
-    monkeypatch.setattr(merge_cli, "merge_sample", fake_merge)
-    monkeypatch.chdir(tmp_path)
-    main(["merge", "x.expt", "--workdir", "out", "--free-flags", "flags.mtz"])
-    assert seen["opts"].free_flags == str(tmp_path / "flags.mtz")  # absolute: DIALS runs elsewhere
+    opts = merge_options_of(tmp_path, monkeypatch, "--free-flags", "flags.mtz")
+    assert opts.free_flags == str(tmp_path / "flags.mtz")  # absolute: DIALS runs elsewhere
 
 
 # -------------------------------------------------------------- mxflow run

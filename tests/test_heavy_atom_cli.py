@@ -20,30 +20,16 @@ from mxflow.schedule import fake, post
 from mxflow.schedule.collection import discover
 from mxflow.schedule.options import config_from_args
 from mxflow.stats.scatterers import wavelength_a
+from run_fixtures import merge_options_of
 
 ZN_PEAK = 1.282  # Å, the THAS1 seed's wavelength
-
-
-def _merge_options(tmp_path, monkeypatch, *extra):
-    import mxflow.merge.cli as merge_cli
-
-    seen = {}
-
-    def fake_merge(inputs, workdir, opts):
-        seen["opts"] = opts
-        return MergeSummary(opts.sample)
-
-    monkeypatch.setattr(merge_cli, "merge_sample", fake_merge)
-    monkeypatch.chdir(tmp_path)
-    main(["merge", "x.expt", "--workdir", "out", *extra])
-    return seen["opts"]
 
 
 # -------------------------------------------------------------- mxflow merge
 
 
-def test_merge_heavy_atom_sites_and_thresholds_reach_the_merge_options(tmp_path, monkeypatch):
-    opts = _merge_options(tmp_path, monkeypatch, "--heavy-atom", "zn", "--sites", "4",
+def test_merge_heavy_atom_sites_and_thresholds_reach_themerge_options_of(tmp_path, monkeypatch):
+    opts = merge_options_of(tmp_path, monkeypatch, "--heavy-atom", "zn", "--sites", "4",
                           "--min-anom-completeness", "80", "--min-anom-multiplicity", "1.5")  # fmt: skip
     assert (opts.heavy_atom, opts.n_sites, opts.anomalous) == ("Zn", 4, True)
     assert opts.thresholds.min_anom_completeness == 80.0
@@ -52,14 +38,14 @@ def test_merge_heavy_atom_sites_and_thresholds_reach_the_merge_options(tmp_path,
 
 
 def test_merge_without_them_is_not_anomalous(tmp_path, monkeypatch):
-    opts = _merge_options(tmp_path, monkeypatch)
+    opts = merge_options_of(tmp_path, monkeypatch)
     assert (opts.heavy_atom, opts.n_sites, opts.anomalous) == (None, None, False)
     assert opts.thresholds.min_anom_completeness is None
     assert opts.thresholds.min_anom_multiplicity is None
 
 
 def test_merge_unknown_heavy_atom_warns_and_goes_on(tmp_path, monkeypatch, capsys):
-    opts = _merge_options(tmp_path, monkeypatch, "--heavy-atom", "Xx")
+    opts = merge_options_of(tmp_path, monkeypatch, "--heavy-atom", "Xx")
     err = capsys.readouterr().err
     assert err.count("warning") == 1
     assert "--heavy-atom: heavy atom 'Xx' is not a chemical element symbol" in err
@@ -179,7 +165,7 @@ def _run_config(tmp_path, *extra):
     return config_from_args(build_parser("run").parse_args(argv))
 
 
-def test_run_sheet_heavy_atom_reaches_the_merge_options(tmp_path):
+def test_run_sheet_heavy_atom_reaches_themerge_options_of(tmp_path):
     cfg = _run_config(tmp_path)
     assert (cfg.options.heavy_atom, cfg.options.anomalous) == (None, False)
     settings = post.sample_settings(discover(tmp_path, cfg).datasets)
