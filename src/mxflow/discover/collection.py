@@ -29,8 +29,10 @@ import csv
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mxflow.discover.sweeps import find_sweeps, is_image_name, used_files
 from mxflow.errors import BadInputError
@@ -281,43 +283,23 @@ def _sheet_entry(sheet: _Sheet, line: int, row: list[str], n_header: int) -> Sam
     if anom not in _TRUE | _FALSE:
         raise err(line, "anomalous", f"anomalous flag {anom!r} is not true/false")
     entry.anomalous = anom in _TRUE
-    for key in ("space_group", "unit_cell"):
+    from mxflow.stats.scatterers import check_element, parse_sites
+
+    def parsed(key: str, parse: Callable[[str], Any]) -> Any:
+        """The field ``key`` read by ``parse`` (None when empty); its ValueError names
+        the line and column."""
         value = cell(key)
         try:
-            if key == "space_group" and value:
-                entry.space_group = canonical_space_group(value)
-            elif value:
-                entry.unit_cell = parse_unit_cell(value)
+            return parse(value) if value else None
         except ValueError as exc:
             raise err(line, key, str(exc)) from None
-    ref = cell("reference_mtz")
-    if ref:
-        try:
-            entry.reference_mtz = _reference_file(sheet.path, ref)
-        except ValueError as exc:
-            raise err(line, "reference_mtz", str(exc)) from None
-    flags = cell("free_flags_mtz")
-    if flags:
-        try:
-            entry.free_flags_mtz = _free_flags_file(sheet.path, flags)
-        except ValueError as exc:
-            raise err(line, "free_flags_mtz", str(exc)) from None
-    atom = cell("heavy_atom")
-    if atom:
-        from mxflow.stats.scatterers import check_element
 
-        try:
-            entry.heavy_atom = check_element(atom)
-        except ValueError as exc:
-            raise err(line, "heavy_atom", str(exc)) from None
-    sites = cell("n_sites")
-    if sites:
-        from mxflow.stats.scatterers import parse_sites
-
-        try:
-            entry.n_sites = parse_sites(sites)
-        except ValueError as exc:
-            raise err(line, "n_sites", str(exc)) from None
+    entry.space_group = parsed("space_group", canonical_space_group)
+    entry.unit_cell = parsed("unit_cell", parse_unit_cell)
+    entry.reference_mtz = parsed("reference_mtz", lambda v: _reference_file(sheet.path, v))
+    entry.free_flags_mtz = parsed("free_flags_mtz", lambda v: _free_flags_file(sheet.path, v))
+    entry.heavy_atom = parsed("heavy_atom", check_element)
+    entry.n_sites = parsed("n_sites", parse_sites)
     return entry
 
 
