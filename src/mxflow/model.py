@@ -122,6 +122,9 @@ class ProcessingOptions:
     distance: float | None = None  # mm
     beam_center: tuple[float, float] | None = None  # mm (fast, slow) as dials.import wants
     rotation_axis: tuple[float, float, float] | None = None
+    # spot finding: ignore spots of lower resolution than this (Å; beam stop, inelastic
+    # scatter around the direct beam); electron data default to ELECTRON_D_MAX
+    d_max: float | None = None
 
 
 @dataclass
@@ -195,6 +198,52 @@ class MergingStats:
 
 
 @dataclass
+class AxisTrial:
+    """One sense of the rotation axis tried by indexing (electron diffraction).
+
+    ``axis``: lab-frame unit vector (DIALS convention); ``indexed_fraction``: of
+    the strong spots; ``rmsd_x`` / ``rmsd_y`` in pixels and ``rmsd_z`` in images,
+    of the reflections used in refinement; None when indexing failed (``note`` says why).
+    """
+
+    axis: tuple[float, float, float]
+    indexed_fraction: float | None = None
+    rmsd_x: float | None = None
+    rmsd_y: float | None = None
+    rmsd_z: float | None = None
+    note: str = ""
+
+
+@dataclass
+class ElectronGeometry:
+    """What the electron-diffraction geometry stage decided for one dataset
+    (:mod:`mxflow.process.electron`).
+
+    Distances in mm along the detector normal; axes lab-frame unit vectors; cells in
+    Å and degrees.  ``header_distance`` is the header's number as written, and
+    ``header_distance_unit`` how mxflow read it ("mm" or "m").  ``distance_used``: the
+    distance indexing ran with (the header's, in mm); ``refined_distance``: refined
+    against ``target_cell`` (restraints, distance free), None without a known cell.
+    ``format_axis``: the axis the image format assumes; ``rotation_axis``: the one
+    processing used (found from the spots, sense chosen by indexing);
+    ``axis_found``: False when the search failed and the format's axis was kept.
+    """
+
+    header_distance: float
+    header_distance_unit: str = "mm"
+    distance_used: float = 0.0
+    refined_distance: float | None = None
+    format_axis: tuple[float, float, float] | None = None
+    rotation_axis: tuple[float, float, float] | None = None
+    axis_found: bool = False
+    axis_change_deg: float | None = None  # angle between the format's axis and the one used
+    trials: list[AxisTrial] = field(default_factory=list)
+    target_cell: UnitCell | None = None
+    restrained_cell: UnitCell | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class DatasetResult:
     """Outcome of processing one dataset; the rows of OUT/summary.json."""
 
@@ -230,6 +279,8 @@ class DatasetResult:
     # what processing noticed about anomalous scattering at this wavelength (absorption
     # edge nearby, f′/f″ of the heavy atom), in plain words (mxflow.stats.scatterers)
     anomalous_note: str | None = None
+    # electron diffraction (λ < 0.1 Å): distance units, rotation axis, refined distance
+    electron: ElectronGeometry | None = None
     wall_s: float = 0.0
     steps: list[StepRecord] = field(default_factory=list)
 
