@@ -186,10 +186,12 @@ def import_step(
 
 
 def find_spots_step(options: ProcessingOptions) -> Step:
+    """dials.find_spots of imported.expt; spots of d > ``options.d_max`` (Å) left out."""
+    d_max = [f"spotfinder.filter.d_max={options.d_max:g}"] if options.d_max else []
     return Step(
         "find_spots",
         "dials.find_spots",
-        ["imported.expt", f"nproc={options.nproc}", "output.reflections=strong.refl"],
+        ["imported.expt", f"nproc={options.nproc}", *d_max, "output.reflections=strong.refl"],
         inputs=["imported.expt"],
         outputs=["strong.refl"],
     )
@@ -248,9 +250,13 @@ def index_attempts(
 
 
 def index_step(
-    options: ProcessingOptions, label: str, extra: list[str], stem: str = "indexed"
+    options: ProcessingOptions,
+    label: str,
+    extra: list[str],
+    stem: str = "indexed",
+    expt: str = "imported.expt",
 ) -> Step:
-    """dials.index imported.expt strong.refl with one attempt's arguments, writing
+    """dials.index ``expt`` strong.refl with one attempt's arguments, writing
     ``<stem>.expt`` / ``<stem>.refl`` (the step is "index"; for ``indexed_free`` "index_free")."""
     out = (
         []
@@ -260,19 +266,21 @@ def index_step(
     return Step(
         "index" if stem == "indexed" else f"index_{stem.removeprefix('indexed_')}",
         "dials.index",
-        ["imported.expt", "strong.refl", f"indexing.nproc={options.nproc}", *extra, *out],
-        inputs=["imported.expt", "strong.refl"],
+        [expt, "strong.refl", f"indexing.nproc={options.nproc}", *extra, *out],
+        inputs=[expt, "strong.refl"],
         outputs=[f"{stem}.expt", f"{stem}.refl"],
         label=label,
     )
 
 
-def refine_bravais_step(stem: str = "indexed") -> Step:
+def refine_bravais_step(stem: str = "indexed", extra: list[str] | None = None) -> Step:
+    """dials.refine_bravais_settings of ``<stem>.expt`` / ``.refl`` (``extra``: arguments
+    such as the electron route's ``detector.fix=distance best_monoclinic_beta=False``)."""
     files = [f"{stem}.expt", f"{stem}.refl"]
     return Step(
         "refine_bravais_settings",
         "dials.refine_bravais_settings",
-        files,
+        [*files, *(extra or [])],
         inputs=files,
         outputs=["bravais_summary.json"],
     )
@@ -390,15 +398,19 @@ SCALE_ATTEMPTS = [
 ]
 
 
-def refine_step(expt: str, refl: str, attempt: Attempt = REFINE_ATTEMPTS[0]) -> Step:
+def refine_step(
+    expt: str, refl: str, attempt: Attempt = REFINE_ATTEMPTS[0], extra: list[str] | None = None
+) -> Step:
     """dials.refine (scan-static then scan-varying) of e.g. bravais_setting_N.expt +
-    reindexed.refl, with one of :data:`REFINE_ATTEMPTS`."""
+    reindexed.refl, with one of :data:`REFINE_ATTEMPTS` (``extra``: arguments every
+    attempt takes, e.g. ``detector.fix=distance`` for electron data)."""
     return Step(
         "refine",
         "dials.refine",
         [
             expt,
             refl,
+            *(extra or []),
             *attempt.extra,
             "output.experiments=refined.expt",
             "output.reflections=refined.refl",
