@@ -141,6 +141,7 @@ def import_step(
     options: ProcessingOptions,
     frame_paths: list[str] | None = None,
     workdir: str | Path | None = None,
+    extra: list[str] | None = None,
 ) -> Step:
     """dials.import of the dataset's frames, with geometry overrides.
 
@@ -153,7 +154,8 @@ def import_step(
     A frame path containing ``=`` cannot be a dials.import argument: with
     ``workdir`` (where the step will run) the frames are then given through
     links made there now (:func:`link_images`); without it that is an error.
-    The step's inputs are the raw files either way.
+    The step's inputs are the raw files either way.  ``extra``: further arguments
+    (e.g. the electron route's unpolarised beam).
     """
     sweep = dataset.sweep
     first, last = dataset.frames
@@ -181,6 +183,7 @@ def import_step(
         args.append(f"fast_slow_beam_centre={fast_px:.3f},{slow_px:.3f}")
     if options.rotation_axis is not None:
         args.append("goniometer.axis=" + ",".join(f"{x:g}" for x in options.rotation_axis))
+    args.extend(extra or [])
     args.append("output.experiments=imported.expt")
     return Step("import", "dials.import", args, inputs=inputs, outputs=["imported.expt"])
 

@@ -34,6 +34,7 @@ import gemmi
 import numpy as np
 
 from mxflow.engine import sweep_steps as D
+from mxflow.engine.electron_steps import BRAVAIS_ARGS, FIX_DISTANCE
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.reasons import plain_reason
 from mxflow.engine.refl import read_reflections
@@ -47,6 +48,14 @@ from mxflow.engine.steps import (
 )
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import Dataset, DatasetResult, ProcessingOptions, StepRecord, to_dict
+from mxflow.process.electron import (
+    ELECTRON_D_MAX,
+    DistanceReading,
+    ElectronGeometryError,
+    electron_geometry,
+    is_electron,
+    read_header_distance,
+)
 from mxflow.process.preflight import check_frames
 from mxflow.stats import absences
 from mxflow.stats.absences import axial_summary
@@ -275,9 +284,14 @@ def _pipeline(
     result.anomalous_note = anomalous_note(dataset, options)
     sg, cell = options.space_group, options.unit_cell
 
+    electron = is_electron(dataset.sweep.wavelength)
+    reading, import_extra = None, []
+    if electron:
+        options, reading = _electron_options(dataset, options)
+        import_extra = [ED_UNPOLARISED]
     paths = check_frames(dataset)
     frames = paths if dataset.sweep.format != "eiger" else None
-    run.step(D.import_step(dataset, options, frames, workdir=workdir))
+    run.step(D.import_step(dataset, options, frames, workdir=workdir, extra=import_extra))
     run.step(D.find_spots_step(options))
     n_spots = _count_spots(workdir)
     if n_spots < MIN_SPOTS:
@@ -286,20 +300,11 @@ def _pipeline(
             f"blank sweep: only {n_spots} spots found on frames {first}-{last} of "
             f"{dataset.sweep.template} (no diffraction?)"
         )
-    stem, given_sg_note = "indexed", None
-    if sg:
-        stem, given_sg_note = _index_in_given_space_group(run, options, sg, cell)
-        if given_sg_note:
-            result.given_space_group_rejected = sg
-            sg = None  # processed as if no space group had been given
+    given_sg_note = None
+    if electron:
+        _electron_geometry_and_refine(run, dataset, options, reading)
     else:
-        _index(run, options, None, cell)
-    result.indexed_fraction = _indexed_fraction(workdir, stem)
-
-    if sg:  # indexed in the given space group already: no lattice search needed
-        _refine(run, "indexed.expt", "indexed.refl")
-    else:
-        _choose_lattice_and_refine(run, stem)
+        sg, given_sg_note = _index_and_refine(run, options, sg, cell)
     _first_that_works(
         run, [D.integrate_step(options, a) for a in D.INTEGRATE_ATTEMPTS], D.INTEGRATE_ATTEMPTS
     )
@@ -334,6 +339,28 @@ def _pipeline(
     write_json(workdir / "stats_fullres.json", stats_to_json(full))
     atomic_write_text(workdir / "stats.txt", format_table(stats) + "\n")
     atomic_write_text(workdir / "stats_fullres.txt", format_table(full) + "\n")
+
+
+def _index_and_refine(
+    run: _Run, options: ProcessingOptions, sg: str | None, cell
+) -> tuple[str | None, str | None]:
+    """X-ray data: index (in the given space group ``sg`` unless it explains clearly
+    fewer spots), choose the lattice when none is given, refine.  Returns (the space
+    group to go on with: None when the given one was not used, the note saying why)."""
+    stem, note = "indexed", None
+    if sg:
+        stem, note = _index_in_given_space_group(run, options, sg, cell)
+        if note:
+            run.result.given_space_group_rejected = sg
+            sg = None  # processed as if no space group had been given
+    else:
+        _index(run, options, None, cell)
+    run.result.indexed_fraction = _indexed_fraction(run.workdir, stem)
+    if sg:  # indexed in the given space group already: no lattice search needed
+        _refine(run, "indexed.expt", "indexed.refl")
+    else:
+        _choose_lattice_and_refine(run, stem)
+    return sg, note
 
 
 def _index_in_given_space_group(
@@ -380,35 +407,102 @@ def _index_without_symmetry(run: _Run, options: ProcessingOptions) -> float | No
     return _indexed_fraction(run.workdir, "indexed_free")
 
 
-def _refine(run: _Run, expt: str, refl: str) -> None:
-    """dials.refine of ``expt`` / ``refl``, with fewer free parameters when needed."""
-    _first_that_works(
-        run, [D.refine_step(expt, refl, a) for a in D.REFINE_ATTEMPTS], D.REFINE_ATTEMPTS
-    )
+def _refine(run: _Run, expt: str, refl: str, extra: list[str] | None = None) -> None:
+    """dials.refine of ``expt`` / ``refl``, with fewer free parameters when needed
+    (``extra``: arguments every attempt takes)."""
+    steps = [D.refine_step(expt, refl, a, extra) for a in D.REFINE_ATTEMPTS]
+    _first_that_works(run, steps, D.REFINE_ATTEMPTS)
 
 
-def _choose_lattice_and_refine(run: _Run, stem: str = "indexed") -> None:
+def _choose_lattice_and_refine(
+    run: _Run,
+    stem: str = "indexed",
+    bravais_extra: list[str] | None = None,
+    refine_extra: list[str] | None = None,
+    bravais: str | None = None,
+) -> None:
     """No space group given: dials.refine_bravais_settings, take the best
-    recommended lattice (:func:`mxflow.engine.sweep_steps.choose_bravais_solution`),
-    reindex to it and refine; P 1 when nothing higher is recommended.
-    ``stem``: the indexing result to start from (``<stem>.expt`` / ``.refl``)."""
+    recommended lattice (:func:`mxflow.engine.sweep_steps.choose_bravais_solution`;
+    only ``bravais``, e.g. "mC", when given and found), reindex to it and refine;
+    P 1 when nothing higher is recommended.  ``stem``: the indexing result to start
+    from (``<stem>.expt`` / ``.refl``); ``bravais_extra`` / ``refine_extra``: further
+    arguments of the lattice search and of refinement (the electron route's)."""
     workdir = run.workdir
-    rbs_rec = run_step(D.refine_bravais_step(stem), workdir)
+    rbs_rec = run_step(D.refine_bravais_step(stem, bravais_extra), workdir)
     run.result.steps.append(rbs_rec)
     solution = None
     if step_ok(rbs_rec):
         try:
-            solution, entry = D.choose_bravais_solution(workdir / "bravais_summary.json")
+            solution, entry = D.choose_bravais_solution(workdir / "bravais_summary.json", bravais)
         except (ValueError, OSError):
             solution = None
     if solution is not None:
         run.step(D.reindex_step(entry["cb_op"], f"{stem}.refl"))
-        _refine(run, f"bravais_setting_{solution}.expt", "reindexed.refl")
+        _refine(run, f"bravais_setting_{solution}.expt", "reindexed.refl", refine_extra)
     else:  # no acceptable higher symmetry: refine the triclinic solution
         rbs_rec.note = (
             rbs_rec.note + "; " if rbs_rec.note else ""
         ) + "no Bravais solution used: P 1"
-        _refine(run, f"{stem}.expt", f"{stem}.refl")
+        _refine(run, f"{stem}.expt", f"{stem}.refl", refine_extra)
+
+
+#: dials.import argument for electron data: an unpolarised beam (no polarisation
+#: correction; at 2θ < 1° it would be below 10⁻⁴ anyway)
+ED_UNPOLARISED = "geometry.beam.polarization_fraction=0.5"
+
+
+def _electron_options(
+    dataset: Dataset, options: ProcessingOptions
+) -> tuple[ProcessingOptions, DistanceReading]:
+    """The options of an electron dataset: the distance the header means (metres read
+    as metres, :func:`~mxflow.process.electron.read_header_distance`) unless one is
+    given, and spot finding without the low-resolution scatter (ELECTRON_D_MAX)."""
+    if options.distance is not None:
+        reading = DistanceReading(
+            options.distance, "mm", f"distance given: {options.distance:g} mm"
+        )
+    else:
+        try:
+            reading = read_header_distance(dataset.sweep)
+        except ElectronGeometryError as exc:
+            raise DatasetFailed(f"electron diffraction: {exc}") from exc
+    return (
+        dataclasses.replace(
+            options, distance=reading.distance, d_max=options.d_max or ELECTRON_D_MAX
+        ),
+        reading,
+    )
+
+
+def _electron_geometry_and_refine(
+    run: _Run, dataset: Dataset, options: ProcessingOptions, reading: DistanceReading | None
+) -> None:
+    """The electron route from strong.refl to refined.expt (:mod:`mxflow.process.electron`):
+    axis, both senses, and with a known cell the distance refined against it; then the
+    lattice (when not chosen yet) and refinement, the distance fixed."""
+    assert reading is not None
+    sg, cell = options.space_group, options.unit_cell
+    try:
+        geom = electron_geometry(
+            run.workdir,
+            dataset.sweep,
+            options.nproc,
+            reading,
+            sg,
+            cell,
+            options.rotation_axis,
+            run.result.steps,
+        )
+    except ElectronGeometryError as exc:
+        raise DatasetFailed(f"electron diffraction: {exc}") from exc
+    run.result.electron = geom.geometry
+    run.result.indexed_fraction = geom.indexed_fraction
+    if geom.lattice_chosen:
+        _refine(run, geom.expt, geom.refl, [FIX_DISTANCE])
+    else:
+        stem = geom.expt.removesuffix(".expt")
+        lattice = D.bravais_of(sg) if sg else None
+        _choose_lattice_and_refine(run, stem, BRAVAIS_ARGS, [FIX_DISTANCE], lattice)
 
 
 def _screw_axes(workdir: Path) -> tuple[str | None, str | None]:
