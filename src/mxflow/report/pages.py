@@ -27,6 +27,7 @@ from mxflow.model import (
     ClusterDiagnostics,
     ClusterResult,
     DatasetResult,
+    ElectronGeometry,
     HeavyAtom,
     MergeOptions,
     MergeSummary,
@@ -311,6 +312,7 @@ def dataset_entries(
                 "stats": stats,
                 "anomalous": bool(stats and stats.anomalous),
                 "anomalous_note": r.anomalous_note or "",
+                "electron": electron_facts(r.electron),
                 "spots": spots,
                 "steps": steps,
                 "merged_mtz": rel_link(r.merged_mtz, page_dir, out_dir),
@@ -320,6 +322,32 @@ def dataset_entries(
             }
         )
     return entries
+
+
+def electron_facts(geo: ElectronGeometry | None) -> dict[str, Any] | None:
+    """What a dataset page says of the electron-diffraction geometry (None for X-ray data):
+    distances (mm) as read, used and refined, the axis and each sense tried."""
+    if geo is None:
+        return None
+    return {
+        "header": f"{geo.header_distance:g} {geo.header_distance_unit}",
+        "used": finite(geo.distance_used),
+        "refined": finite(geo.refined_distance),
+        "axis": ", ".join(f"{x:.3f}" for x in geo.rotation_axis) if geo.rotation_axis else "",
+        "axis_found": geo.axis_found,
+        "axis_change": finite(geo.axis_change_deg),
+        "trials": [
+            {
+                "axis": ", ".join(f"{x:.3f}" for x in t.axis),
+                "indexed": finite(t.indexed_fraction),
+                "rmsd_z": finite(t.rmsd_z),
+                "note": t.note,
+            }
+            for t in geo.trials
+        ],
+        "target_cell": list(geo.target_cell) if geo.target_cell else None,
+        "notes": list(geo.notes),
+    }
 
 
 def chart_data_for_dataset(e: dict[str, Any]) -> dict[str, Any]:
