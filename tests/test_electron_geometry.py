@@ -155,3 +155,40 @@ def test_myd88_with_a_cell_10_percent_off_is_refused_with_the_reason(myd88_workd
     wrong = (108.97, 31.01, 54.30, 90.0, 107.7, 90.0)
     with pytest.raises(ed.ElectronGeometryError, match="does not fit this dataset's lattice"):
         _run(myd88_workdir, wrong)
+
+
+# ---------------------------------------------------------------- discovery of the seed's layout
+def _fake_smv(path: Path, frame: int, wavelength: float = 0.0251) -> None:
+    """A blank 516 × 516 SMV frame with the seed's header quirks (distance in metres)."""
+    header = (
+        "{\nHEADER_BYTES=  512;\nDIM=2;\nBYTE_ORDER=little_endian;\nTYPE=unsigned_short;\n"
+        "SIZE1=516;\nSIZE2=516;\nPIXEL_SIZE=0.055;\nDISTANCE=2.193;\n"
+        f"WAVELENGTH={wavelength};\nBEAM_CENTER_X=12.97;\nBEAM_CENTER_Y=12.59;\n"
+        f"OSC_START={-56.73 + 0.9149 * (frame - 1):.4f};\nOSC_RANGE=0.9149;\nTIME=2.0;\n"
+        "BEAMLINE=TimePix_SU;\n}\n"
+    )
+    path.write_bytes(header.encode().ljust(512, b" ") + bytes(516 * 516 * 2))
+
+
+def test_numbered_crystal_folders_are_one_sample_and_electron_sweeps_stay_whole(tmp_path):
+    """The seed's layout 814/1/00001.img … 814/2/…: a 66° sweep per crystal, found as one
+    dataset each (not cut into 30° wedges), named after its folder, both of sample 814."""
+    import os
+
+    from mxflow.discover.collection import discover_collection
+
+    root = tmp_path / "814"
+    for crystal in ("1", "2"):
+        (root / crystal).mkdir(parents=True)
+        for n in range(1, 73):
+            _fake_smv(root / crystal / f"{n:05d}.img", n)
+    old = 1e9
+    for f in root.rglob("*.img"):
+        os.utime(f, (old, old))
+    coll = discover_collection(root)
+    assert [(d.name, d.sample, d.wedge) for d in coll.wedges] == [
+        ("1", "814", None),
+        ("2", "814", None),
+    ]
+    sweep = coll.wedges[0].sweep
+    assert sweep.is_electron and sweep.n_frames == 72 and sweep.distance == pytest.approx(2.193)

@@ -27,6 +27,8 @@ from typing import Any, Literal, TypeVar, Union
 from mxflow.util.files import json_ready
 
 UnitCell = tuple[float, float, float, float, float, float]
+#: wavelengths shorter than this (Å) are electrons (200–300 kV: 0.025–0.020 Å; X-rays > 0.3 Å)
+ELECTRON_MAX_WAVELENGTH = 0.1
 T = TypeVar("T")
 Status = Literal["ok", "failed", "pending", "running", "skipped"]
 
@@ -65,6 +67,11 @@ class ImageSweep:
     def total_rotation(self) -> float:
         """Total rotation in degrees covered by the frame range."""
         return self.n_frames * self.osc_width
+
+    @property
+    def is_electron(self) -> bool:
+        """True for electron diffraction: 0 < λ < ELECTRON_MAX_WAVELENGTH Å."""
+        return 0 < self.wavelength < ELECTRON_MAX_WAVELENGTH
 
     @property
     def is_rotation(self) -> bool:

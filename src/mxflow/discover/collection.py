@@ -10,11 +10,14 @@ Two layouts are understood:
   ``helical_…`` (helical), ``single_NNN_#####.cbf`` (single).  Directories
   starting with ``_`` (``_kamoproc``, ``_kamo_30deg``, outputs) are ignored.
 * **generic**: any other tree, walked recursively; each leaf directory is a
-  sample unless a sample sheet or ``default_sample`` says otherwise.
+  sample unless a sample sheet or ``default_sample`` says otherwise, and
+  numbered per-crystal folders (``814/1``, ``814/2`` …) are one sample, their
+  parent.
 
 Raster and vertical scans (and any still / zero-oscillation series) go to
 ``raster_scans`` and are never processed as rotation data.  Helical and
-single sweeps, and other sweeps longer than ``wedge_deg``, are cut into
+single sweeps, and other sweeps longer than ``wedge_deg`` (not electron
+sweeps: one crystal each), are cut into
 wedges of round(wedge_deg / osc_width) frames, the last wedge keeping what
 remains (KAMO's ``split_data_by_deg``, the ZOO "buttagiri" 30° pass);
 multi-mode small wedges are kept whole.  A dataset whose files are still
@@ -447,8 +450,21 @@ def dataset_prefix(template: str) -> str:
     return re.sub(r"(\.(cbf|img|smv))?(\.bz2|\.gz)?$", "", name, flags=re.I)
 
 
+def generic_sample(rel_dir: Path, root: Path) -> str:
+    """The sample of a sweep in directory ``rel_dir`` (relative to ``root``) of a generic
+    tree: the directory itself, or its parent when the directory's name is a number
+    (one folder per crystal, ``814/1``, ``814/2`` … as the MicroED seed is laid out);
+    the root's name for sweeps at the top."""
+    if rel_dir.name.isdigit():
+        rel_dir = rel_dir.parent
+    return str(rel_dir) if str(rel_dir) != "." else root.name
+
+
 def _should_cut(mode: str, sweep: ImageSweep, wedge_deg: float | None) -> bool:
-    if wedge_deg is None or wedge_deg <= 0 or mode == "multi":
+    """Whether a sweep is cut into wedges: never multi-mode wedges, nor electron
+    sweeps (each is one crystal's wedge of a few tens of degrees, and a flat Ewald
+    sphere needs all of it to index and to find the rotation axis)."""
+    if wedge_deg is None or wedge_deg <= 0 or mode == "multi" or sweep.is_electron:
         return False
     if mode in ("helical", "single"):
         return True
@@ -619,7 +635,7 @@ def discover_collection(
         elif zoo and rel_dir.parts:
             sample = rel_dir.parts[0]
         else:
-            sample = str(rel_dir) if str(rel_dir) != "." else root.name
+            sample = generic_sample(rel_dir, root)
         ds = Dataset(
             name=str(rel_dir / prefix) if str(rel_dir) != "." else prefix,
             sweep=sweep,

@@ -39,11 +39,9 @@ from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
 from mxflow.engine.steps import run_step, step_ok
 from mxflow.errors import BadInputError
-from mxflow.model import AxisTrial, ElectronGeometry, ImageSweep, UnitCell
+from mxflow.model import ELECTRON_MAX_WAVELENGTH, AxisTrial, ElectronGeometry, ImageSweep, UnitCell
 from mxflow.util.files import atomic_write_text
 
-#: shorter wavelengths than this (Å) are electrons (200–300 kV: 0.025–0.020 Å)
-ELECTRON_MAX_WAVELENGTH = 0.1
 #: electron data: spots of lower resolution than this (Å) are left out of spot finding
 #: (inelastic scatter around the direct beam, the beam stop), as in the MyD88 tutorial
 ELECTRON_D_MAX = 20.0
