@@ -192,3 +192,19 @@ def test_numbered_crystal_folders_are_one_sample_and_electron_sweeps_stay_whole(
     ]
     sweep = coll.wedges[0].sweep
     assert sweep.is_electron and sweep.n_frames == 72 and sweep.distance == pytest.approx(2.193)
+
+
+def test_run_log_summarises_a_samples_electron_geometry():
+    from mxflow.model import DatasetResult, ElectronGeometry
+    from mxflow.schedule.post import electron_lines
+
+    def result(name, refined):
+        geo = ElectronGeometry(2.193, "m", 2193.0, refined, axis_found=True, axis_change_deg=90.4)
+        return DatasetResult(name=name, path=name, electron=geo)
+
+    xray = DatasetResult(name="x", path="x")
+    assert electron_lines("lys", [xray]) == []
+    (line,) = electron_lines("814", [result("1", 1772.5), result("2", 1750.0), result("3", None)])
+    assert "electron diffraction (3 dataset(s))" in line
+    assert "read as metres in 3" in line and "1750.0-1772.5 mm (median 1761.2)" in line
+    assert "1 kept the header distance" in line and "90.4 deg" in line

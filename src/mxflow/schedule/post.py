@@ -29,6 +29,7 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -526,6 +527,36 @@ def anomalous_lines(sample: str, results: Sequence[DatasetResult]) -> list[str]:
     ]
 
 
+def electron_lines(sample: str, results: Sequence[DatasetResult]) -> list[str]:
+    """The run log's lines on a sample's electron datasets: how their header distances
+    were read, the refined distances (mm: range and median) or that none was refined
+    (no known cell), and how far the rotation axis was from the image format's."""
+    geos = [r.electron for r in results if r.electron is not None]
+    if not geos:
+        return []
+    head = f"mxflow: sample {sample}: electron diffraction ({len(geos)} dataset(s)):"
+    metres = sum(g.header_distance_unit == "m" for g in geos)
+    parts = [f"header distance read as metres in {metres}"] if metres else []
+    refined = sorted(g.refined_distance for g in geos if g.refined_distance)
+    if refined:
+        parts.append(
+            f"distance refined against the known cell in {len(refined)}: "
+            f"{refined[0]:.1f}-{refined[-1]:.1f} mm (median {statistics.median(refined):.1f})"
+        )
+    if len(refined) < len(geos):
+        parts.append(
+            f"{len(geos) - len(refined)} kept the header distance (no known cell: their "
+            "cells' scale is only as good as that distance)"
+        )
+    turns = [g.axis_change_deg for g in geos if g.axis_found and g.axis_change_deg is not None]
+    if turns:
+        parts.append(
+            f"rotation axis found from the spots, {statistics.median(turns):.1f} deg (median) "
+            "from the image format's"
+        )
+    return [f"{head} {'; '.join(parts)}"]
+
+
 #: merge options that do not change a merge's result (the machine's cores, time limits)
 _RUN_ONLY_OPTIONS = ("nproc", "timeout")
 
@@ -648,6 +679,8 @@ def merge_samples(
                 f"dataset(s) (e.g. {refuted[0]}); merging decides it from the data"
             )
         for line in anomalous_lines(sample, [r for _, r in members]):
+            log(line)
+        for line in electron_lines(sample, [r for _, r in members]):
             log(line)
         progress = MergeProgress(name, index, len(todo), len(members))
         log(format_merge_start(progress))
