@@ -10,6 +10,7 @@ examples:
   mxflow simulate demo_data --n-crystals 3 --frames 60 --seed 1
   mxflow simulate zoo --layout zoo --zoo-mode multi --n-crystals 8 --frames 50 --osc 0.2
   mxflow simulate ambig --space-group P4 --unit-cell 60,60,80,90,90,90 --n-crystals 4
+  mxflow simulate myd88_sim --electron --crystals 6 --seed 1   # MicroED, SMV Timepix frames
 """
 
 from __future__ import annotations
@@ -38,40 +39,105 @@ def _floats(text: str, n: int) -> tuple[float, ...]:
     return values
 
 
+# option dest -> SimulationConfig field, for the options that set one
+_FIELDS = {
+    "format": "format",
+    "layout": "layout",
+    "zoo_mode": "zoo_mode",
+    "prefix": "prefix",
+    "n_crystals": "n_crystals",
+    "frames": "frames",
+    "osc": "osc_width",
+    "osc_start": "osc_start",
+    "space_group": "space_group",
+    "unit_cell": "unit_cell",
+    "d_min": "d_min",
+    "wavelength": "wavelength",
+    "heavy_atom": "heavy_atom",
+    "sites": "n_sites",
+    "distance": "distance",
+    "detector_size": "detector_size",
+    "mosaicity": "mosaicity",
+    "counts": "counts_at_dmin",
+    "background": "background",
+    "damage_b": "damage_b_per_deg",
+    "damage_scale": "damage_scale_per_deg",
+    "populations": "n_populations",
+    "cell_change": "population_cell_change",
+    "raster": "raster_grid",
+    "seed": "seed",
+    "distance_spread": "distance_spread",
+    "cell_spread": "cell_spread",
+    "header_distance": "header_distance",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mxflow.simulate.config import SimulationConfig
+    """Options that set a configuration field default to None: the field then keeps the
+    value of the chosen preset (X-ray, or --electron), shown in the help as X-ray / ED."""
+    from mxflow.simulate.config import SimulationConfig, electron_config
 
     d = SimulationConfig()
+    e = electron_config()
+
+    def both(x, y) -> str:
+        return f"{x:g}" if x == y else f"{x:g}; --electron {y:g}"
+
     parser.add_argument("out", help="output directory (created)")
     parser.add_argument(
+        "--electron",
+        action="store_true",
+        help="MicroED preset modelled on the DIALS MyD88 small-wedges tutorial: λ 0.0251 Å, "
+        "516x516 Timepix SMV frames dxtbx reads as FormatSMVTimePix_SU_516x516, header "
+        "distance 2.193 (metres) but true distances 1772.5 mm ± 1 %%, true rotation axis "
+        "(-0.628,-0.778,0) unlike the format's (0.7826,-0.6226,0), C2 99.06,31.01,54.30,"
+        "90,107.7,90 ± 0.3 %%, 72 frames of 0.9149°, OUT/<n>/00001.img; the other options "
+        "change it",
+    )
+    parser.add_argument(
         "--format",
-        choices=["cbf", "eiger"],
-        default=d.format,
-        help=f"image files: miniCBF per frame, or an Eiger HDF5 master file (default: {d.format})",
+        choices=["cbf", "eiger", "smv"],
+        default=None,
+        help=f"image files: miniCBF per frame, an Eiger HDF5 master file, or SMV per frame "
+        f"(default: {d.format}; --electron {e.format})",
     )
     parser.add_argument(
         "--layout",
-        choices=["plain", "zoo"],
-        default=d.layout,
-        help="plain: OUT/<prefix>_NN_######.cbf; zoo: OUT/<puck>-<pin>/data00/...",
+        choices=["plain", "zoo", "folders"],
+        default=None,
+        help="plain: OUT/<prefix>_NN_######.cbf; zoo: OUT/<puck>-<pin>/data00/...; "
+        f"folders: OUT/<n>/00001.img (default: {d.layout}; --electron {e.layout})",
     )
     parser.add_argument(
         "--zoo-mode",
         choices=["multi", "single", "helical"],
-        default=d.zoo_mode,
+        default=None,
         help="zoo layout: multi puts every crystal on one pin, single and helical one crystal "
         f"per pin (default: {d.zoo_mode})",
     )
-    parser.add_argument("--prefix", default=d.prefix, help="file prefix in the plain layout")
+    parser.add_argument(
+        "--prefix", default=None, help=f"file prefix in the plain layout (default: {d.prefix})"
+    )
     parser.add_argument(
         "--n-crystals",
+        "--crystals",
         type=int,
-        default=d.n_crystals,
+        default=None,
         metavar="N",
         help=f"crystals to simulate, one sweep each (default: {d.n_crystals})",
     )
-    parser.add_argument("--frames", type=int, default=d.frames, help="frames per crystal")
-    parser.add_argument("--osc", type=float, default=d.osc_width, help="degrees per frame")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help=f"frames per crystal (default: {both(d.frames, e.frames)})",
+    )
+    parser.add_argument(
+        "--osc",
+        type=float,
+        default=None,
+        help=f"degrees per frame (default: {both(d.osc_width, e.osc_width)})",
+    )
     parser.add_argument(
         "--osc-start",
         type=float,
@@ -81,20 +147,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--space-group",
         type=space_group_arg,
-        default=d.space_group,
+        default=None,
         metavar="SG",
-        help=f"space group of the crystals, e.g. P212121 or 19 (default: {d.space_group})",
+        help=f"space group of the crystals, e.g. P212121 or 19 (default: {d.space_group}; "
+        f"--electron {e.space_group})",
     )
     parser.add_argument(
         "--unit-cell",
         type=unit_cell_arg,
-        default=d.unit_cell,
+        default=None,
         metavar=UNIT_CELL_METAVAR,
         help=f"unit cell of the crystals: {UNIT_CELL_HELP} "
-        f"(default: {','.join(f'{x:g}' for x in d.unit_cell)})",
+        f"(default: {','.join(f'{x:g}' for x in d.unit_cell)}; "
+        f"--electron {','.join(f'{x:g}' for x in e.unit_cell)})",
     )
-    parser.add_argument("--d-min", type=float, default=d.d_min, help="resolution limit (Å)")
-    parser.add_argument("--wavelength", type=float, default=d.wavelength, help="Å")
+    parser.add_argument(
+        "--d-min",
+        type=float,
+        default=None,
+        help=f"resolution limit (Å) (default: {both(d.d_min, e.d_min)})",
+    )
+    parser.add_argument(
+        "--wavelength",
+        type=float,
+        default=None,
+        help=f"Å (default: {both(d.wavelength, e.wavelength)})",
+    )
     parser.add_argument(
         "--heavy-atom",
         metavar="EL",
@@ -105,44 +183,86 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sites",
         type=int,
-        default=d.n_sites,
-        help="heavy-atom sites per ASU (default: %(default)s)",
+        default=None,
+        help=f"heavy-atom sites per ASU (default: {d.n_sites})",
     )
-    parser.add_argument("--distance", type=float, default=d.distance, help="mm")
+    parser.add_argument(
+        "--distance",
+        type=float,
+        default=None,
+        help=f"true distance, mm (default: {both(d.distance, e.distance)})",
+    )
+    parser.add_argument(
+        "--distance-spread",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="each crystal's true distance is DISTANCE·(1 + U(-F, F)) "
+        f"(default: {both(d.distance_spread, e.distance_spread)})",
+    )
+    parser.add_argument(
+        "--header-distance",
+        type=float,
+        default=None,
+        help="DISTANCE written to the headers instead of the true one (--electron: "
+        f"{e.header_distance:g}, meant in metres)",
+    )
+    parser.add_argument(
+        "--cell-spread",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="each crystal's cell edges are scaled by 1 + U(-F, F) "
+        f"(default: {both(d.cell_spread, e.cell_spread)})",
+    )
     parser.add_argument(
         "--detector-size",
         type=lambda s: tuple(int(x) for x in _floats(s, 2)),
-        default=d.detector_size,
-        help="pixels fast,slow (default PILATUS 1M)",
+        default=None,
+        help="pixels fast,slow (default PILATUS 1M 981,1043; --electron 516,516)",
     )
-    parser.add_argument("--mosaicity", type=float, default=d.mosaicity, help="degrees (σ)")
+    parser.add_argument(
+        "--mosaicity",
+        type=float,
+        default=None,
+        help=f"degrees (σ) (default: {both(d.mosaicity, e.mosaicity)})",
+    )
     parser.add_argument(
         "--counts",
         type=float,
-        default=d.counts_at_dmin,
-        help="mean counts of a full reflection at d_min (intensity level)",
+        default=None,
+        help="mean counts of a full reflection at d_min (intensity level) "
+        f"(default: {both(d.counts_at_dmin, e.counts_at_dmin)})",
     )
-    parser.add_argument("--background", type=float, default=d.background, help="counts/pixel")
     parser.add_argument(
-        "--damage-b", type=float, default=d.damage_b_per_deg, help="B increase per degree (Å²)"
+        "--background",
+        type=float,
+        default=None,
+        help=f"counts/pixel (default: {both(d.background, e.background)})",
+    )
+    parser.add_argument(
+        "--damage-b",
+        type=float,
+        default=None,
+        help=f"B increase per degree (Å²) (default: {d.damage_b_per_deg:g})",
     )
     parser.add_argument(
         "--damage-scale",
         type=float,
-        default=d.damage_scale_per_deg,
-        help="fractional intensity loss per degree",
+        default=None,
+        help=f"fractional intensity loss per degree (default: {d.damage_scale_per_deg:g})",
     )
     parser.add_argument(
         "--populations",
         type=int,
-        default=d.n_populations,
-        help="number of non-isomorphous populations",
+        default=None,
+        help=f"number of non-isomorphous populations (default: {d.n_populations})",
     )
     parser.add_argument(
         "--cell-change",
         type=float,
-        default=d.population_cell_change,
-        help="fractional change of a between populations",
+        default=None,
+        help=f"fractional change of a between populations (default: {d.population_cell_change:g})",
     )
     parser.add_argument(
         "--no-random-indexing",
@@ -159,45 +279,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed",
         type=int,
-        default=d.seed,
+        default=None,
         help=f"random seed: the same seed writes the same images (default: {d.seed})",
     )
 
 
+def config_from_args(args: argparse.Namespace):
+    """The SimulationConfig of parsed options: the preset (X-ray, or --electron) with
+    every option that was given (not None) put over it."""
+    from mxflow.simulate.config import SimulationConfig, electron_config
+
+    given = vars(args)
+    overrides = {
+        field: given[dest] for dest, field in _FIELDS.items() if given.get(dest) is not None
+    }
+    if args.no_random_indexing:
+        overrides["random_indexing"] = False
+    if args.electron:
+        return electron_config(**overrides)
+    return SimulationConfig(**overrides)
+
+
 def run(args: argparse.Namespace) -> int:
-    from mxflow.simulate.config import SimulationConfig
     from mxflow.simulate.core import simulate
     from mxflow.util.files import read_json
 
     try:
-        cfg = SimulationConfig(
-            format=args.format,
-            layout=args.layout,
-            zoo_mode=args.zoo_mode,
-            prefix=args.prefix,
-            n_crystals=args.n_crystals,
-            frames=args.frames,
-            osc_width=args.osc,
-            osc_start=args.osc_start,
-            space_group=args.space_group,
-            unit_cell=args.unit_cell,
-            d_min=args.d_min,
-            wavelength=args.wavelength,
-            heavy_atom=args.heavy_atom,
-            n_sites=args.sites,
-            distance=args.distance,
-            detector_size=args.detector_size,
-            mosaicity=args.mosaicity,
-            counts_at_dmin=args.counts,
-            background=args.background,
-            damage_b_per_deg=args.damage_b,
-            damage_scale_per_deg=args.damage_scale,
-            n_populations=args.populations,
-            population_cell_change=args.cell_change,
-            random_indexing=not args.no_random_indexing,
-            raster_grid=args.raster,
-            seed=args.seed,
-        )
+        cfg = config_from_args(args)
     except ValueError as exc:
         raise MxflowError(f"bad simulation settings: {exc}") from exc
     result = simulate(args.out, cfg)

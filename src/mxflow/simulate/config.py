@@ -17,8 +17,9 @@ class SimulationConfig:
     """
 
     # --- what to write
-    format: Literal["cbf", "eiger"] = "cbf"
-    layout: Literal["plain", "zoo"] = "plain"
+    format: Literal["cbf", "eiger", "smv"] = "cbf"
+    # plain: OUT/<prefix>_<NN>_######.cbf; zoo: ZOO pins; folders: OUT/<n>/00001.img (n = 1, 2, …)
+    layout: Literal["plain", "zoo", "folders"] = "plain"
     prefix: str = "sim"  # plain layout: <prefix>_<NN>_######.cbf
     zoo_mode: Literal["multi", "single", "helical"] = "multi"
     zoo_puck: str = "CPS0001"
@@ -64,9 +65,25 @@ class SimulationConfig:
     background: float = 3.0  # counts per pixel per frame (low angle)
     solvent_ring: float = 2.0  # extra counts per pixel at the peak of the 3.2 Å ring
     module_gaps: bool = True
+    inelastic_halo: float = 0.0  # counts per pixel at the beam (electrons: inelastic scatter)
+    inelastic_halo_width: float = 0.025  # Å⁻¹, Gaussian σ of the halo in s = 1/d
     # --- raster scans (ZOO scan00/; plain layout: OUT/scan00/)
     raster_grid: tuple[int, int] | None = None  # (rows, columns) of stills; None: no raster scan
     raster_hit_fraction: float = 0.3
+    # --- geometry the headers do not tell (defaults: X-ray, headers tell the truth)
+    rotation_axis: tuple[float, float, float] = (1.0, 0.0, 0.0)  # true axis, DIALS lab frame
+    # the axis the image format implies (what dxtbx assumes), recorded in the truth; None: true one
+    format_rotation_axis: tuple[float, float, float] | None = None
+    polarization_fraction: float = 0.999  # of the beam, in the plane normal to +y; 0.5 unpolarised
+    distance_spread: float = 0.0  # per-crystal true distance: distance·(1 + U(−x, x))
+    cell_spread: float = 0.0  # per-crystal cell edges: each ·(1 + U(−x, x)), lattice kept
+    header_distance: float | None = None  # written to the headers; None: the true distance
+    header_distance_unit: Literal["mm", "m"] = "mm"  # unit header_distance is meant in
+    # spot size on the detector: "xray" one σ for all spots (divergence + mosaicity at
+    # the distance); "resolution" σ grows with 1/d as the diffracted ray's rocking does
+    spot_size_model: Literal["xray", "resolution"] = "xray"
+    detector_name: str | None = None  # None: the simulated PILATUS 1M
+    smv_beamline: str = ""  # SMV BEAMLINE= header value (TimePix_SU selects dxtbx's class)
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.n_crystals < 1:
@@ -82,7 +99,14 @@ class SimulationConfig:
                 raise ValueError(f"heavy atom {self.heavy_atom!r} is not an element symbol")
             if self.n_sites < 1:
                 raise ValueError("n_sites must be at least 1 with a heavy atom")
+        if not 0.0 <= self.distance_spread < 1.0 or not 0.0 <= self.cell_spread < 1.0:
+            raise ValueError("distance_spread and cell_spread are fractions in [0, 1)")
+        if len(self.rotation_axis) != 3 or not any(self.rotation_axis):
+            raise ValueError("rotation_axis needs 3 numbers, not all zero")
+        if self.format == "smv" and self.module_gaps:
+            raise ValueError("SMV frames are unsigned: simulate them with module_gaps=False")
         self.unit_cell = tuple(float(x) for x in self.unit_cell)  # type: ignore[assignment]
+        self.rotation_axis = tuple(float(x) for x in self.rotation_axis)  # type: ignore[assignment]
 
 
 @dataclass
@@ -97,3 +121,61 @@ class SimulationResult:
     wall_s: float = 0.0
     n_frames: int = 0
     crystals: list[dict] = field(default_factory=list)
+
+
+# The DIALS "MyD88 small wedges" MicroED data (Stockholm Timepix, SMV files converted
+# by RED): what its headers say and what the refined geometry turned out to be.
+TIMEPIX_FORMAT_AXIS = (0.7826, -0.6226, 0.0)  # dxtbx FormatSMVTimePix_SU_516x516's fixed axis
+MYD88_TRUE_AXIS = (-0.628, -0.778, 0.0)  # refined axis of dataset 1, DIALS lab frame
+MYD88_HEADER_DISTANCE_M = 2.193  # DISTANCE= in the headers, in metres (dxtbx reads mm)
+MYD88_DISTANCE_MM = 1772.5  # refined distance of dataset 1 (the 18 sets: 1740-1810 mm)
+
+
+def electron_config(**overrides) -> SimulationConfig:
+    """A MicroED preset modelled on the MyD88 small wedges (DIALS tutorial).
+
+    λ = 0.0251 Å with an unpolarised beam; a 516 × 516 Timepix of 0.055 mm pixels
+    written as SMV that dxtbx reads as FormatSMVTimePix_SU_516x516; the true
+    rotation axis (−0.628, −0.778, 0) differs from the format's (0.7826, −0.6226, 0);
+    the header distance is 2.193 (metres, read by dxtbx as mm) while each crystal's
+    true distance is 1772.5 mm ± 1 % (uniform); C 2, cell 99.06 31.01 54.30 90 107.7 90
+    ± 0.3 % per edge per crystal, d_min 2.5 Å; 72 frames of 0.9149° and 2 s; rocking
+    width σ 0.5°, beam divergence 0.0005°.  Layout OUT/<n>/00001.img … .
+    ``overrides`` are any other :class:`SimulationConfig` fields.
+    """
+    values: dict = dict(
+        format="smv",
+        layout="folders",
+        frames=72,
+        osc_width=0.9149,
+        exposure=2.0,
+        space_group="C 1 2 1",
+        unit_cell=(99.06, 31.01, 54.30, 90.0, 107.7, 90.0),
+        d_min=2.5,
+        mosaicity=0.5,
+        divergence=0.0005,
+        counts_at_dmin=0.4,  # the Lorentz factor of a flat Ewald sphere is ~100
+        wavelength=0.0251,
+        distance=MYD88_DISTANCE_MM,
+        distance_spread=0.01,
+        cell_spread=0.003,
+        header_distance=MYD88_HEADER_DISTANCE_M,
+        header_distance_unit="m",
+        rotation_axis=MYD88_TRUE_AXIS,
+        format_rotation_axis=TIMEPIX_FORMAT_AXIS,
+        polarization_fraction=0.5,
+        detector_size=(516, 516),
+        pixel_size=0.055,
+        beam_center=(228.875, 235.78),
+        sensor_thickness=0.0,
+        psf_px=0.6,
+        background=2.0,
+        solvent_ring=0.5,
+        inelastic_halo=20.0,
+        module_gaps=False,
+        spot_size_model="resolution",
+        detector_name="TimePix_SU 516x516 (mxflow simulation)",
+        smv_beamline="TimePix_SU",
+    )
+    values.update(overrides)
+    return SimulationConfig(**values)

@@ -6,6 +6,7 @@ same configuration and seed give byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from mxflow.simulate import crystal as xtal
 from mxflow.simulate import geometry as geo
 from mxflow.simulate import physics
 from mxflow.simulate.config import SimulationConfig, SimulationResult
-from mxflow.simulate.header import DETECTOR_NAME, image_header
+from mxflow.simulate.header import detector_name, header_distance, image_header
 from mxflow.simulate.raster import simulate_raster
 
 
@@ -35,7 +36,11 @@ class Population:
 
 @dataclass
 class CrystalSpec:
-    """One simulated crystal and where its images go."""
+    """One simulated crystal and where its images go.
+
+    ``cell`` is the crystal's own cell (Å, degrees: its population's, changed by
+    ``cell_spread``) and ``distance_mm`` its true crystal-to-detector distance.
+    """
 
     name: str
     population: Population
@@ -46,6 +51,8 @@ class CrystalSpec:
     osc_start: float
     directory: Path
     prefix: str
+    cell: UnitCell
+    distance_mm: float
 
 
 def make_detector(cfg: SimulationConfig) -> geo.Detector:
@@ -62,6 +69,18 @@ def make_detector(cfg: SimulationConfig) -> geo.Detector:
         beam_slow_px=by,
         thickness_mm=cfg.sensor_thickness,
         mu_per_mm=mu,
+    )
+
+
+def background_for(cfg: SimulationConfig, det: geo.Detector) -> np.ndarray:
+    """Expected background counts (slow, fast) of a frame for this configuration."""
+    return physics.background_map(
+        det,
+        cfg.wavelength,
+        cfg.background,
+        cfg.solvent_ring,
+        halo_level=cfg.inelastic_halo,
+        halo_width=cfg.inelastic_halo_width,
     )
 
 
@@ -116,16 +135,51 @@ def crystal_location(cfg: SimulationConfig, out: Path, i: int) -> tuple[Path, st
     n = i + 1
     if cfg.layout == "plain":
         return out, f"{cfg.prefix}_{n:02d}"
+    if cfg.layout == "folders":
+        return out / str(n), ""
     if cfg.zoo_mode == "multi":
         return out / f"{cfg.zoo_puck}-01" / "data00", f"multi_{n:02d}"
     return out / f"{cfg.zoo_puck}-{n:02d}" / "data00", f"{cfg.zoo_mode}_{1:03d}"
 
 
+def spread_cell(
+    cell: UnitCell, space_group: str, spread: float, rng: np.random.Generator
+) -> UnitCell:
+    """``cell`` with each edge scaled by 1 + U(−spread, spread), then made to obey the
+    lattice again (b = a for tetragonal / trigonal / hexagonal, c = a for cubic);
+    angles unchanged.  ``spread`` 0 returns the cell itself without drawing."""
+    if spread <= 0:
+        return cell
+    import gemmi
+
+    a, b, c = (x * (1.0 + rng.uniform(-spread, spread)) for x in cell[:3])
+    system = gemmi.SpaceGroup(space_group).crystal_system_str()
+    if system in ("tetragonal", "trigonal", "hexagonal", "cubic"):
+        b = a
+    if system == "cubic":
+        c = a
+    return (a, b, c, *cell[3:])
+
+
+def spread_distance(distance_mm: float, spread: float, rng: np.random.Generator) -> float:
+    """A crystal's true distance (mm): distance·(1 + U(−spread, spread)); no draw at 0."""
+    if spread <= 0:
+        return distance_mm
+    return float(distance_mm * (1.0 + rng.uniform(-spread, spread)))
+
+
 def make_crystals(
-    cfg: SimulationConfig, pops: list[Population], out: Path, rng: np.random.Generator
+    cfg: SimulationConfig,
+    pops: list[Population],
+    out: Path,
+    rng: np.random.Generator,
+    spread_rng: np.random.Generator | None = None,
 ) -> list[CrystalSpec]:
-    """Draw orientation, scale, B, population and indexing setting of every crystal."""
+    """Draw orientation, scale, B, population and indexing setting of every crystal,
+    and (from ``spread_rng``, so that the other draws do not change) its own cell and
+    true distance."""
     ops = xtal.twin_operators(cfg.unit_cell, cfg.space_group)
+    spread_rng = spread_rng or np.random.default_rng(0)
     specs = []
     lo, hi = np.log(cfg.crystal_scale_range[0]), np.log(cfg.crystal_scale_range[1])
     for i in range(cfg.n_crystals):
@@ -137,7 +191,12 @@ def make_crystals(
         start = cfg.osc_start if cfg.osc_start is not None else float(rng.integers(0, 360))
         directory, prefix = crystal_location(cfg, out, i)
         name = prefix if directory == out else f"{directory.relative_to(out).parts[0]}_{prefix}"
-        specs.append(CrystalSpec(name, pop, U, scale, b_extra, op, start, directory, prefix))
+        name = name.rstrip("_")
+        cell = spread_cell(pop.cell, cfg.space_group, cfg.cell_spread, spread_rng)
+        distance = spread_distance(cfg.distance, cfg.distance_spread, spread_rng)
+        specs.append(
+            CrystalSpec(name, pop, U, scale, b_extra, op, start, directory, prefix, cell, distance)
+        )
     return specs
 
 
@@ -149,7 +208,7 @@ def crystal_spots(
     The indices are those of the crystal's own setting (A = U·B); the physical
     intensity of h is the truth at indexing_op(h).
     """
-    cell = spec.population.cell
+    cell = spec.cell
     A = spec.U @ geo.b_matrix(cell)
     hkl = physics.miller_indices(cell, cfg.d_min)
     true_i = spec.population.truth.lookup(xtal.apply_hkl_op(spec.indexing_op, hkl))
@@ -157,7 +216,15 @@ def crystal_spots(
     hkl, true_i = hkl[keep], true_i[keep] / spec.population.normaliser
     phi_range = (spec.osc_start, spec.osc_start + cfg.frames * cfg.osc_width)
     idx, phi, sig_phi, x, y, lp = physics.predict_rotation(
-        A, hkl, cfg.wavelength, det, phi_range, cfg.mosaicity, cfg.divergence
+        A,
+        hkl,
+        cfg.wavelength,
+        det,
+        phi_range,
+        cfg.mosaicity,
+        cfg.divergence,
+        axis=cfg.rotation_axis,
+        polarization_fraction=cfg.polarization_fraction,
     )
     bmat = geo.b_matrix(cell)
     v = hkl[idx] @ bmat.T
@@ -174,10 +241,16 @@ def crystal_spots(
         * lp
         * damage
     )
-    sigma_px = np.full(
-        len(idx), physics.spot_width_px(cfg.mosaicity, cfg.divergence, det, cfg.psf_px)
-    )
-    spots = physics.SpotList(hkl[idx], phi, sig_phi, x, y, sigma_px, full, 1.0 / np.sqrt(s2))
+    d = 1.0 / np.sqrt(s2)
+    if cfg.spot_size_model == "resolution":
+        sigma_px = physics.spot_width_by_resolution_px(
+            cfg.mosaicity, cfg.divergence, det, cfg.psf_px, cfg.wavelength, d
+        )
+    else:
+        sigma_px = np.full(
+            len(idx), physics.spot_width_px(cfg.mosaicity, cfg.divergence, det, cfg.psf_px)
+        )
+    spots = physics.SpotList(hkl[idx], phi, sig_phi, x, y, sigma_px, full, d)
     order = np.argsort(spots.phi, kind="stable")
     return A, spots.take(order)
 
@@ -199,23 +272,33 @@ def frame_expected(
     return background + spot_img
 
 
+def crystal_detector(det: geo.Detector, spec: CrystalSpec) -> geo.Detector:
+    """The detector at the crystal's own true distance (the same object when unchanged)."""
+    if spec.distance_mm == det.distance_mm:
+        return det
+    return dataclasses.replace(det, distance_mm=spec.distance_mm)
+
+
 def _sweep_record(
     cfg: SimulationConfig, det: geo.Detector, template: str, osc_start: float, width: float, n: int
 ) -> ImageSweep:
+    """The sweep as its headers describe it: for SMV the header distance as a reader
+    that takes it for millimetres sees it (the truth has the real one)."""
+    distance = header_distance(cfg, det) if cfg.format == "smv" else det.distance_mm
     return ImageSweep(
         template=template,
         format=cfg.format,
         first=1,
         last=n,
         wavelength=cfg.wavelength,
-        distance=det.distance_mm,
+        distance=distance,
         beam_center=(det.beam_fast_px, det.beam_slow_px),
         pixel_size=(det.pixel_mm, det.pixel_mm),
         image_size=(det.n_fast, det.n_slow),
         osc_start=osc_start,
         osc_width=width,
         exposure=cfg.exposure,
-        detector=DETECTOR_NAME,
+        detector=detector_name(cfg),
     )
 
 
@@ -232,7 +315,8 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
     cfg = config or SimulationConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
+    # spawn(5)[:4] are the streams spawn(4) gave before the fifth (cell/distance spread)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(5)
     model_rng, crystal_rng, noise_seed, raster_seed = (
         np.random.default_rng(seeds[0]),
         np.random.default_rng(seeds[1]),
@@ -241,8 +325,8 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
     )
     det = make_detector(cfg)
     pops = make_populations(cfg, model_rng)
-    specs = make_crystals(cfg, pops, out, crystal_rng)
-    background = physics.background_map(det, cfg.wavelength, cfg.background, cfg.solvent_ring)
+    specs = make_crystals(cfg, pops, out, crystal_rng, np.random.default_rng(seeds[4]))
+    background = background_for(cfg, det)
     gaps = (
         physics.pilatus_gap_mask(det.n_fast, det.n_slow)
         if cfg.module_gaps
@@ -252,18 +336,31 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
     n_frames = 0
     for spec, child in zip(specs, noise_seed.spawn(len(specs)), strict=True):
         rng = np.random.default_rng(child)
-        A, spots = crystal_spots(spec, cfg, det)
-        writer = make_writer(cfg.format, spec.directory, spec.prefix, cfg, det)
+        det_c = crystal_detector(det, spec)
+        bg = background
+        if det_c is not det:
+            bg = background_for(cfg, det_c)
+        A, spots = crystal_spots(spec, cfg, det_c)
+        writer = make_writer(cfg.format, spec.directory, spec.prefix, cfg, det_c)
         for j in range(cfg.frames):
             start = spec.osc_start + j * cfg.osc_width
-            expected = frame_expected(spots, start, cfg.osc_width, background)
+            expected = frame_expected(spots, start, cfg.osc_width, bg)
             img = physics.noisy_frame(expected, gaps, rng)
-            writer.add(img, image_header(cfg, det, start, cfg.osc_width))
+            writer.add(img, image_header(cfg, det_c, start, cfg.osc_width))
         template = writer.close()
         n_frames += cfg.frames
-        sweep = _sweep_record(cfg, det, template, spec.osc_start, cfg.osc_width, cfg.frames)
+        sweep = _sweep_record(cfg, det_c, template, spec.osc_start, cfg.osc_width, cfg.frames)
         sweeps.append(sweep)
-        records.append(truth_io.crystal_record(spec, A, sweep, out, len(spots)))
+        geometry = truth_io.CrystalGeometry(
+            rotation_axis=tuple(np.asarray(cfg.rotation_axis) / np.linalg.norm(cfg.rotation_axis)),
+            format_rotation_axis=cfg.format_rotation_axis,
+            distance_mm=det_c.distance_mm,
+            header_distance=header_distance(cfg, det_c),
+            header_distance_unit=cfg.header_distance_unit,
+            wavelength=cfg.wavelength,
+            beam_center_px=(det_c.beam_fast_px, det_c.beam_slow_px),
+        )
+        records.append(truth_io.crystal_record(spec, A, sweep, out, len(spots), geometry))
     raster_dir = None
     if cfg.raster_grid:
         raster_dir, raster_record = simulate_raster(

@@ -4,7 +4,9 @@ Conventions (those dxtbx assigns to a PILATUS miniCBF file, checked with
 ``dials.import`` / ``dials.show`` on the simulator's output):
 
 * beam along -z: s0 = (0, 0, -1/λ) (Å⁻¹);
-* rotation axis m = (1, 0, 0), right-handed rotation by +φ;
+* rotation axis m = (1, 0, 0) by default (:data:`ROTATION_AXIS`), right-handed
+  rotation by +φ; every function that rotates takes the axis as a parameter, as
+  electron microscopes have their tilt axis anywhere in the detector plane;
 * detector fast axis f = (1, 0, 0), slow axis s = (0, -1, 0), normal along -z at
   ``distance`` mm; the beam hits pixel coordinate ``beam_xy`` (fast, slow) in pixel
   units measured from the outer corner of the first pixel (pixel i covers [i, i+1));

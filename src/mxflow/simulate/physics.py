@@ -63,6 +63,28 @@ def spot_width_px(mosaicity: float, divergence: float, det: geo.Detector, psf_px
     return float(np.hypot(psf_px, ang * det.distance_mm / det.pixel_mm))
 
 
+def spot_width_by_resolution_px(
+    mosaicity: float,
+    divergence: float,
+    det: geo.Detector,
+    psf_px: float,
+    wavelength: float,
+    d: np.ndarray,
+) -> np.ndarray:
+    """Gaussian σ (pixels) of each spot when its size follows resolution d (Å).
+
+    A mosaic block tilted by η moves the reciprocal-lattice point by |r|·η across
+    the beam, which turns the diffracted ray by about η·λ/d (radians): small for
+    electrons (λ/d ~ 0.01), so MicroED spots stay a few pixels wide even with a
+    rocking width of a degree.  Beam divergence (degrees, σ) turns every ray by
+    itself; both are projected over the distance and added to the detector's
+    point spread ``psf_px`` in quadrature.
+    """
+    mosaic = np.radians(mosaicity) * wavelength / np.asarray(d, float)
+    ang = np.hypot(mosaic, np.radians(divergence))
+    return np.hypot(psf_px, ang * det.distance_mm / det.pixel_mm)
+
+
 def predict_rotation(
     A: np.ndarray,
     hkl: np.ndarray,
@@ -72,17 +94,22 @@ def predict_rotation(
     mosaicity: float,
     divergence: float,
     margin: float = 3.0,
+    axis: np.ndarray | tuple[float, float, float] = (1.0, 0.0, 0.0),
+    polarization_fraction: float = 0.999,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Where and when reflections diffract in a rotation sweep.
 
     A: setting matrix UB at φ = 0 (Å⁻¹); hkl: N×3; phi_range (start, end) in
-    degrees.  Returns (index into hkl, φ_c degrees, σ_φ degrees, x px, y px,
-    LP factor) for every diffraction event inside [start − margin, end + margin]
-    that hits the detector.  σ_φ = √(mosaicity² + divergence²) / |ζ|.
+    degrees; ``axis`` the rotation axis (DIALS lab frame, any length);
+    ``polarization_fraction`` of the beam (0.5: unpolarised, as for electrons).
+    Returns (index into hkl, φ_c degrees, σ_φ degrees, x px, y px, LP factor)
+    for every diffraction event inside [start − margin, end + margin] that hits
+    the detector.  σ_φ = √(mosaicity² + divergence²) / |ζ|.
     """
+    m = np.asarray(axis, float) / np.linalg.norm(axis)
     s0 = np.array([0.0, 0.0, -1.0 / wavelength])
     r0 = hkl @ A.T
-    pa, pb, ok = geo.rotation_angles(r0, s0)
+    pa, pb, ok = geo.rotation_angles(r0, s0, m)
     idx_all, phi_all = [], []
     lo = phi_range[0] - margin
     hi = phi_range[1] + margin
@@ -100,12 +127,14 @@ def predict_rotation(
             turn += 1
     idx = np.concatenate(idx_all) if idx_all else np.zeros(0, int)
     phic = np.concatenate(phi_all) if phi_all else np.zeros(0)
-    r = geo.rotate_about_axis(r0[idx], np.radians(phic))
+    r = geo.rotate_about_axis(r0[idx], np.radians(phic), m)
     s1 = s0 + r
     x, y, hit = geo.ray_intersection(s1, det)
-    z = geo.zeta(s1, s0)
+    z = geo.zeta(s1, s0, m)
     hit &= np.abs(z) > 0.05
-    lp = geo.polarization_factor(s1, s0, fraction=0.999) * geo.lorentz_factor(s1, s0)
+    lp = geo.polarization_factor(s1, s0, fraction=polarization_fraction) * geo.lorentz_factor(
+        s1, s0, m
+    )
     sigma_phi = np.hypot(mosaicity, divergence) / np.maximum(np.abs(z), 0.05)
     sel = np.flatnonzero(hit)
     return idx[sel], phic[sel], sigma_phi[sel], x[sel], y[sel], lp[sel]
@@ -148,18 +177,25 @@ def background_map(
     ring_level: float,
     ring_d: float = 3.2,
     ring_width: float = 0.012,
+    halo_level: float = 0.0,
+    halo_width: float = 0.025,
 ) -> np.ndarray:
     """Expected background counts per pixel (slow, fast).
 
     A smooth term falling from ``level`` near the beam to 0.6·level at high
     angle (air and diffuse scatter) plus a solvent ring, a Gaussian in s = 1/d
-    centred at 1/ring_d Å⁻¹ of σ ``ring_width`` Å⁻¹ and peak ``ring_level``.
+    centred at 1/ring_d Å⁻¹ of σ ``ring_width`` Å⁻¹ and peak ``ring_level``;
+    with ``halo_level`` > 0 also the inelastic halo of electron diffraction
+    around the direct beam, a Gaussian in s of σ ``halo_width`` Å⁻¹ and peak
+    ``halo_level`` counts.
     """
     ys, xs = np.mgrid[0 : det.n_slow, 0 : det.n_fast].astype(np.float64) + 0.5
     d = geo.d_spacing_at(xs, ys, det, wavelength)
     s = 1.0 / d
     smooth = level * (0.6 + 0.4 * np.exp(-((s / 0.35) ** 2)))
     ring = ring_level * np.exp(-0.5 * ((s - 1.0 / ring_d) / ring_width) ** 2)
+    if halo_level > 0:
+        ring = ring + halo_level * np.exp(-0.5 * (s / halo_width) ** 2)
     return smooth + ring
 
 

@@ -1,10 +1,13 @@
 """Writing and reading the simulator's truth: ``truth/truth.json`` and ``truth/truth_<pop>.mtz``.
 
 truth.json holds the configuration, the detector and, per crystal: name,
-population, space group, unit cell, U and the DIALS A = U·B matrix (Å⁻¹, at
-rotation angle 0, rotation axis (1, 0, 0)), scale, extra B, the hkl operator
-that maps the crystal's own indices onto the truth setting, the sweep template,
-frame range and oscillation.  truth_<pop>.mtz holds the true ASU intensities
+population, space group, its own unit cell, U and the DIALS A = U·B matrix (Å⁻¹,
+at rotation angle 0, about the crystal's ``rotation_axis``), scale, extra B, the
+hkl operator that maps the crystal's own indices onto the truth setting, the
+sweep template, frame range and oscillation, and the geometry the headers may
+not tell: true rotation axis (and the one the format implies), true distance
+(mm), the distance written to the headers and its unit, wavelength and beam
+centre.  truth_<pop>.mtz holds the true ASU intensities
 (IMEAN, SIGIMEAN) and amplitudes (F) of each population; with anomalous
 scatterers also I(+), I(−) and the true Bijvoet difference DELTAI = I(+) − I(−)
 (IMEAN is then their mean), and truth.json the element, f′, f″, sites and
@@ -25,14 +28,57 @@ from mxflow.model import ImageSweep
 from mxflow.util.files import read_json, write_json
 
 
-def crystal_record(spec, A: np.ndarray, sweep: ImageSweep, out: Path, n_spots: int) -> dict:
+@dataclasses.dataclass(frozen=True)
+class CrystalGeometry:
+    """The true diffraction geometry of one crystal's sweep, next to what its headers say.
+
+    ``rotation_axis`` unit vector (DIALS lab frame); ``format_rotation_axis`` the axis
+    the image format implies (None: the format / header gives the true one);
+    ``distance_mm`` true distance; ``header_distance`` the DISTANCE written, in
+    ``header_distance_unit`` ("mm" or "m"; readers such as dxtbx take mm);
+    ``wavelength`` Å; ``beam_center_px`` (fast, slow) pixels from the first pixel's corner.
+    """
+
+    rotation_axis: tuple[float, float, float]
+    format_rotation_axis: tuple[float, float, float] | None
+    distance_mm: float
+    header_distance: float
+    header_distance_unit: str
+    wavelength: float
+    beam_center_px: tuple[float, float]
+
+    def record(self) -> dict[str, Any]:
+        """The truth.json fields of this geometry."""
+        return {
+            "rotation_axis": [float(x) for x in self.rotation_axis],
+            "format_rotation_axis": (
+                None
+                if self.format_rotation_axis is None
+                else [float(x) for x in self.format_rotation_axis]
+            ),
+            "distance_mm": float(self.distance_mm),
+            "header_distance": float(self.header_distance),
+            "header_distance_unit": self.header_distance_unit,
+            "wavelength": float(self.wavelength),
+            "beam_center_px": [float(x) for x in self.beam_center_px],
+        }
+
+
+def crystal_record(
+    spec,
+    A: np.ndarray,
+    sweep: ImageSweep,
+    out: Path,
+    n_spots: int,
+    geometry: CrystalGeometry | None = None,
+) -> dict:
     """The truth.json entry of one crystal (paths relative to the output directory)."""
     template = Path(sweep.template)
     return {
         "name": spec.name,
         "population": spec.population.name,
         "space_group": spec.population.truth.space_group,
-        "unit_cell": list(spec.population.cell),
+        "unit_cell": list(spec.cell),
         "U": spec.U.tolist(),
         "A": A.tolist(),
         "scale": spec.scale,
@@ -45,6 +91,7 @@ def crystal_record(spec, A: np.ndarray, sweep: ImageSweep, out: Path, n_spots: i
         "osc_start": sweep.osc_start,
         "osc_width": sweep.osc_width,
         "n_reflections_recorded": int(n_spots),
+        **(geometry.record() if geometry else {}),
     }
 
 
@@ -87,8 +134,11 @@ def write_truth(truth_dir, cfg, det, pops, records, raster, out: Path) -> Path:
         "generator": "mxflow simulate",
         "conventions": {
             "frame": "DIALS laboratory frame, s0 = (0, 0, -1/wavelength)",
-            "rotation_axis": [1.0, 0.0, 0.0],
-            "A": "U*B at rotation angle 0; r(phi) = R(axis, phi) A h",
+            "rotation_axis": _unit(cfg.rotation_axis),
+            "A": "U*B at rotation angle 0; r(phi) = R(axis, phi) A h (axis: each crystal's "
+            "rotation_axis)",
+            "distance_mm": "each crystal's true distance; header_distance is what the "
+            "headers say, in header_distance_unit",
             "indexing_op": "hkl operator taking the crystal's own indices to the truth setting",
             "beam_center": "pixels (fast, slow) from the corner of the first pixel",
         },
@@ -134,6 +184,11 @@ def _anomalous_record(pop) -> dict[str, Any]:
             "bijvoet_ratio": bijvoet_ratio(pop.truth),
         }
     }
+
+
+def _unit(v) -> list[float]:
+    a = np.asarray(v, float)
+    return (a / np.linalg.norm(a)).tolist()
 
 
 def _jsonable(d: Any) -> Any:
