@@ -163,7 +163,7 @@ def _fake_smv(path: Path, frame: int, wavelength: float = 0.0251) -> None:
     header = (
         "{\nHEADER_BYTES=  512;\nDIM=2;\nBYTE_ORDER=little_endian;\nTYPE=unsigned_short;\n"
         "SIZE1=516;\nSIZE2=516;\nPIXEL_SIZE=0.055;\nDISTANCE=2.193;\n"
-        f"WAVELENGTH={wavelength};\nBEAM_CENTER_X=12.97;\nBEAM_CENTER_Y=12.59;\n"
+        f"WAVELENGTH={wavelength};\nBEAM_CENTER_X=228.875;\nBEAM_CENTER_Y=235.78;\n"
         f"OSC_START={-56.73 + 0.9149 * (frame - 1):.4f};\nOSC_RANGE=0.9149;\nTIME=2.0;\n"
         "BEAMLINE=TimePix_SU;\n}\n"
     )
@@ -192,6 +192,8 @@ def test_numbered_crystal_folders_are_one_sample_and_electron_sweeps_stay_whole(
     ]
     sweep = coll.wedges[0].sweep
     assert sweep.is_electron and sweep.n_frames == 72 and sweep.distance == pytest.approx(2.193)
+    # the Timepix's beam centre is in pixels (X fast, Y slow), as dxtbx reads it
+    assert sweep.beam_center == pytest.approx((228.875, 235.78))
 
 
 def test_run_log_summarises_a_samples_electron_geometry():

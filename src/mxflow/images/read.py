@@ -201,7 +201,9 @@ def read_smv_header(path: str | Path) -> FrameHeader:
 
     SMV headers give the beam centre in mm with BEAM_CENTER_X along the slow
     axis (the ADSC convention dxtbx follows), so (fast, slow) in pixels is
-    (BEAM_CENTER_Y, BEAM_CENTER_X) / PIXEL_SIZE.
+    (BEAM_CENTER_Y, BEAM_CENTER_X) / PIXEL_SIZE.  The Stockholm Timepix
+    (``BEAMLINE=TimePix_SU``, dxtbx's FormatSMVTimePix_SU) gives it in pixels,
+    X along fast and Y along slow.
     """
     h = _smv_header_dict(path)
 
@@ -219,10 +221,13 @@ def read_smv_header(path: str | Path) -> FrameHeader:
 
     pixel = get("PIXEL_SIZE")
     fast, slow = int(get("SIZE1")), int(get("SIZE2"))
-    beam = (
-        get("BEAM_CENTER_Y", fast * pixel / 2) / pixel,
-        get("BEAM_CENTER_X", slow * pixel / 2) / pixel,
-    )
+    if h.get("BEAMLINE", "").upper() == "TIMEPIX_SU":  # dxtbx's FormatSMVTimePix_SU: px
+        beam = (get("BEAM_CENTER_X", fast / 2), get("BEAM_CENTER_Y", slow / 2))
+    else:
+        beam = (
+            get("BEAM_CENTER_Y", fast * pixel / 2) / pixel,
+            get("BEAM_CENTER_X", slow * pixel / 2) / pixel,
+        )
     return FrameHeader(
         path=str(path),
         format="smv",
