@@ -222,6 +222,21 @@ def _trial(
     return AxisTrial(axis, round(fraction, 4), r(x), r(y), r(z))
 
 
+def _index_sense(workdir, sweep, nproc, expt, stem, axis, step) -> AxisTrial:
+    """Index one sense of the axis: the fast attempt, then DIALS's defaults when it fails
+    or explains fewer than MIN_AXIS_FRACTION of the spots (``step`` runs a Step)."""
+    trial = AxisTrial(axis)
+    for fast in (True, False):
+        rec = step(E.index_axis_step(nproc, expt, stem, fast))
+        if not step_ok(rec):
+            trial = AxisTrial(axis, note=f"indexing failed (log: {rec.log})")
+            continue
+        trial = _trial(workdir, stem, axis, sweep)
+        if (trial.indexed_fraction or 0.0) >= MIN_AXIS_FRACTION:
+            break
+    return trial
+
+
 def _write_if_changed(path: Path, text: str) -> None:
     """Write ``text`` unless the file already holds it (its mtime signs a step's input)."""
     try:
@@ -308,13 +323,9 @@ def electron_geometry(
     senses = [(found_expt, "indexed_axis_found", axis)]
     if step_ok(step(rev_step)):
         senses.append(("axis_reversed.expt", "indexed_axis_reversed", reverse))
-    trials = []
-    for expt, stem, ax in senses:
-        rec = step(E.index_axis_step(nproc, expt, stem))
-        if step_ok(rec):
-            trials.append(_trial(workdir, stem, ax, sweep))
-        else:
-            trials.append(AxisTrial(ax, note=f"indexing failed (log: {rec.log})"))
+    trials = [
+        _index_sense(workdir, sweep, nproc, expt, stem, ax, step) for expt, stem, ax in senses
+    ]
     geo.trials = trials
     chosen = choose_axis(trials)
     if chosen is None:
