@@ -210,3 +210,18 @@ def test_run_log_summarises_a_samples_electron_geometry():
     assert "electron diffraction (3 dataset(s))" in line
     assert "read as metres in 3" in line and "1750.0-1772.5 mm (median 1761.2)" in line
     assert "1 kept the header distance" in line and "90.4 deg" in line
+
+
+def test_electron_microscope_stacks_are_named_not_skipped(tmp_path):
+    """MRC / SER / DM4 files (dxtbx reads them, mxflow's image layer does not) are listed
+    as problems with what to do, so that a run does not exit 0 having ignored them."""
+    from mxflow.discover.collection import discover_collection
+
+    (tmp_path / "grid3").mkdir()
+    (tmp_path / "grid3" / "tilt_series.mrc").write_bytes(b"\0" * 1024)
+    (tmp_path / "grid3" / "notes.txt").write_text("not an image")
+    coll = discover_collection(tmp_path)
+    assert coll.wedges == []
+    ((path, why),) = coll.problems
+    assert path.endswith("tilt_series.mrc") and "MRC electron-microscope images" in why
+    assert "convert" in why

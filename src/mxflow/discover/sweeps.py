@@ -37,6 +37,9 @@ _NUMBERED = re.compile(
 _ONE_PER_FRAME = re.compile(r"\.(?:cbf|img|smv)(?:\.bz2|\.gz)?$", re.I)
 _HDF5 = re.compile(r"\.(?:h5|nxs|hdf5|nx5)$", re.I)
 _EIGER_MASTER = re.compile(r"(_master\.h5|\.nxs)$", re.I)
+#: electron-microscope image formats dxtbx reads that mxflow's image layer does not
+#: (Thermo Fisher MRC stacks, TIA SER, Gatan DM4): found, and said, never skipped silently
+_EM_FORMATS = {".mrc": "MRC", ".mrcs": "MRC", ".ser": "TIA SER", ".dm4": "Gatan DM4"}
 
 ANGLE_TOL = 1e-3  # degrees: start angles closer than this are "the same"
 
@@ -68,6 +71,20 @@ def is_image_name(path: str | Path) -> bool:
     return bool(_HDF5.search(name)) and not is_eiger_data_file(name)
 
 
+def unsupported_em_format(name: str | Path) -> str | None:
+    """Why an electron-microscope image file (MRC, SER, DM4) is not processed, or None
+    for any other name.  Such files are read by dxtbx but not by mxflow's image layer
+    (discovery reads the headers itself): the message says how to go on."""
+    kind = _EM_FORMATS.get(Path(name).suffix.lower())
+    if kind is None or Path(name).name.startswith("."):
+        return None
+    return (
+        f"{kind} electron-microscope images are not read by mxflow (its discovery reads "
+        "CBF, Eiger HDF5 / NeXus and SMV); convert the stack to SMV or CBF frames "
+        "(e.g. with the instrument's export) to process it"
+    )
+
+
 def walk_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """All image files under ``paths`` (directories walked recursively, sorted).
 
@@ -82,6 +99,11 @@ def walk_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str
             for root, dirs, names in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 files.update(Path(root) / n for n in names if is_image_name(n))
+                problems.extend(
+                    (str(Path(root) / n), unsupported_em_format(n))
+                    for n in names
+                    if unsupported_em_format(n)
+                )
         elif p.is_file():
             if is_image_name(p):
                 files.add(p)
