@@ -68,12 +68,8 @@ def test_smv_header_round_trips_through_mxflow_reader(ed_sweep):
     assert 0.5 < np.median(frame) < 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_smv_header reads BEAM_CENTER_X/_Y as ADSC millimetres with X along slow; "
-    "TimePix_SU files (and dxtbx's FormatSMVTimePix_SU_516x516) have pixels, X along fast",
-)
 def test_mxflow_reader_beam_centre_of_timepix_files(ed_sweep):
+    """TimePix_SU headers give the beam centre in pixels, X along fast (as dxtbx reads it)."""
     h = read_smv_header(Path(ed_sweep.out_dir) / "1" / "00001.img")
     assert h.beam_center == pytest.approx(BEAM)
 
