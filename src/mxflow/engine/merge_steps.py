@@ -135,6 +135,7 @@ def scale(
     nproc: int,
     timeout=None,
     html: str | None = None,
+    extra: list[str] | None = None,
 ) -> Step:
     """dials.scale (physical model, intervals from the wedge width in degrees).
 
@@ -145,7 +146,8 @@ def scale(
     dials.scale's HTML report.  The report is not a required output, and
     without ``html`` the arguments are those of earlier versions, so their
     finished steps are still reused (with it, a run scaled without the
-    report is scaled again once).
+    report is scaled again once).  ``extra``: further arguments (electron data:
+    :data:`~mxflow.engine.electron_steps.ELECTRON_SCALE`).
     """
     si, di = scaling_intervals(wedge_deg)
     args = [
@@ -161,6 +163,7 @@ def scale(
         args.append(f"d_min={d_min:.3f}")
     if anomalous:
         args.append("anomalous=True")
+    args.extend(extra or [])
     outputs = [*SCALED, "scaled_unmerged.mtz"]
     return Step("scale", "dials.scale", args, [expt, refl], outputs, timeout)
 

@@ -477,13 +477,14 @@ def scale_step(
     options: ProcessingOptions,
     stem: str = "symmetrized",
     attempt: Attempt = SCALE_ATTEMPTS[0],
+    extra: list[str] | None = None,
 ) -> Step:
     """dials.scale of one dataset; it also writes the unmerged MTZ (``scaled.mtz``, as
     dials.export would) and the merged MTZ at full resolution (``merged_fullres.mtz``:
     I, SIGI, anomalous I±, French–Wilson F, as dials.merge's defaults give), which
     saves two program runs per dataset; :func:`mxflow.process.pipeline` cuts the
     merged file at the dataset's resolution limit.  Reads ``<stem>.expt`` / ``.refl``;
-    ``attempt``: one of :data:`SCALE_ATTEMPTS`."""
+    ``attempt``: one of :data:`SCALE_ATTEMPTS`; ``extra``: arguments every attempt takes."""
     inputs = [f"{stem}.expt", f"{stem}.refl"]
     args = [*inputs, f"nproc={options.nproc}"]
     if options.anomalous:
@@ -491,6 +492,7 @@ def scale_step(
     if options.d_min:
         args.append(f"cut_data.d_min={options.d_min:g}")
     args += [
+        *(extra or []),
         *attempt.extra,
         "output.experiments=scaled.expt",
         "output.reflections=scaled.refl",

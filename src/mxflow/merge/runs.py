@@ -19,6 +19,7 @@ import gemmi
 import numpy as np
 
 from mxflow.engine import merge_steps
+from mxflow.engine.electron_steps import ELECTRON_SCALE
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
 from mxflow.errors import MxflowError
@@ -28,6 +29,7 @@ from mxflow.merge.observations import read_observations
 from mxflow.merge.shelx import write_hklf4
 from mxflow.merge.stages import EngineLog, Symmetrized
 from mxflow.model import (
+    ELECTRON_MAX_WAVELENGTH,
     ClusterDiagnostics,
     ClusterResult,
     DendrogramNode,
@@ -71,6 +73,12 @@ class ClusterJob:
         lam = [self.sym.items[i].wavelength for i in self.member_idx]
         known = [x for x in lam if x is not None and np.isfinite(x)]
         return float(np.median(known)) if known else None
+
+    @property
+    def is_electron(self) -> bool:
+        """True when the members' wavelength is an electron one (λ < 0.1 Å)."""
+        lam = self.wavelength
+        return lam is not None and 0 < lam < ELECTRON_MAX_WAVELENGTH
 
     @property
     def heavy_atom(self) -> HeavyAtom | None:
@@ -120,6 +128,7 @@ def _scale(
         o.nproc,
         o.timeout,
         html="dials.scale.html",
+        extra=ELECTRON_SCALE if job.is_electron else None,
     )
     job.engine.run(step, run)
     return read_observations(run / "scaled_unmerged.mtz", run / "scaled.expt")

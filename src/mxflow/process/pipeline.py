@@ -34,7 +34,7 @@ import gemmi
 import numpy as np
 
 from mxflow.engine import sweep_steps as D
-from mxflow.engine.electron_steps import BRAVAIS_ARGS, FIX_DISTANCE
+from mxflow.engine.electron_steps import BRAVAIS_ARGS, ELECTRON_SCALE, FIX_DISTANCE
 from mxflow.engine.expt import read_experiments
 from mxflow.engine.reasons import plain_reason
 from mxflow.engine.refl import read_reflections
@@ -315,8 +315,11 @@ def _pipeline(
         if screws:
             run.step(D.space_group_step(screws))
             stem = "space_group"
+    scale_extra = ELECTRON_SCALE if electron else None
     _first_that_works(
-        run, [D.scale_step(options, stem, a) for a in D.SCALE_ATTEMPTS], D.SCALE_ATTEMPTS
+        run,
+        [D.scale_step(options, stem, a, scale_extra) for a in D.SCALE_ATTEMPTS],
+        D.SCALE_ATTEMPTS,
     )
     d_min = _decide_d_min(workdir, options, result)
     _write_merged_mtz(workdir, d_min, dataset.free_flags_mtz)
