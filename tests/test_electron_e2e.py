@@ -33,9 +33,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gemmi
 import numpy as np
 import pytest
 
+from mtz_readers import read_with_cctbx
 from mxflow.process.electron import axis_angle
 from mxflow.simulate import SimulationConfig, simulate
 from mxflow.simulate.config import electron_config
@@ -139,6 +141,11 @@ def test_merged_electron_data_correlate_with_the_truth(ed):
     assert mtz.exists(), log[-4000:]
     sc = score(mtz, ed / "814" / "truth")
     assert sc["cc_overall"] >= 0.9, sc
+    # the file a user takes on: read by gemmi and by cctbx, C 2 with FreeR flags
+    m = gemmi.read_mtz_file(str(mtz))
+    assert m.spacegroup.hm == "C 1 2 1" and "FreeR_flag" in m.column_labels()
+    cctbx = read_with_cctbx(mtz)
+    assert "FreeR_flag" in cctbx["columns"] and "IMEAN" in cctbx["columns"]
 
 
 def test_each_bad_input_fails_with_its_reason_and_the_others_finish(ed):
