@@ -70,7 +70,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
+import subprocess
+import tempfile
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +180,47 @@ class ClusterHandle:
     info: dict[str, Any] = field(default_factory=dict)
     #: the Dask dashboard's address ('' when it is off, the default)
     dashboard_link: str = ""
+    #: batch systems: the kind, and the fixed number of jobs kept running (0: adaptive)
+    kind: str = "local"
+    jobs: int = 0
+    #: batch systems: worker name -> batch job id, as last seen
+    job_ids: dict[str, str] = field(default_factory=dict)
+    _last_heal: float = 0.0
+
+    def replace_lost_jobs(self, every_s: float = 5.0) -> None:
+        """Batch cluster of a fixed size: submit a new job for each one that ended (cancelled,
+        killed for memory or walltime, node failure), at most every ``every_s`` seconds.
+
+        dask-jobqueue keeps a lost job in its spec but never submits it again by itself;
+        scaling to the same size does (Dask's ``deploy.lost-worker-timeout`` after the loss).
+        """
+        if self.kind == "local" or not self.jobs:
+            return
+        now = time.monotonic()
+        if now - self._last_heal < every_s:
+            return
+        self._last_heal = now
+        self.remember_job_ids()
+        with contextlib.suppress(Exception):  # a failed submission is retried next time
+            self.cluster.scale(jobs=self.jobs)
+
+    def remember_job_ids(self) -> None:
+        """Note the batch job id of every current job (the job of a dead worker is then
+        still known when its task is reported)."""
+        for name, job in list(getattr(self.cluster, "workers", {}).items()):
+            job_id = getattr(job, "job_id", None)
+            if job_id:
+                self.job_ids[str(name)] = str(job_id)
+
+    def worker_fate(self, worker_name: str) -> str:
+        """What the batch system says about the job of a dead worker ('' if unknown): for
+        Slurm, e.g. "Slurm job 12 was killed for exceeding its memory limit"."""
+        if self.kind != "slurm":
+            return ""
+        self.remember_job_ids()
+        name = str(worker_name)
+        job_id = self.job_ids.get(name) or self.job_ids.get(name.rsplit("-", 1)[0])
+        return slurm_job_fate(job_id) if job_id else ""
 
     def close(self) -> None:
         """Stop the client and the cluster (workers are terminated)."""
@@ -279,8 +324,15 @@ def start_cluster(
         link, info = _dashboard_info(cluster, dashboard)
         return ClusterHandle(client, cluster, n_workers, n_proc, desc, info, link)
 
+    # a lost batch job is forgotten (and can be replaced) this long after its worker left
+    dask.config.set({"distributed.deploy.lost-worker-timeout": "5s"})
     with dask.config.set(_http_routes(dashboard)):
         cluster, own, processes = make_jobqueue_cluster(kind, config_path, dashboard)
+    try:
+        check_queue(kind, cluster.job_script())
+    except MxflowError:
+        cluster.close()
+        raise
     jobs = int(own.get("jobs", 1))
     maximum = own.get("maximum_jobs")
     if maximum:
@@ -294,7 +346,94 @@ def start_cluster(
     desc = f"{kind}: {jobs} job(s) x {processes} worker(s) x DIALS nproc {n_proc}"
     link, info = _dashboard_info(cluster, dashboard)
     info["job_script"] = cluster.job_script()
-    return ClusterHandle(client, cluster, slots, n_proc, desc, info, link)
+    fixed = 0 if maximum else jobs
+    return ClusterHandle(client, cluster, slots, n_proc, desc, info, link, kind, fixed)
+
+
+#: how long the queue check may take (Slurm retries an unreachable controller for a while)
+QUEUE_CHECK_TIMEOUT_S = 60.0
+
+
+def check_queue(kind: str, job_script: str, timeout_s: float = QUEUE_CHECK_TIMEOUT_S) -> None:
+    """Raise :class:`MxflowError` when the batch system would refuse ``job_script`` (bogus
+    partition or account, too much memory, controller down), within ``timeout_s`` s.
+
+    Slurm only (``sbatch --test-only``: checked, nothing submitted); SGE and PBS have no
+    such check, so there a refused job shows only in dask-jobqueue's log.  Without it a
+    refused submission would leave the run waiting for workers that never come.
+    """
+    if kind != "slurm":
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="mxflow-job-") as fh:
+        fh.write(job_script)
+        fh.flush()
+        try:
+            proc = subprocess.run(
+                ["sbatch", "--test-only", fh.name],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise MxflowError(
+                f"--cluster slurm: sbatch did not answer within {timeout_s:.0f} s "
+                "(is slurmctld running? see 'sinfo')"
+            ) from exc
+    if proc.returncode != 0:
+        said = " ".join(proc.stderr.split()) or f"exit status {proc.returncode}"
+        raise MxflowError(
+            f"--cluster slurm: the queue refuses mxflow's worker job ({said}); "
+            "check queue/partition, account, memory and walltime in --cluster-config, and 'sinfo'"
+        )
+
+
+def _scontrol_fields(text: str) -> dict[str, str]:
+    """``Key=Value`` pairs of one ``scontrol show job -o`` line (values without spaces)."""
+    return dict(re.findall(r"(\w+)=(\S*)", text))
+
+
+def _slurm_job_record(job_id: str, timeout_s: float) -> tuple[dict[str, str], str]:
+    """(``scontrol show job`` fields, the end of the job's stderr and stdout files)."""
+    try:
+        proc = subprocess.run(
+            ["scontrol", "show", "job", "-o", str(job_id)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}, ""
+    if proc.returncode != 0 or "JobState=" not in proc.stdout:
+        return {}, ""
+    fields = _scontrol_fields(proc.stdout)
+    said = ""
+    for key in ("StdErr", "StdOut"):
+        path = re.sub(r"%[jJA]", str(job_id), fields.get(key, ""))
+        with contextlib.suppress(OSError):
+            said += Path(path).read_text(errors="replace")[-20000:] if path else ""
+    return fields, said
+
+
+def slurm_job_fate(job_id: str, timeout_s: float = 20.0, settle_s: float = 10.0) -> str:
+    """One sentence on how Slurm job ``job_id`` ended, from ``scontrol show job`` and the
+    job's stderr file: "Slurm job 12 was killed for exceeding its memory limit (--mem
+    573M)", "Slurm job 12 ended CANCELLED (reason None)"; '' when Slurm no longer knows it.
+    A job still ending is waited for up to ``settle_s`` s."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        fields, said = _slurm_job_record(job_id, timeout_s)
+        state = fields.get("JobState", "")
+        if state not in ("RUNNING", "COMPLETING", "PENDING") or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    if not fields:
+        return ""
+    memory = fields.get("MinMemoryNode") or fields.get("MinMemoryCPU") or "?"
+    if state == "OUT_OF_MEMORY" or re.search(r"exceeded (job )?memory limit|oom-kill", said, re.I):
+        return f"Slurm job {job_id} was killed for exceeding its memory limit (--mem {memory})"
+    if state == "TIMEOUT":
+        return f"Slurm job {job_id} reached its walltime ({fields.get('TimeLimit', '?')})"
+    return f"Slurm job {job_id} ended {state} (reason {fields.get('Reason', '?')})"
 
 
 def make_jobqueue_cluster(

@@ -203,7 +203,11 @@ class Executor:
             self.submitted[future] = time.monotonic()
 
     def collect(self, timeout: float) -> int:
-        """Wait up to ``timeout`` s for tasks to finish; record them; returns how many finished."""
+        """Wait up to ``timeout`` s for tasks to finish; record them; returns how many finished.
+
+        A batch cluster's jobs that ended (cancelled, killed) are replaced first: their
+        tasks are rescheduled by Dask, and need a worker to run on."""
+        self.handle.replace_lost_jobs()
         self.pump()
         if not self.in_flight:
             if timeout > 0:
@@ -229,9 +233,10 @@ class Executor:
         except Exception as exc:  # KilledWorker after too many deaths, cancelled …
             name = type(exc).__name__
             if name == "KilledWorker":
-                reason = (
-                    f"the worker processing it died {self.retries + 1} times "
-                    "(crash or out of memory?)"
+                # the batch system may know why (Slurm: killed for memory, walltime …)
+                fate = self.handle.worker_fate(getattr(exc.last_worker, "name", ""))
+                reason = f"the worker processing it died {self.retries + 1} times " + (
+                    f"({fate})" if fate else "(crash or out of memory?)"
                 )
             else:
                 reason = f"{name}: {exc}"
