@@ -47,6 +47,18 @@ Slurm / SGE / PBS (``--cluster slurm|sge|pbs``)
         walltime = "04:00:00"
         jobs = 2
 
+Batch jobs that fail
+    Slurm: the worker job is checked with ``sbatch --test-only`` before anything
+    is submitted (:func:`check_queue`): a refused partition, account or memory,
+    or a controller that does not answer, is a :class:`MxflowError`, not a run
+    waiting for workers that never come.  With a fixed ``jobs``, a job that ends
+    during the run (scancel, walltime, killed for memory) is replaced
+    (:meth:`ClusterHandle.replace_lost_jobs`, called by the executor's loop);
+    its task is rescheduled by Dask.  A dataset whose worker died for good gets
+    Slurm's verdict on the job in its reason (:func:`slurm_job_fate`).
+    Tested live on a single-node Slurm 22.05 (``tests/test_slurm_live.py``);
+    SGE and PBS only by their job-script text.
+
 Each worker advertises one ``dataset`` resource and every task asks for it,
 so a worker runs one dataset at a time whatever its thread count.
 
