@@ -101,6 +101,8 @@ DIALS_PROGRAMS: tuple[str, ...] = (
     "dials.compute_delta_cchalf",
     "dials.merge",
     "dials.export",
+    "dials.find_rotation_axis",  # electron diffraction
+    "dials.modify_geometry",  # electron diffraction
 )
 
 #: the fewest spots dials.find_spots must find on a test sweep (it finds a few hundred)
