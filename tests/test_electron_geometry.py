@@ -44,8 +44,11 @@ def timepix_sweep(distance: float = 2.193, wavelength: float = 0.0251) -> ImageS
 
 # ---------------------------------------------------------------- pure functions
 def test_electron_wavelengths_are_recognised():
-    assert ed.is_electron(0.0251) and ed.is_electron(0.0197)
-    assert not ed.is_electron(0.9795) and not ed.is_electron(None) and not ed.is_electron(0.0)
+    from mxflow.model import is_electron_wavelength as is_electron
+
+    assert is_electron(0.0251) and is_electron(0.0197)
+    assert not is_electron(0.9795) and not is_electron(None) and not is_electron(0.0)
+    assert timepix_sweep().is_electron and not timepix_sweep(wavelength=0.9795).is_electron
 
 
 def test_header_distance_in_metres_is_read_as_metres():

@@ -33,6 +33,11 @@ T = TypeVar("T")
 Status = Literal["ok", "failed", "pending", "running", "skipped"]
 
 
+def is_electron_wavelength(wavelength: float | None) -> bool:
+    """True for electron diffraction: 0 < ``wavelength`` < ELECTRON_MAX_WAVELENGTH Å."""
+    return wavelength is not None and 0 < wavelength < ELECTRON_MAX_WAVELENGTH
+
+
 @dataclass
 class ImageSweep:
     """A run of detector frames on disk, as read from the image headers.
@@ -70,8 +75,8 @@ class ImageSweep:
 
     @property
     def is_electron(self) -> bool:
-        """True for electron diffraction: 0 < λ < ELECTRON_MAX_WAVELENGTH Å."""
-        return 0 < self.wavelength < ELECTRON_MAX_WAVELENGTH
+        """True for electron diffraction (:func:`is_electron_wavelength`)."""
+        return is_electron_wavelength(self.wavelength)
 
     @property
     def is_rotation(self) -> bool:

@@ -29,7 +29,6 @@ from mxflow.merge.observations import read_observations
 from mxflow.merge.shelx import write_hklf4
 from mxflow.merge.stages import EngineLog, Symmetrized
 from mxflow.model import (
-    ELECTRON_MAX_WAVELENGTH,
     ClusterDiagnostics,
     ClusterResult,
     DendrogramNode,
@@ -39,6 +38,7 @@ from mxflow.model import (
     MergingStats,
     Rejection,
     ResolutionFit,
+    is_electron_wavelength,
     to_dict,
 )
 from mxflow.stats import absences
@@ -77,8 +77,7 @@ class ClusterJob:
     @property
     def is_electron(self) -> bool:
         """True when the members' wavelength is an electron one (λ < 0.1 Å)."""
-        lam = self.wavelength
-        return lam is not None and 0 < lam < ELECTRON_MAX_WAVELENGTH
+        return is_electron_wavelength(self.wavelength)
 
     @property
     def heavy_atom(self) -> HeavyAtom | None:

@@ -1,6 +1,6 @@
 """Electron diffraction (MicroED / 3D ED): the geometry a header gets wrong, fixed from the data.
 
-Electron data (λ < :data:`ELECTRON_MAX_WAVELENGTH`) have a nearly flat Ewald
+Electron data (λ < :data:`~mxflow.model.ELECTRON_MAX_WAVELENGTH`) have a nearly flat Ewald
 sphere, and their image headers are often wrong in ways X-ray headers are not
 (the DIALS "MyD88 small wedges" tutorial shows each):
 
@@ -39,7 +39,7 @@ from mxflow.engine.expt import read_experiments
 from mxflow.engine.refl import read_reflections
 from mxflow.engine.steps import run_step, step_ok
 from mxflow.errors import BadInputError
-from mxflow.model import ELECTRON_MAX_WAVELENGTH, AxisTrial, ElectronGeometry, ImageSweep, UnitCell
+from mxflow.model import AxisTrial, ElectronGeometry, ImageSweep, UnitCell
 from mxflow.util.files import atomic_write_text
 
 #: electron data: spots of lower resolution than this (Å) are left out of spot finding
@@ -64,11 +64,6 @@ MAX_DISTANCE_CHANGE = 0.4
 
 class ElectronGeometryError(Exception):
     """The geometry stage cannot go on; the message says why, in plain words."""
-
-
-def is_electron(wavelength: float | None) -> bool:
-    """True for electron-diffraction wavelengths (0 < λ < ELECTRON_MAX_WAVELENGTH Å)."""
-    return wavelength is not None and 0 < wavelength < ELECTRON_MAX_WAVELENGTH
 
 
 def edge_resolution(

@@ -53,7 +53,6 @@ from mxflow.process.electron import (
     DistanceReading,
     ElectronGeometryError,
     electron_geometry,
-    is_electron,
     read_header_distance,
 )
 from mxflow.process.preflight import check_frames
@@ -284,7 +283,7 @@ def _pipeline(
     result.anomalous_note = anomalous_note(dataset, options)
     sg, cell = options.space_group, options.unit_cell
 
-    electron = is_electron(dataset.sweep.wavelength)
+    electron = dataset.sweep.is_electron
     reading, import_extra = None, []
     if electron:
         options, reading = _electron_options(dataset, options)
