@@ -30,6 +30,7 @@ from pathlib import Path
 from mxflow.engine.expt import Experiment, read_experiments
 from mxflow.errors import BadInputError, MxflowError
 from mxflow.model import DatasetResult, Rejection
+from mxflow.stats.resolution import d_at_radius
 from mxflow.util.files import read_json
 
 #: what ``mxflow process`` / ``mxflow run`` write (OUT/summary.json, OUT/<dataset>/mxflow_result.json)
@@ -104,9 +105,7 @@ def half_corner_d(exp: Experiment) -> float | None:
     if not (exp.image_size and exp.pixel_size and exp.distance and exp.wavelength):
         return None
     min_dim = min(exp.image_size[0] * exp.pixel_size[0], exp.image_size[1] * exp.pixel_size[1])
-    radius = math.sqrt(5) / 2 * (min_dim / 2)
-    two_theta = math.atan2(radius, exp.distance)
-    return exp.wavelength / (2 * math.sin(two_theta / 2))
+    return d_at_radius(math.sqrt(5) / 2 * (min_dim / 2), exp.distance, exp.wavelength)
 
 
 def corner_d(exp: Experiment) -> float | None:
@@ -118,8 +117,7 @@ def corner_d(exp: Experiment) -> float | None:
     bx, by = exp.beam_center or (w / 2, h / 2)
     dx = max(bx, w - bx) * exp.pixel_size[0]
     dy = max(by, h - by) * exp.pixel_size[1]
-    two_theta = math.atan2(math.hypot(dx, dy), exp.distance)
-    return exp.wavelength / (2 * math.sin(two_theta / 2))
+    return d_at_radius(math.hypot(dx, dy), exp.distance, exp.wavelength)
 
 
 def _stem(path: Path) -> str:

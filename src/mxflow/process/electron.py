@@ -40,6 +40,7 @@ from mxflow.engine.refl import read_reflections
 from mxflow.engine.steps import run_step, step_ok
 from mxflow.errors import BadInputError
 from mxflow.model import AxisTrial, ElectronGeometry, ImageSweep, UnitCell
+from mxflow.stats.resolution import d_at_radius
 from mxflow.util.files import atomic_write_text
 
 #: electron data: spots of lower resolution than this (Å) are left out of spot finding
@@ -96,8 +97,7 @@ def edge_resolution(
         max(bs, 1e-3) * pixel_size[1],
         max(ns - bs, 1e-3) * pixel_size[1],
     )
-    two_theta = math.atan2(r, distance)
-    return wavelength / (2 * math.sin(two_theta / 2))
+    return d_at_radius(r, distance, wavelength)
 
 
 @dataclass(frozen=True)

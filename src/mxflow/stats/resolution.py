@@ -20,6 +20,13 @@ from mxflow.model import ResolutionFit
 from mxflow.stats.observations import read_unmerged_mtz
 
 
+def d_at_radius(radius: float, distance: float, wavelength: float) -> float:
+    """d-spacing (Å) recorded at ``radius`` mm from the beam on a flat detector normal to
+    it at ``distance`` mm, for ``wavelength`` Å: λ / (2 sin(θ)), 2θ = atan(radius / distance)."""
+    two_theta = math.atan2(radius, distance)
+    return wavelength / (2 * math.sin(two_theta / 2))
+
+
 def cc_half_sigma_tau(keys: np.ndarray, intensity: np.ndarray) -> float:
     """CC½ by the σ-τ method (Assmann, Brehm & Diederichs 2016) of one shell.
 
