@@ -36,7 +36,7 @@ import numpy as np
 from mxflow.engine import electron_steps as E
 from mxflow.engine import sweep_steps as D
 from mxflow.engine.expt import read_experiments
-from mxflow.engine.refl import read_reflections
+from mxflow.engine.refl import ReflectionTable, read_reflections
 from mxflow.engine.steps import run_step, step_ok
 from mxflow.errors import BadInputError
 from mxflow.model import AxisTrial, ElectronGeometry, ImageSweep, UnitCell
@@ -149,16 +149,16 @@ def axis_angle(u: tuple[float, float, float], v: tuple[float, float, float]) -> 
 
 
 def refinement_rmsds(
-    refl: str | Path, pixel_size: tuple[float, float], osc_width: float
+    table: ReflectionTable, pixel_size: tuple[float, float], osc_width: float
 ) -> tuple[float, float, float, int]:
-    """(RMSD x px, RMSD y px, RMSD φ images, n) of the reflections ``refl`` marks as used
-    in refinement, from its ``xyzobs.mm.value`` / ``xyzcal.mm`` (mm, mm, radians).
-    ``pixel_size``: mm (fast, slow); ``osc_width``: degrees per image."""
-    t = read_reflections(refl, columns=["flags", "xyzobs.mm.value", "xyzcal.mm"])
-    used = t.has_flag("used_in_refinement")
+    """(RMSD x px, RMSD y px, RMSD φ images, n) of the reflections of ``table`` (an
+    indexing result's, with ``flags``, ``xyzobs.mm.value`` and ``xyzcal.mm``: mm, mm,
+    radians) marked as used in refinement.  ``pixel_size``: mm (fast, slow);
+    ``osc_width``: degrees per image.  Raises ValueError when none was used."""
+    used = table.has_flag("used_in_refinement")
     if not used.any():
-        raise BadInputError(refl, "no reflection used in refinement")
-    d = t["xyzobs.mm.value"][used] - t["xyzcal.mm"][used]
+        raise ValueError("no reflection used in refinement")
+    d = table["xyzobs.mm.value"][used] - table["xyzcal.mm"][used]
     x, y, z = np.sqrt(np.mean(d**2, axis=0))
     return (
         float(x / pixel_size[0]),
@@ -206,15 +206,17 @@ def _trial(
     workdir: Path, stem: str, axis: tuple[float, float, float], sweep: ImageSweep
 ) -> AxisTrial:
     """The AxisTrial of indexing result ``<stem>.refl`` (``axis``: the sense it started from)."""
+    refl = workdir / f"{stem}.refl"
     try:
-        t = read_reflections(workdir / f"{stem}.refl", columns=["flags"])
+        t = read_reflections(refl, columns=["flags", "xyzobs.mm.value", "xyzcal.mm"])
         strong = read_reflections(workdir / "strong.refl", columns=[]).nrows
         fraction = float(t.has_flag("indexed").sum()) / strong if strong else 0.0
-        x, y, z, _ = refinement_rmsds(workdir / f"{stem}.refl", sweep.pixel_size, sweep.osc_width)
+        x, y, z, _ = refinement_rmsds(t, sweep.pixel_size, sweep.osc_width)
     except BadInputError as exc:
         return AxisTrial(axis, note=str(exc))
-    r = lambda v: round(v, 4)  # noqa: E731
-    return AxisTrial(axis, round(fraction, 4), r(x), r(y), r(z))
+    except ValueError as exc:
+        return AxisTrial(axis, note=f"{refl.name}: {exc}")
+    return AxisTrial(axis, round(fraction, 4), round(x, 4), round(y, 4), round(z, 4))
 
 
 def _index_sense(workdir, sweep, nproc, expt, stem, axis, step) -> AxisTrial:
