@@ -176,3 +176,22 @@ def test_zoo_layout_populations_and_raster(tmp_path):
     assert raster["n_frames"] == 3
     for frame in raster["frames"]:
         assert (frame["n_spots"] > 50) == frame["hit"]
+
+
+def test_zoo_multi_pins_each_with_a_raster(tmp_path):
+    cfg = small_config(
+        layout="zoo", zoo_mode="multi", n_crystals=5, frames=1, pins=2, raster_grid=(1, 2)
+    )
+    res = simulate(tmp_path / "zoo", cfg)
+    root = tmp_path / "zoo"
+    # crystals fill the pins in order, as equally as possible (3 + 2)
+    assert [s.template.split("/")[-3] for s in res.sweeps] == ["CPS0001-01"] * 3 + [
+        "CPS0001-02"
+    ] * 2
+    assert [p.parent.parent.name for p in res.raster_dirs] == ["CPS0001-01", "CPS0001-02"]
+    for pin in ("CPS0001-01", "CPS0001-02"):
+        assert len(list((root / pin / "scan00" / "2d").glob("raster_*.cbf"))) == 2
+    doc = json.loads(res.truth_json.read_text())
+    assert [r["template"].split("/")[0] for r in doc["rasters"]] == ["CPS0001-01", "CPS0001-02"]
+    assert doc["raster"] == doc["rasters"][0]
+    assert res.n_frames == 5 + 4

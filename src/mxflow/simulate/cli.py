@@ -46,6 +46,7 @@ _FIELDS = {
     "zoo_mode": "zoo_mode",
     "prefix": "prefix",
     "n_crystals": "n_crystals",
+    "pins": "pins",
     "frames": "frames",
     "osc": "osc_width",
     "osc_start": "osc_start",
@@ -125,6 +126,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help=f"crystals to simulate, one sweep each (default: {d.n_crystals})",
+    )
+    parser.add_argument(
+        "--pins",
+        type=int,
+        default=None,
+        help="zoo multi layout: spread the crystals over this many pins, a raster scan "
+        f"(--raster) on each (default: {d.pins})",
     )
     parser.add_argument(
         "--frames",

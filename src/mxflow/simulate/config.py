@@ -23,6 +23,9 @@ class SimulationConfig:
     prefix: str = "sim"  # plain layout: <prefix>_<NN>_######.cbf
     zoo_mode: Literal["multi", "single", "helical"] = "multi"
     zoo_puck: str = "CPS0001"
+    pins: int = (
+        1  # zoo multi: crystals spread in order over pins <puck>-01 … -NN (a raster on each)
+    )
     n_crystals: int = 1
     frames: int = 60  # frames per crystal (sweep or wedge)
     osc_width: float = 0.5  # degrees per frame
@@ -117,7 +120,8 @@ class SimulationResult:
     sweeps: list[ImageSweep]
     truth_dir: Path
     truth_json: Path
-    raster_dir: Path | None = None
+    raster_dir: Path | None = None  # the first pin's raster scan
+    raster_dirs: list[Path] = field(default_factory=list)  # every pin's
     wall_s: float = 0.0
     n_frames: int = 0
     crystals: list[dict] = field(default_factory=list)

@@ -126,10 +126,18 @@ def make_populations(cfg: SimulationConfig, rng: np.random.Generator) -> list[Po
     return pops
 
 
+def multi_pin(cfg: SimulationConfig, i: int) -> int:
+    """The pin (1-based) of crystal i (0-based) in the zoo multi layout: ``cfg.pins`` pins
+    filled in order with as equal a number of crystals as possible."""
+    pins = max(1, min(cfg.pins, cfg.n_crystals))
+    return i * pins // cfg.n_crystals + 1
+
+
 def crystal_location(cfg: SimulationConfig, out: Path, i: int) -> tuple[Path, str]:
     """Directory and file prefix of crystal i (0-based) for the chosen layout.
 
-    plain: OUT/<prefix>_<NN>_######.cbf;  zoo multi: OUT/<puck>-01/data00/multi_<NN>_…;
+    plain: OUT/<prefix>_<NN>_######.cbf;  zoo multi: OUT/<puck>-<PP>/data00/multi_<NN>_…
+    (``cfg.pins`` pins, crystals filled in order, pin 01 when one);
     zoo single / helical: OUT/<puck>-<NN>/data00/<mode>_…  (one pin per crystal).
     """
     n = i + 1
@@ -138,7 +146,7 @@ def crystal_location(cfg: SimulationConfig, out: Path, i: int) -> tuple[Path, st
     if cfg.layout == "folders":
         return out / str(n), ""
     if cfg.zoo_mode == "multi":
-        return out / f"{cfg.zoo_puck}-01" / "data00", f"multi_{n:02d}"
+        return out / f"{cfg.zoo_puck}-{multi_pin(cfg, i):02d}" / "data00", f"multi_{n:02d}"
     return out / f"{cfg.zoo_puck}-{n:02d}" / "data00", f"{cfg.zoo_mode}_{1:03d}"
 
 
@@ -361,22 +369,26 @@ def simulate(out_dir: str | Path, config: SimulationConfig | None = None) -> Sim
             beam_center_px=(det_c.beam_fast_px, det_c.beam_slow_px),
         )
         records.append(truth_io.crystal_record(spec, A, sweep, out, len(spots), geometry))
-    raster_dir = None
+    raster_dirs, raster_records = [], []
     if cfg.raster_grid:
-        raster_dir, raster_record = simulate_raster(
-            out, cfg, det, pops, background, gaps, np.random.default_rng(raster_seed)
-        )
-        n_frames += raster_record["n_frames"]
-    else:
-        raster_record = None
+        n_pins = max(1, min(cfg.pins, cfg.n_crystals)) if cfg.zoo_mode == "multi" else 1
+        pin_seeds = [raster_seed] if n_pins == 1 else raster_seed.spawn(n_pins)
+        for pin, pin_seed in enumerate(pin_seeds, 1):
+            raster_dir, raster_record = simulate_raster(
+                out, cfg, det, pops, background, gaps, np.random.default_rng(pin_seed), pin
+            )
+            raster_dirs.append(raster_dir)
+            raster_records.append(raster_record)
+            n_frames += raster_record["n_frames"]
     truth_dir = out / "truth"
-    truth_json = truth_io.write_truth(truth_dir, cfg, det, pops, records, raster_record, out)
+    truth_json = truth_io.write_truth(truth_dir, cfg, det, pops, records, raster_records, out)
     return SimulationResult(
         out_dir=out,
         sweeps=sweeps,
         truth_dir=truth_dir,
         truth_json=truth_json,
-        raster_dir=raster_dir,
+        raster_dir=raster_dirs[0] if raster_dirs else None,
+        raster_dirs=raster_dirs,
         wall_s=time.perf_counter() - t0,
         n_frames=n_frames,
         crystals=records,

@@ -21,10 +21,10 @@ from mxflow.simulate.header import image_header
 STILL_GAIN = 4.0  # stills are exposed for the whole rocking curve: scale to a few hundred spots
 
 
-def raster_location(cfg, out: Path) -> tuple[Path, str]:
-    """Directory and prefix of the raster scan: ZOO OUT/<puck>-01/scan00/2d/, plain OUT/scan00/."""
+def raster_location(cfg, out: Path, pin: int = 1) -> tuple[Path, str]:
+    """Directory and prefix of a raster scan: ZOO OUT/<puck>-<pin>/scan00/2d/, plain OUT/scan00/."""
     if cfg.layout == "zoo":
-        return out / f"{cfg.zoo_puck}-01" / "scan00" / "2d", "raster"
+        return out / f"{cfg.zoo_puck}-{pin:02d}" / "scan00" / "2d", "raster"
     return out / "scan00", "raster"
 
 
@@ -41,12 +41,14 @@ def still_spots(pop, U, scale, cfg, det, min_counts: float = 0.02):
     return x[on], y[on], counts[on], hkl[idx][on]
 
 
-def simulate_raster(out: Path, cfg, det, pops, background, gaps, rng: np.random.Generator):
-    """Write the raster scan frames; return (directory, truth record)."""
+def simulate_raster(
+    out: Path, cfg, det, pops, background, gaps, rng: np.random.Generator, pin: int = 1
+):
+    """Write the raster scan frames of one pin; return (directory, truth record)."""
     from mxflow.simulate.writers import make_writer
 
     rows, cols = cfg.raster_grid
-    directory, prefix = raster_location(cfg, out)
+    directory, prefix = raster_location(cfg, out, pin)
     writer = make_writer(cfg.format, directory, prefix, cfg, det)
     sigma = physics.spot_width_px(cfg.mosaicity, cfg.divergence, det, cfg.psf_px)
     frames = []

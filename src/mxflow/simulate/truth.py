@@ -126,7 +126,10 @@ def write_truth_mtz(path: Path, pop) -> None:
 
 
 def write_truth(truth_dir, cfg, det, pops, records, raster, out: Path) -> Path:
-    """Write truth.json and one MTZ per population; return the path of truth.json."""
+    """Write truth.json and one MTZ per population; return the path of truth.json.
+
+    ``raster``: the truth record of each pin's raster scan (empty: none).
+    """
     truth_dir = Path(truth_dir)
     for pop in pops:
         write_truth_mtz(truth_dir / f"truth_{pop.name}.mtz", pop)
@@ -158,8 +161,10 @@ def write_truth(truth_dir, cfg, det, pops, records, raster, out: Path) -> Path:
         ],
         "crystals": records,
     }
-    if raster:
-        doc["raster"] = raster
+    if raster:  # the first pin's scan (one pin: the only one), then every pin's
+        doc["raster"] = raster[0]
+        if len(raster) > 1:
+            doc["rasters"] = raster
     path = truth_dir / "truth.json"
     write_json(path, doc)
     return path
