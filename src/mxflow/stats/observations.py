@@ -70,15 +70,46 @@ def read_unmerged_mtz(
     # gemmi takes the cell from the batch headers; use the file's global
     # (median, as DIALS writes it) cell like dials.scale / dials.merge do
     ints.unit_cell = mtz.get_cell()
+    try:
+        return _prepared(ints)
+    except ValueError as exc:
+        raise BadInputError(path, str(exc)) from exc
+
+
+def observations_from_arrays(
+    hkl: np.ndarray,
+    intensity: np.ndarray,
+    sigma: np.ndarray,
+    cell: gemmi.UnitCell,
+    space_group: gemmi.SpaceGroup,
+) -> Observations:
+    """Unmerged observations from arrays (any symmetry equivalent of each hkl), as
+    :func:`read_unmerged_mtz` returns them: hkl in the reciprocal ASU with I(+)/I(−)
+    signs, systematic absences dropped.  ``sigma`` must be positive.  Raises
+    ValueError when nothing is left."""
+    ints = gemmi.Intensities()
+    ints.set_data(
+        cell,
+        space_group,
+        np.ascontiguousarray(hkl, dtype=np.int32),
+        np.ascontiguousarray(intensity, dtype=float),
+        np.ascontiguousarray(sigma, dtype=float),
+    )
+    ints.type = gemmi.DataType.Unmerged
+    return _prepared(ints)
+
+
+def _prepared(ints: gemmi.Intensities) -> Observations:
+    """Map to the ASU with I(+)/I(−) signs, drop absences, and fill Observations."""
     ints.prepare_for_merging(gemmi.DataType.Anomalous)
     ints.remove_systematic_absences()
     ints.sort()
     sigma = np.asarray(ints.sigma_array)
     value = np.asarray(ints.value_array)
     if np.any(~(sigma > 0)) or np.any(~np.isfinite(value)):
-        raise BadInputError(path, "intensities with non-positive σ or non-finite values")
+        raise ValueError("intensities with non-positive σ or non-finite values")
     if len(ints) == 0:
-        raise BadInputError(path, "no observations in the resolution range")
+        raise ValueError("no observations in the resolution range")
     hkl = np.array(ints.miller_array)
     return Observations(
         hkl=hkl,
