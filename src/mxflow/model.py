@@ -721,6 +721,62 @@ class MergeRecord:
     summary: MergeSummary | None = None
 
 
+@dataclass
+class LiveDataset:
+    """One dataset of a live merge (:mod:`mxflow.merge.live`), as it was added.
+
+    ``operator``: the reindexing applied (hkl triplet, ``h,k,l`` when none);
+    ``operator_cc``: its CC to the running merge (None: the first dataset, or
+    no choice to make); ``scale`` and ``relative_b`` (Å²) put its intensities on
+    the running merge's: I·scale·exp(relative_b·s²/2), s = 1/d in Å⁻¹, so a
+    positive ``relative_b`` means it fell off faster with resolution.
+    ``status`` "used" or "left out" (``reason`` says why).  ``unmerged_mtz``
+    relative to OUT; ``added``: Unix time it was added.
+    """
+
+    key: str
+    name: str
+    unmerged_mtz: str = ""
+    status: Literal["used", "left out"] = "used"
+    reason: str = ""
+    operator: str = "h,k,l"
+    operator_cc: float | None = None
+    scale: float = 1.0
+    relative_b: float = 0.0
+    n_obs: int = 0
+    unit_cell: list[float] | None = None  # as processed (Å, degrees)
+    added: float = 0.0
+
+
+@dataclass
+class LiveMerge:
+    """A sample's live merge: every processed dataset so far, updated one at a time.
+
+    Provisional by construction (no cosym, DIALS scaling, clustering or
+    rejection); the batch merge (:class:`MergeSummary`) is the result.
+    ``d_min``: where CC½ falls to the target (Å); ``stats`` cut there;
+    ``merged_mtz`` relative to OUT; ``updated``: Unix time of the last change;
+    ``last_added``: the key of the dataset that changed it last.
+    """
+
+    sample: str
+    route: str = "proc"
+    space_group: str = ""
+    unit_cell: list[float] | None = None
+    datasets: list[LiveDataset] = field(default_factory=list)
+    d_min: float | None = None
+    cc_half_target: float = 0.5
+    stats: MergingStats | None = None
+    merged_mtz: str = ""
+    updated: float = 0.0
+    last_added: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def used(self) -> list[LiveDataset]:
+        return [d for d in self.datasets if d.status == "used"]
+
+
 # ---------------------------------------------------------------- serialisation
 def to_dict(obj: Any) -> Any:
     """Plain JSON-ready dict of a dataclass (NaN becomes None)."""
