@@ -455,6 +455,36 @@ def open_run_log(log: Callable[[str], None], out: Path, command: str) -> None:
         log.open(out / RUN_LOG, f"==== mxflow {command} → {out} (pid {os.getpid()})")
 
 
+def after_processing(
+    out: Path,
+    root: Path,
+    catalog: Catalog,
+    config: RunConfig,
+    collection: Collection,
+    log: Callable[[str], None],
+) -> list[str]:
+    """Merge every sample and make the hit maps (as ``config`` asks); returns the
+    closing hints (pins of one cell left apart, each too little to merge)."""
+    hints: list[str] = []
+    if config.merge:
+        settings = post.sample_settings(collection.datasets)
+        given = post.given_samples(config.sample_sheet, config.default_sample)
+        post.merge_samples(
+            out,
+            catalog,
+            config.options,
+            log,
+            settings,
+            group_by_cell=config.group_by_cell,
+            given=given,
+            thresholds=config.thresholds,
+        )
+        hints = post.merge_hints(catalog, given)
+    if config.hitmap:
+        post.hitmaps(out, root, catalog, collection.raster_scans, log)
+    return hints
+
+
 def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: float) -> RunOutcome:
     check_batch_system(config.cluster)  # before waiting for data and before OUT is touched
     waited: set[str] = set()
@@ -490,25 +520,7 @@ def _run_collection(root: Path, out: Path, config: RunConfig, log: RunLog, t0: f
             while executor.in_flight and not stop.forced:
                 executor.collect(0.5)
         executor.maybe_write_summary(force=True)
-        hints: list[str] = []
-        if finished:
-            if config.merge:
-                settings = post.sample_settings(collection.datasets)
-                given = post.given_samples(config.sample_sheet, config.default_sample)
-                post.merge_samples(
-                    out,
-                    catalog,
-                    config.options,
-                    log,
-                    settings,
-                    group_by_cell=config.group_by_cell,
-                    given=given,
-                    thresholds=config.thresholds,
-                )
-                # pins of one cell left apart, each with too little to merge: said at the end
-                hints = post.merge_hints(catalog, given)
-            if config.hitmap:
-                post.hitmaps(out, root, catalog, collection.raster_scans, log)
+        hints = after_processing(out, root, catalog, config, collection, log) if finished else []
         counts = catalog.counts()
         merges = catalog.merges()
         processed = dict(executor.tracker.counts)

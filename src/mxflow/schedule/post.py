@@ -48,10 +48,12 @@ from mxflow.hitmap import hitmap
 from mxflow.hitmap.run import scan_name
 from mxflow.merge import merge_sample
 from mxflow.merge.inputs import wavelength_groups
+from mxflow.merge.live import update_live_merge
 from mxflow.model import (
     Dataset,
     DatasetResult,
     ImageSweep,
+    LiveMerge,
     MergeOptions,
     MergeRecord,
     MergeSummary,
@@ -63,6 +65,7 @@ from mxflow.schedule.cluster import available_cores
 from mxflow.schedule.progress import (
     MergeProgress,
     format_cluster_line,
+    format_live_line,
     format_merge_done,
     format_merge_start,
 )
@@ -693,6 +696,40 @@ def merge_samples(
         write_summary(out, catalog)
         n_run += 1
     return n_run
+
+
+def update_live_merges(
+    out: Path,
+    catalog: Catalog,
+    cli: ProcessingOptions,
+    log: Callable[[str], None],
+    settings: Mapping[str, SampleSettings] | None = None,
+) -> list[LiveMerge]:
+    """Add every newly processed whole dataset to its sample's live merge
+    (:mod:`mxflow.merge.live`; one per sample and wavelength); returns those updated.
+
+    The space group is the command line's, else the sheet's, else the first
+    dataset's.  A failure is logged and leaves the other samples' live merges
+    going; the batch merge (:func:`merge_samples`) does not depend on them.
+    """
+    settings = settings or {}
+    updated = []
+    for (sample, route), members in sorted(merge_groups(catalog).items()):
+        if route != "proc":
+            continue
+        sheet = settings.get(sample) or SampleSettings()
+        for label, group in split_by_wavelength(members):
+            name = sample if not label else f"{sample}_{label}"
+            t0 = time.perf_counter()
+            try:
+                live = update_live_merge(out, name, group, cli.space_group or sheet.space_group)
+            except Exception as exc:  # a live merge is a view: it never stops watching
+                log(f"mxflow: live merge {name}: not updated ({type(exc).__name__}: {exc})")
+                continue
+            if live is not None:
+                log(format_live_line(live, time.perf_counter() - t0))
+                updated.append(live)
+    return updated
 
 
 def merge_progress_lines(progress: MergeProgress, record: MergeRecord) -> list[str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mxflow.model import ClusterResult, DatasetResult
+from mxflow.model import ClusterResult, DatasetResult, LiveMerge
 
 #: the run's log file in OUT: every line `mxflow run` / `mxflow watch` print, time-stamped
 RUN_LOG = "run.log"
@@ -238,6 +238,23 @@ def format_merge_done(m: MergeProgress) -> str:
     if m.status == "ok":
         return f"{_merge_head(m)}: ok in {took}, {m.n_merged} of {m.n_clusters} cluster(s) merged"
     return f"{_merge_head(m)}: {m.status.upper()} in {took}: {short_reason(m.reason)}"
+
+
+def format_live_line(live: LiveMerge, seconds: float) -> str:
+    """A live merge just updated: how many datasets, its figures, how long the update took."""
+    used = len(live.used)
+    left = len(live.datasets) - used
+    ov = live.stats.overall if live.stats else None
+    numbers = figures(
+        live.space_group,
+        live.d_min,
+        ov.cc_half if ov else None,
+        ov.completeness if ov else None,
+    )
+    head = f"mxflow: live merge {live.sample}: {used} dataset(s)"
+    if left:
+        head += f" ({left} left out)"
+    return f"{head}: {numbers or 'no statistics yet'} (updated in {seconds:.1f} s)"
 
 
 @dataclass

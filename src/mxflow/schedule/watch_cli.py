@@ -7,8 +7,15 @@ Datasets still being written are left for a later poll.  Stop with Ctrl-C or
 SIGTERM: running datasets finish and are recorded (a second signal stops at
 once; they resume next time); watch then exits with status 130 and is
 recorded as interrupted ('mxflow status OUT' says how many were left).
-Merging is left to 'mxflow run ROOT --workdir OUT', which skips everything
-already processed.
+
+While watching, each sample has a live merge in OUT/merge_live/<sample>/
+(live.json, merged.mtz): every processed dataset is added as it finishes,
+reusing the cell, indexing choice and scales already found, and the run log
+and the dashboard (mxflow serve OUT) show its statistics.  It is provisional
+(no DIALS scaling, clustering or rejection).  When watching ends (--once,
+--max-iterations or the first Ctrl-C) every sample is merged and the raster
+scans mapped as 'mxflow run' does; a second Ctrl-C skips that, and
+'mxflow run ROOT --workdir OUT' does it later without reprocessing anything.
 """
 
 from __future__ import annotations
@@ -29,7 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"seconds between polls (default {DEFAULT_INTERVAL_S:g})",
     )
     parser.add_argument(
-        "--once", action="store_true", help="poll once, process what is complete, and exit"
+        "--once",
+        action="store_true",
+        help="poll once, process what is complete, merge, and exit",
+    )
+    parser.add_argument(
+        "--no-live-merge",
+        action="store_true",
+        help="do not keep live merges (OUT/merge_live/) while watching",
+    )
+    parser.add_argument(
+        "--no-merge", action="store_true", help="do not merge the samples when watching ends"
+    )
+    parser.add_argument(
+        "--no-hitmap", action="store_true", help="no hit maps of raster scans when watching ends"
     )
     parser.add_argument(
         "--max-iterations",
@@ -43,8 +63,15 @@ def run(args: argparse.Namespace) -> int:
     from mxflow.schedule.watch import watch_collection
 
     config = config_from_args(args)
-    config.merge = False
-    config.hitmap = False
+    config.merge = not args.no_merge
+    config.hitmap = not args.no_hitmap
     max_iterations = 1 if args.once else args.max_iterations
-    outcome = watch_collection(args.root, args.workdir, config, args.interval, max_iterations)
+    outcome = watch_collection(
+        args.root,
+        args.workdir,
+        config,
+        args.interval,
+        max_iterations,
+        live=not args.no_live_merge,
+    )
     return 130 if outcome.stopped else 0
