@@ -562,6 +562,24 @@ def test_real_merge_against_image(browser, real_merge, tmp_path):
     assert blocked == [], blocked
 
 
+def write_live_merge(out: Path, sample: str, n_used: int) -> None:
+    """A live.json as mxflow watch writes it (only what the dashboard reads)."""
+    from mxflow.merge.live import live_dir
+    from mxflow.model import LiveDataset, LiveMerge, MergingStats, ShellStats, to_dict
+    from mxflow.util.files import write_json
+
+    shell = ShellStats(40.0, 1.9, cc_half=0.99, completeness=0.8, multiplicity=3.0)
+    live = LiveMerge(
+        sample,
+        space_group="P 43 21 2",
+        datasets=[LiveDataset(f"proc/{i}", f"d{i}") for i in range(n_used)],
+        d_min=1.9,
+        stats=MergingStats.one_shell(shell),
+        updated=time.time(),
+    )
+    write_json(live_dir(out, sample) / "live.json", to_dict(live))
+
+
 def test_dashboard_refreshes_over_loopback(browser, tmp_path):
     context, blocked = browser
     out = write_sample_output(tmp_path / "OUT", n_multi=2, seed=8, with_refl=False)
@@ -585,6 +603,17 @@ def test_dashboard_refreshes_over_loopback(browser, tmp_path):
             timeout=15000,
         )
         assert page.locator("b[data-count='running']").inner_text() == "1"
+        # mxflow watch updates a sample's live merge: the merged-data table follows it
+        assert page.locator("#merged-section").is_hidden()
+        for n_used in (3, 4):
+            write_live_merge(out, "Lys", n_used)
+            page.wait_for_function(
+                "(() => { const r = document.querySelector('#merged-table tbody tr');"
+                f" return r && r.cells[2].textContent === '{n_used}'; }})()",
+                timeout=15000,
+            )
+        row = page.locator("#merged-table tbody tr").first
+        assert "live" in row.inner_text() and "0.990" in row.inner_text()
         page.wait_for_selector("#links a[href='/report/index.html']", timeout=15000)
         page.screenshot(path=str(shots_dir(tmp_path) / "dashboard.png"))
         page.click("#links a[href='/report/index.html']")

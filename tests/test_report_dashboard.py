@@ -145,3 +145,38 @@ def test_module_paths(tmp_path):
 
     for p in write_reports(out):
         assert Path(p).stat().st_mode & 0o044 == 0o044
+
+
+def test_merged_rows_show_live_and_final_merges(tmp_path):
+    from mxflow.merge.live import live_dir
+    from mxflow.model import LiveDataset, LiveMerge, MergingStats, ShellStats, to_dict
+    from mxflow.report.dashboard import merged_rows
+    from mxflow.util.files import write_json
+
+    out = tmp_path
+    assert merged_rows(out) == []
+    shell = ShellStats(40.0, 2.1, cc_half=0.98, completeness=0.9, multiplicity=4.0)
+    live = LiveMerge(
+        "lys",
+        space_group="P 43 21 2",
+        datasets=[LiveDataset("a", "a"), LiveDataset("b", "b", status="left out", reason="cell")],
+        d_min=2.1,
+        stats=MergingStats.one_shell(shell),
+        merged_mtz="merge_live/lys/merged.mtz",
+        updated=1.0,
+    )
+    write_json(live_dir(out, "lys") / "live.json", to_dict(live))
+    final = out / "merge" / "lys" / "final"
+    final.mkdir(parents=True)
+    write_json(
+        final / "final.json",
+        {"sample": "lys", "datasets": ["a", "c"], "space_group": "P 43 21 2", "d_min": 1.95,
+         "cc_half": 0.995, "completeness": 0.97},
+    )  # fmt: skip
+    rows = merged_rows(out)
+    assert [r["kind"] for r in rows] == ["live", "final"]
+    assert rows[0]["datasets"] == 1 and rows[0]["left_out"] == 1
+    assert rows[0]["cc_half"] == 0.98 and rows[0]["href"] == "/merge_live/lys/merged.mtz"
+    assert rows[1]["datasets"] == 2 and rows[1]["d_min"] == 1.95
+    assert rows[1]["href"] == "/merge/lys/final/merged.mtz"
+    assert collect_status(out)["merged"] == rows

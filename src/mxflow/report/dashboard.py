@@ -28,9 +28,12 @@ from urllib.parse import urlsplit
 
 from mxflow.catalog.db import Catalog, catalog_path
 from mxflow.catalog.summary import summary_dict
+from mxflow.merge.live import all_live
+from mxflow.model import MergingStats
 from mxflow.report.load import DatasetRow, dataset_rows, find_merge_dirs, load_summary
 from mxflow.report.pages import dataset_identity, finite
 from mxflow.report.render import render, static_text
+from mxflow.util.files import read_json
 from mxflow.util.html import script_json
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -62,6 +65,62 @@ def _read_datasets(out: Path) -> tuple[list[DatasetRow], str]:
     if (out / "summary.json").is_file():
         return load_summary(out), "summary.json"
     return [], "none"
+
+
+def _figures(stats: MergingStats | None) -> dict[str, Any]:
+    ov = stats.overall if stats else None
+    return {
+        "cc_half": finite(ov.cc_half) if ov else None,
+        "cc_half_outer": finite(stats.outer.cc_half) if stats else None,
+        "completeness": finite(ov.completeness) if ov else None,
+        "multiplicity": finite(ov.multiplicity) if ov else None,
+        "i_over_sigma": finite(ov.i_over_sigma) if ov else None,
+    }
+
+
+def merged_rows(out: Path) -> list[dict[str, Any]]:
+    """The merged statistics to show: each sample's live merge (``mxflow watch``, provisional)
+    and the recommended cluster of each batch merge (final/final.json), newest state first."""
+    rows = []
+    for live in all_live(out):
+        rows.append(
+            {
+                "kind": "live",
+                "sample": live.sample,
+                "datasets": len(live.used),
+                "left_out": len(live.datasets) - len(live.used),
+                "space_group": live.space_group,
+                "d_min": finite(live.d_min),
+                **_figures(live.stats),
+                "updated": time.strftime("%H:%M:%S", time.localtime(live.updated)),
+                "href": f"/{live.merged_mtz}" if live.merged_mtz else None,
+            }
+        )
+    for final in sorted(out.glob("merge*/*/final/final.json")) + sorted(
+        out.glob("merge*/*/*/final/final.json")
+    ):
+        try:
+            doc = read_json(final)
+        except (OSError, ValueError):
+            continue
+        rows.append(
+            {
+                "kind": "final",
+                "sample": " ".join(p for p in (doc.get("sample"), doc.get("label")) if p),
+                "datasets": len(doc.get("datasets") or []),
+                "left_out": None,
+                "space_group": doc.get("space_group") or "",
+                "d_min": finite(doc.get("d_min")),
+                "cc_half": finite(doc.get("cc_half")),
+                "cc_half_outer": finite(doc.get("cc_half_outer")),
+                "completeness": finite(doc.get("completeness")),
+                "multiplicity": finite(doc.get("multiplicity")),
+                "i_over_sigma": finite(doc.get("i_over_sigma")),
+                "updated": time.strftime("%H:%M:%S", time.localtime(final.stat().st_mtime)),
+                "href": "/" + (final.parent / "merged.mtz").relative_to(out).as_posix(),
+            }
+        )
+    return rows
 
 
 def collect_status(out: str | Path) -> dict[str, Any]:
@@ -101,6 +160,7 @@ def collect_status(out: str | Path) -> dict[str, Any]:
         "total": len(rows),
         "datasets": rows,
         "merges": merges,
+        "merged": merged_rows(out),
         "reports_written": (out / "report" / "index.html").is_file(),
     }
 

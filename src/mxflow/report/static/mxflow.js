@@ -749,6 +749,15 @@
     if (s.reports_written) links.push('<a href="/report/index.html">Collection report</a>', '<a href="/report/datasets.html">Dataset report</a>');
     (s.merges || []).forEach(function (m) { if (m.written) links.push('<a href="' + esc(m.href) + '">' + esc(m.label) + "</a>"); });
     document.getElementById("links").innerHTML = links.length ? "Reports: " + links.join(" · ") : '<span class="muted">Reports not written yet (mxflow run writes them when it ends; mxflow report OUT writes them now).</span>';
+    var merged = s.merged || [];
+    document.getElementById("merged-section").hidden = !merged.length;
+    document.querySelector("#merged-table tbody").innerHTML = merged.map(function (m) {
+      var n = m.datasets + (m.left_out ? " (" + m.left_out + " left out)" : "");
+      return '<tr class="merged-' + esc(m.kind) + '"><td class="txt">' + esc(m.sample) + '</td><td class="txt"><span class="badge">' + esc(m.kind) + "</span></td><td>" + esc(n) +
+        '</td><td class="txt">' + esc(m.space_group || "–") + "</td><td>" + fmt(m.d_min, 2) + "</td><td>" + fmt(m.cc_half, 3) + "</td><td>" + fmt(m.cc_half_outer, 3) +
+        "</td><td>" + (m.completeness === null ? "–" : fmt(100 * m.completeness, 1)) + "</td><td>" + fmt(m.multiplicity, 1) + "</td><td>" + fmt(m.i_over_sigma, 1) +
+        '</td><td class="txt">' + esc(m.updated) + '</td><td class="txt">' + (m.href ? '<a href="' + esc(m.href) + '">merged.mtz</a>' : "–") + "</td></tr>";
+    }).join("");
     var rows = (s.datasets || []).slice().sort(function (a, b) { return (ORDER[a.status] === undefined ? 9 : ORDER[a.status]) - (ORDER[b.status] === undefined ? 9 : ORDER[b.status]); });
     var href = s.reports_written ? "/report/datasets.html#" : null;
     document.querySelector("#dash-table tbody").innerHTML = rows.map(function (d) {
