@@ -273,6 +273,14 @@ def test_scale_step_writes_its_html_report_only_when_asked():
     assert html.outputs == plain.outputs  # never a required output: resumability unchanged
 
 
+def test_scale_step_skips_the_full_matrix_round_above_four_datasets():
+    def args(n):
+        return merge_steps.scale("a.expt", "a.refl", [], 10.0, None, False, 2, n_datasets=n).args
+
+    assert "full_matrix=False" not in args(1) and "full_matrix=False" not in args(4)
+    assert "full_matrix=False" in args(5) and "full_matrix=False" in args(200)
+
+
 # ---------------------------------------------------------------- the real merge
 def final_runs(root: Path):
     import merge_fixtures

@@ -125,6 +125,12 @@ def scaling_intervals(wedge_deg: float) -> tuple[float, float]:
     return 15.0, 20.0
 
 
+#: above this many datasets dials.scale skips its final full-matrix round (xia2's rule since
+#: DIALS 3.2: the Levenberg–Marquardt round over every dataset's parameters grows much
+#: faster than the data; it only refines the parameters' error estimates)
+FULL_MATRIX_MAX_DATASETS = 4
+
+
 def scale(
     expt: str,
     refl: str,
@@ -136,6 +142,7 @@ def scale(
     timeout=None,
     html: str | None = None,
     extra: list[str] | None = None,
+    n_datasets: int = 1,
 ) -> Step:
     """dials.scale (physical model, intervals from the wedge width in degrees).
 
@@ -147,7 +154,8 @@ def scale(
     without ``html`` the arguments are those of earlier versions, so their
     finished steps are still reused (with it, a run scaled without the
     report is scaled again once).  ``extra``: further arguments (electron data:
-    :data:`~mxflow.engine.electron_steps.ELECTRON_SCALE`).
+    :data:`~mxflow.engine.electron_steps.ELECTRON_SCALE`).  ``n_datasets`` above
+    :data:`FULL_MATRIX_MAX_DATASETS`: ``full_matrix=False``.
     """
     si, di = scaling_intervals(wedge_deg)
     args = [
@@ -163,6 +171,8 @@ def scale(
         args.append(f"d_min={d_min:.3f}")
     if anomalous:
         args.append("anomalous=True")
+    if n_datasets > FULL_MATRIX_MAX_DATASETS:
+        args.append("full_matrix=False")
     args.extend(extra or [])
     outputs = [*SCALED, "scaled_unmerged.mtz"]
     return Step("scale", "dials.scale", args, [expt, refl], outputs, timeout)

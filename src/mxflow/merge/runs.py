@@ -128,6 +128,7 @@ def _scale(
         o.timeout,
         html="dials.scale.html",
         extra=ELECTRON_SCALE if job.is_electron else None,
+        n_datasets=len(job.member_idx),
     )
     job.engine.run(step, run)
     return read_observations(run / "scaled_unmerged.mtz", run / "scaled.expt")
