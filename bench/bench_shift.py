@@ -96,11 +96,14 @@ def log_times(run_log: Path) -> dict:
         return {}
     start = lines[0][0]
     out: dict = {}
-    merge_start = next((t for t, s in lines if "merging" in s and "dataset(s)" in s), None)
-    merge_end = next((t for t, s in lines if re.search(r"merge .*: (ok|failed) in", s)), None)
-    if merge_start is not None:
-        out["processing_s"] = round(merge_start - start, 1)
-    if merge_start is not None and merge_end is not None:
+    # processing: the log's first line to the first merge (a resumed run appends to run.log:
+    # the first run's processing); the merge: the last merge start to its end
+    starts = [t for t, s in lines if "merging" in s and "dataset(s)" in s]
+    ends = [t for t, s in lines if re.search(r"merge .*: (ok|failed) in", s)]
+    merge_start, merge_end = (starts[-1] if starts else None), (ends[-1] if ends else None)
+    if starts:
+        out["processing_s"] = round(starts[0] - start, 1)
+    if merge_start is not None and merge_end is not None and merge_end > merge_start:
         out["merge_s"] = round(merge_end - merge_start, 1)
     return out
 
