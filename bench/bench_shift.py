@@ -151,6 +151,49 @@ def integrated_pairs(out: Path) -> list[tuple[str, str]]:
     return [(e, r) for _, e, r in pairs]
 
 
+def live_replay(out: Path, work: Path, truth: Path, points: list[int]) -> dict:
+    """The live merge (mxflow watch's) over the run's datasets: at each count n of
+    ``points``, the time to add the n-th dataset to a live merge of the n − 1 before it,
+    and the CC to the truth of the live merge of n."""
+    from mxflow.catalog.db import Catalog
+    from mxflow.merge.live import update_live_merge
+    from mxflow.schedule.post import merge_groups
+
+    with Catalog(out, readonly=True) as cat:
+        members = sorted(merge_groups(cat)[(SAMPLE, "proc")], key=lambda m: m[1].name)
+    rows = {}
+    for n in points:
+        if n > len(members):
+            continue
+        replay = work / f"live_{n}"
+        if replay.exists():
+            shutil.rmtree(replay)
+        replay.mkdir(parents=True)
+        (replay / "proc").symlink_to(out / "proc")  # the datasets' paths are relative to OUT
+        if n > 1:
+            update_live_merge(replay, SAMPLE, members[: n - 1], SPACE_GROUP)
+        t0 = time.perf_counter()
+        live = update_live_merge(replay, SAMPLE, members[:n], SPACE_GROUP)
+        took = time.perf_counter() - t0
+        ov = live.stats.overall
+        rows[str(n)] = {
+            "add_one_s": round(took, 2),
+            "used": len(live.used),
+            "d_min": round(live.d_min, 2) if live.d_min else None,
+            "cc_half": round(ov.cc_half, 4),
+            "completeness": round(ov.completeness, 4),
+            "cc_to_truth": round(float(score_mtz(replay / live.merged_mtz, truth)), 4),
+        }
+        print(f"live merge, dataset {n} added: {json.dumps(rows[str(n)])}", flush=True)
+    return rows
+
+
+def score_mtz(mtz: Path, truth: Path) -> float:
+    from mxflow.simulate import score
+
+    return score(mtz, truth)["cc_overall"]
+
+
 def page_load_times(report_dir: Path, extra: list[Path]) -> dict:
     """Navigation start → load event end (s) of each report page in headless Chromium."""
     try:
@@ -216,7 +259,21 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=OUT / "shift_data", help="simulated data (kept)")
     ap.add_argument("--work", type=Path, default=OUT / "shift_work", help="mxflow's output")
     ap.add_argument("--reuse", action="store_true", help="keep --work: mxflow run resumes")
+    ap.add_argument(
+        "--live-only", action="store_true",
+        help="only the live-merge replay, over the datasets of an earlier run in --work "
+        "(added to bench/out/shift.json)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.live_only:
+        path = OUT / "shift.json"
+        report = json.loads(path.read_text()) if path.exists() else {}
+        points = sorted({int(x) for x in args.subsets.split(",") if x} | {args.crystals})
+        report["live_merge"] = live_replay(
+            args.work / "out", args.work, args.data / "truth", points
+        )
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        return 0
 
     if shutil.which("dials.import") is None:
         print("DIALS is not on PATH", file=sys.stderr)
@@ -280,6 +337,8 @@ def main() -> int:
         curve[str(n)] = res
         print(f"mxflow merge of {n}: {json.dumps(res)}", flush=True)
     report["merge_curve"] = dict(sorted(curve.items(), key=lambda kv: int(kv[0])))
+    points = sorted({int(x) for x in args.subsets.split(",") if x} | {n_ok})
+    report["live_merge"] = live_replay(out, args.work, truth, points)
 
     # 3. scheduler overhead per dataset, and the report pages
     report["overhead_fake"] = fake_overhead(args.work, n_all, env)
