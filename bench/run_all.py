@@ -4,7 +4,7 @@ Speed and memory targets are checked here, never by timed tests.  Each
 benchmark measures mxflow and its reference side by side in one run, so the
 ratios hold on whatever machine runs them; absolute times do not.
 
-    .venv/bin/python bench/run_all.py [NAME ...]     # names: hitmap process collection merge anomalous electron
+    .venv/bin/python bench/run_all.py [NAME ...]     # names: hitmap process collection merge anomalous electron live shift
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["hitmap", "process", "collection", "merge", "anomalous", "electron"]
+ORDER = ["hitmap", "process", "collection", "merge", "anomalous", "electron", "live", "shift"]
 
 
 def main(argv: list[str]) -> int:
