@@ -88,6 +88,7 @@ def write_config(tmp: Path, tag: str, **over) -> Path:
         "local_directory": str(tmp / "dask"),
         **over,
     }
+    section = {k: v for k, v in section.items() if v is not None}  # None: left out
     path = tmp / "cluster.yaml"
     path.write_text(json.dumps({"slurm": section}))  # JSON is YAML
     return path
@@ -163,10 +164,14 @@ def test_slurm_run_equals_local_run(slurm, tmp_path, tag):
     print(f"slurm run: {wall:.1f} s, jobs {sorted(ids)}")
 
 
-def test_scancelled_job_task_is_retried_on_a_new_job(slurm, tmp_path, tag):
+@pytest.mark.parametrize("mode", ["fixed", "adaptive"])
+def test_scancelled_job_task_is_retried_on_a_new_job(slurm, tmp_path, tag, mode):
+    # fixed: jobs: 1 (mxflow submits a replacement); adaptive: maximum_jobs: 1 (Dask's
+    # adaptive scaling asks for a job again while tasks wait)
     root = tmp_path / "root"
     fake_collection(root, 3)
-    cfg = write_config(tmp_path, tag, jobs=1)
+    size = {"jobs": 1} if mode == "fixed" else {"jobs": None, "maximum_jobs": 1}
+    cfg = write_config(tmp_path, tag, **size)
     out = tmp_path / "out"
     env = {"MXFLOW_FAKE_SLEEP": "6"}
     environ = {**os.environ, **env, "PYTHONPATH": str(TESTS)}
