@@ -55,7 +55,7 @@ def test_watch_live_merge_grows_and_the_final_merge_is_the_batch_one(tmp_path, c
     live = read_live(out, "CPS0001-01")
     assert [d.status for d in live.datasets] == ["used"] * 4
     assert {d.key for d in live.used} >= set(first_scales)
-    assert live.last_added.endswith("multi_04")
+    assert live.last_added.endswith(("multi_03", "multi_04"))  # whichever finished last
     err = capsys.readouterr().err
     assert "live merge CPS0001-01: 4 dataset(s)" in err
     assert "merge 1/1 proc/CPS0001-01: ok" in err
