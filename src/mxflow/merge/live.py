@@ -188,10 +188,12 @@ def _laue(space_group: str) -> str:
 
 
 class _Cache:
-    """Reindexed observations of each used dataset (original-setting hkl, I, σ)."""
+    """Reindexed observations of each used dataset (original-setting hkl, I, σ), on disk
+    and, for the one update this cache lives for, in memory (each file read once)."""
 
     def __init__(self, folder: Path):
         self.folder = folder / "obs"
+        self._memo: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def path(self, key: str) -> Path:
         return self.folder / f"{safe_name(key, 'dataset')}.npz"
@@ -199,12 +201,16 @@ class _Cache:
     def save(self, key: str, hkl: np.ndarray, i: np.ndarray, sigma: np.ndarray) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.path(key).with_suffix(".tmp.npz")
-        np.savez(tmp, hkl=hkl.astype(np.int32), i=i, sigma=sigma)
+        hkl = hkl.astype(np.int32)
+        np.savez(tmp, hkl=hkl, i=i, sigma=sigma)
         tmp.replace(self.path(key))
+        self._memo[key] = (hkl, i, sigma)
 
     def load(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with np.load(self.path(key)) as z:
-            return z["hkl"], z["i"], z["sigma"]
+        if key not in self._memo:
+            with np.load(self.path(key)) as z:
+                self._memo[key] = (z["hkl"], z["i"], z["sigma"])
+        return self._memo[key]
 
 
 def _read_scaled(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, gemmi.UnitCell]:
@@ -275,14 +281,14 @@ def _add_dataset(
         ref_hkl, ref_i, ref_sigma = reference
         ref_set = merge_observations("live", ref_hkl, ref_i, ref_sigma, sg)
         ops = ambiguity_operators(live.unit_cell or this_cell, sg)
+        own = merge_observations(key, hkl, i, sigma, sg)
         if len(ops) > 1:
-            own = merge_observations(key, hkl, i, sigma, sg)
             ((best, cc),) = assign_by_reference([own], ref_set, ops, sg)
             entry.operator = ops[best].as_hkl().triplet()
             entry.operator_cc = None if math.isnan(cc) else round(cc, 4)
             if best:
                 hkl = (hkl @ op_matrix(ops[best]).T).astype(np.int32)
-        own = merge_observations(key, hkl, i, sigma, sg)
+                own = merge_observations(key, hkl, i, sigma, sg)
         common, ia, ib = np.intersect1d(own.keys, ref_set.keys, return_indices=True)
         ref_cell = gemmi.UnitCell(*live.unit_cell)
         s2 = ref_cell.calculate_1_d2_array(unpack_hkl(common).astype(np.int32))
