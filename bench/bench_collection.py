@@ -105,6 +105,16 @@ def dials_chain(dataset, workdir, options):
 # helpers
 
 
+def write_report(name: str, report: dict, show: bool = True) -> Path:
+    """Write ``report`` to bench/out/<name>.json (and print it); returns the path."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    if show:
+        print(json.dumps(report, indent=1))
+    return path
+
+
 def run_measured(cmd: list[str], cwd: Path, env: dict | None = None) -> dict:
     """Run ``cmd`` under the rusage wrapper: wall seconds, exit status, children's peak RSS."""
     t0 = time.perf_counter()
@@ -328,9 +338,7 @@ def main() -> int:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "collection.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    write_report("collection", report)
     return 0
 
 

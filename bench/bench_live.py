@@ -40,7 +40,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench_collection import MXFLOW, OUT, run_measured
+from bench_collection import MXFLOW, OUT, run_measured, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -273,9 +273,7 @@ def main() -> int:
         cc["final_minus_batch"] = round(cc["watch_final"] - cc["batch_run"], 4)
     if cc.get("live_last") is not None and cc.get("watch_final") is not None:
         cc["live_minus_final"] = round(cc["live_last"] - cc["watch_final"], 4)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "live.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    write_report("live", report)
     return 0
 
 

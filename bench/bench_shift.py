@@ -39,7 +39,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench_collection import MXFLOW, OUT, catalog_stats, run_measured
+from bench_collection import MXFLOW, OUT, catalog_stats, run_measured, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -272,7 +272,7 @@ def main() -> int:
         report["live_merge"] = live_replay(
             args.work / "out", args.work, args.data / "truth", points
         )
-        path.write_text(json.dumps(report, indent=1) + "\n")
+        write_report("shift", report, show=False)
         return 0
 
     if shutil.which("dials.import") is None:
@@ -344,9 +344,7 @@ def main() -> int:
     report["overhead_fake"] = fake_overhead(args.work, n_all, env)
     merge_pages = sorted(merge_dir.glob("merge_*/report.html"))
     report["page_load"] = page_load_times(out / "report", merge_pages)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "shift.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    write_report("shift", report)
     return 0 if run["rc"] == 0 else 1
 
 
