@@ -192,11 +192,53 @@ def test_pick_clusters_skips_near_identical_subsets():
         node(36, pop_a[:9], 0.5),  # population A minus one: near-identical
         node(35, pop_a[:8], 0.4),  # minus two of ten: different enough
     ]
-    chosen, rest = select.pick_clusters(nodes, select.Thresholds())
+    chosen, rest = select.pick_clusters(nodes, select.Thresholds(max_merged=None))
     assert [c.id for c in chosen] == [40, 37, 38, 35]  # largest, then lowest height, id
     why = {r.id: r.why_not for r in rest}
     assert why[39] == "near-identical to merged cluster 40 (1 dataset fewer)"
     assert why[36].startswith("near-identical to merged cluster 38")
     # KAMO's behaviour (merge every node that passes) when switched off
-    chosen, _ = select.pick_clusters(nodes, select.Thresholds(near_duplicate=None))
+    chosen, _ = select.pick_clusters(nodes, select.Thresholds(near_duplicate=None, max_merged=None))
     assert len(chosen) == 6
+
+
+def test_pick_clusters_keeps_to_the_merge_budget():
+    """The chosen clusters hold at most max_merged × the datasets clustered: 20 here."""
+    stats = NodeStats(completeness=100.0, multiplicity=5.0, lcv=0.0, alcv=0.0)
+
+    def node(nid, first, n, height):
+        members = [f"d{j}" for j in range(first, first + n)]
+        return DendrogramNode(nid, [], height, members, [], stats)
+
+    nodes = [node(18, 0, 10, 3.0), node(17, 0, 6, 2.0), node(16, 5, 5, 1.5), node(15, 0, 4, 1.0)]
+    chosen, rest = select.pick_clusters(nodes, select.Thresholds(max_merged=2.0))
+    # 10, then 6 (16 merged), 5 would make 21 > 20, 4 makes 20
+    assert [c.id for c in chosen] == [18, 17, 15]
+    why = {r.id: r.why_not for r in rest}
+    assert why[16] == (
+        "merge budget: 16 datasets already merged in 2 cluster(s); "
+        "5 more would pass max_merged=2 × 10"
+    )
+    # the largest cluster is always merged, however small the budget
+    chosen, _ = select.pick_clusters(nodes, select.Thresholds(max_merged=0.5))
+    assert [c.id for c in chosen] == [18]
+    chosen, _ = select.pick_clusters(nodes, select.Thresholds(max_merged=None))
+    assert [c.id for c in chosen] == [18, 17, 16, 15]
+
+
+def test_a_cluster_inside_an_extended_one_starts_at_its_corner():
+    from mxflow.merge.pipeline import nested_start
+    from mxflow.model import ClusterResult
+
+    stats = NodeStats(completeness=100.0, multiplicity=5.0, lcv=0.0, alcv=0.0)
+    ok = object()  # any statistics: the merge went through
+    root = ClusterResult(8, "cc", ["a", "b", "c", "d", "e"], stats=ok, extended_to=1.71)
+    other = ClusterResult(9, "cc", ["x", "y"], stats=ok)  # not extended
+    inside = DendrogramNode(7, [], 1.0, ["a", "b", "c"], [], stats)
+    outside = DendrogramNode(6, [], 1.0, ["x", "a"], [], stats)
+    d, why = nested_start(inside, [other, root], 2.30)
+    assert d == 1.71 and "enclosing cluster 8" in why
+    assert nested_start(outside, [other, root], 2.30) == (2.30, "")
+    # a failed enclosing merge gives nothing to start from
+    failed = ClusterResult(8, "cc", ["a", "b", "c", "d", "e"], error="scale failed")
+    assert nested_start(inside, [failed], 2.30) == (2.30, "")

@@ -72,11 +72,13 @@ def merges(tmp_path_factory):
     for case in CASES:
         wd = root / case / "merge"
         shutil.rmtree(wd, ignore_errors=True)
-        opts = MergeOptions(
-            sample=case,
-            nproc=2,
-            thresholds=Thresholds(min_completeness=30, min_multiplicity=1.0, max_clusters=1),
+        # "far" also merges a second, nested cluster: it must start at the root's corner
+        thresholds = (
+            Thresholds(min_completeness=0, min_multiplicity=1.0, max_clusters=2)
+            if case == "far"
+            else Thresholds(min_completeness=30, min_multiplicity=1.0, max_clusters=1)
         )
+        opts = MergeOptions(sample=case, nproc=2, thresholds=thresholds)
         out[case] = (wd, merge_sample(_processed(root, case), wd, opts))
     return out
 
@@ -97,6 +99,24 @@ def test_spots_to_the_corner_are_merged_beyond_the_half_corner(merges):
     res = json.loads((wd / Path(c.merged_mtz).parent / "resolution.json").read_text())
     assert res["corner"] == pytest.approx(1.70, abs=0.02) and res["start"] == s.d_start
     assert gemmi.read_mtz_file(str(wd / c.merged_mtz)).resolution_high() < HALF_CORNER - 0.15
+
+
+def test_a_nested_cluster_starts_at_the_corner_its_enclosing_cluster_reached(merges):
+    wd, s = merges["far"]
+    root = _best(s)
+    nested = [c for c in s.clusters if c.ok and c is not root]
+    assert len(nested) == 1, [(c.id, c.error) for c in s.clusters]
+    c = nested[0]
+    assert set(c.node_members) < set(root.node_members)
+    assert root.extended_to == pytest.approx(1.70, abs=0.02)
+    # no half-corner chain to be run again: straight to the corner
+    assert not c.final_run.startswith("extended/") and c.runs[0].name == "run_01"
+    assert not (wd / Path(c.merged_mtz).parent.parent / "extended").exists()
+    assert f"enclosing cluster {root.id}" in c.resolution_case
+    assert c.extended_to == root.extended_to
+    assert c.d_min < HALF_CORNER - 0.1
+    res = json.loads((wd / Path(c.merged_mtz).parent / "resolution.json").read_text())
+    assert res["start"] == pytest.approx(root.extended_to) and res["corner"] is None
 
 
 def test_spots_inside_the_half_corner_stay_and_are_cut_where_cc_half_falls(merges):

@@ -325,6 +325,10 @@ class Thresholds:
     # skip a node inside an already chosen one that lacks at most max(1, this × its size)
     # of its datasets: near-identical data, and run_03 drops single bad datasets anyway
     near_duplicate: float | None = 0.1
+    # merge budget: the chosen clusters' datasets add up to at most this many times the
+    # datasets clustered (the root's), so that the merge stage grows linearly with the
+    # collection; None: no budget (KAMO's behaviour, up to max_clusters full merges)
+    max_merged: float | None = 2.0
     # anomalous merges only (KAMO's min_acmpl / min_aredun): anomalous completeness in %,
     # observations per Bijvoet mate; None disables the test
     min_anom_completeness: float | None = None
@@ -585,6 +589,7 @@ class ClusterResult:
     resolution_case: str = (
         ""  # how the limit was reached: half-corner, extended to the corner, given
     )
+    extended_to: float | None = None  # Å: the corner the final runs went to (None: not extended)
     aniso_best: float = math.nan  # Å, CC½ = 0.5 in the best of the a*, b*, c* cones
     aniso_worst: float = math.nan
     wilson_b: float = math.nan  # Å², dials.merge's maximum-likelihood Wilson B when it gave one

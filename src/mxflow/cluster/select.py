@@ -146,11 +146,18 @@ def pick_clusters(
     """Nodes to merge (largest first, then lowest height; at most ``max_clusters``) and the rest.
 
     A node that is a near-identical subset of one already chosen is skipped
-    (``Thresholds.near_duplicate``).  Every node not chosen comes back as a
-    copy with its ``why_not`` filled in.  Returns (chosen, not_chosen).
+    (``Thresholds.near_duplicate``), and so is one that would take the
+    datasets of all chosen nodes past ``Thresholds.max_merged`` times the
+    datasets clustered (the merge budget: every chosen node is a full scaling
+    run of its datasets, so this keeps the merge stage linear in the
+    collection).  Every node not chosen comes back as a copy with its
+    ``why_not`` filled in.  Returns (chosen, not_chosen).
     """
     chosen: list[DendrogramNode] = []
     rest: list[DendrogramNode] = []
+    n_all = max((len(nd.members) for nd in nodes), default=0)
+    budget = None if t.max_merged is None else t.max_merged * n_all
+    used = 0
     for nd in sorted(nodes, key=lambda nd: (-len(nd.members), nd.height, nd.id)):
         fails = failed_tests(nd.stats, nd.height, len(nd.members), t)
         dup = (
@@ -166,8 +173,14 @@ def pick_clusters(
             why = f"near-identical to merged cluster {dup.id} ({n_less} dataset{plural} fewer)"
         elif len(chosen) >= t.max_clusters:
             why = f"max_clusters={t.max_clusters} reached"
+        elif chosen and budget is not None and used + len(nd.members) > budget:
+            why = (
+                f"merge budget: {used} datasets already merged in {len(chosen)} cluster(s); "
+                f"{len(nd.members)} more would pass max_merged={t.max_merged:g} × {n_all}"
+            )
         else:
             chosen.append(nd)
+            used += len(nd.members)
             continue
         rest.append(dataclasses.replace(nd, why_not=why))
     return chosen, rest

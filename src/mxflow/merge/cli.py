@@ -132,6 +132,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="merge at most N clusters, the largest first (default: 10)",
     )
+    p.add_argument(
+        "--max-merged",
+        type=float,
+        default=2.0,
+        metavar="X",
+        help="merge budget: clusters are merged, the largest first, while their datasets "
+        "add up to at most X times the datasets clustered, so that a large collection "
+        "is not scaled ten times over (default: 2; 0: no budget, as KAMO)",
+    )
     add_anomalous_threshold_arguments(p)
     p.add_argument(
         "--merge-near-duplicates",
@@ -216,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
                 max_height=args.max_height,
                 max_clusters=args.max_clusters,
                 near_duplicate=None if args.merge_near_duplicates else 0.1,
+                max_merged=args.max_merged or None,
             ),
         ),
         reject_frames=not args.no_frame_rejection,

@@ -66,6 +66,8 @@ class ClusterJob:
     opts: MergeOptions
     engine: EngineLog
     sample: str = "sample"
+    # why d_start is not the half-corner, when it was taken from an enclosing cluster
+    start_note: str = ""
 
     @property
     def wavelength(self) -> float | None:
@@ -400,6 +402,8 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
         )
     elif o.d_min:
         case = f"started at the given d_min {o.d_min:.2f} Å"
+    elif job.start_note:
+        case = job.start_note
     elif d_cut is None and start:
         case = (
             f"CC½ stays above {o.cc_half_target} to the data limit; the detector corner "
@@ -442,6 +446,7 @@ def merge_cluster(job: ClusterJob) -> ClusterResult:
         resolution=fit,
         d_cut=d_cut,
         resolution_case=case,
+        extended_to=corner if corner is not None else (job.d_start if job.start_note else None),
         aniso_best=best,
         aniso_worst=worst,
         wilson_b=b_factor,

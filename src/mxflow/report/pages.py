@@ -838,7 +838,12 @@ def option_facts(o: MergeOptions | None) -> list[tuple[str, Any]]:
         (
             "Cluster thresholds",
             f"completeness ≥ {t.min_completeness:g} %, multiplicity ≥ "
-            f"{t.min_multiplicity:g}, at most {t.max_clusters} clusters",
+            f"{t.min_multiplicity:g}, at most {t.max_clusters} clusters"
+            + (
+                f" holding at most {t.max_merged:g} × the datasets clustered"
+                if t.max_merged is not None
+                else ""
+            ),
         ),
         (
             "Rejection",
