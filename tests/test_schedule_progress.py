@@ -122,6 +122,9 @@ def test_dataset_line_leaves_out_figures_it_does_not_have():
     assert (
         format_dataset_line(p) == "mxflow: [1/1] w: ok in 3.0 s: P 43 21 2, d_min 1.80 Å; all done"
     )
+    # mxflow watch: the total is only what has been found so far
+    watching = ProgressTracker(workers=1, total=1, watching=True).finished("w", r, 3.0)
+    assert format_dataset_line(watching).endswith("; all found so far done, watching for more")
     bare = ProgressTracker(workers=1, total=2).finished("v", DatasetResult("v", "v", "ok"), 3.0)
     assert format_dataset_line(bare).startswith("mxflow: [1/2] v: ok in 3.0 s; about")
 

@@ -78,6 +78,7 @@ class DatasetProgress:
     d_min: float | None = None
     cc_half: float | None = None
     completeness: float | None = None  # fraction 0-1
+    watching: bool = False  # mxflow watch: more datasets may still arrive
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ProgressTracker:
     done: int = 0
     counts: dict[str, int] = field(default_factory=dict)  # status -> number
     durations: list[float] = field(default_factory=list)
+    watching: bool = False  # mxflow watch: ``total`` is what has been found so far
 
     @property
     def failed(self) -> int:
@@ -116,6 +118,7 @@ class ProgressTracker:
             total=max(self.total, self.done),
             failed=self.failed,
             eta_s=self.eta_s(),
+            watching=self.watching,
             reason=result.reason,
             space_group=result.space_group,
             d_min=result.d_min,
@@ -167,10 +170,15 @@ def figures(
 
 
 def format_eta(p: DatasetProgress) -> str:
-    """Where the run stands: ``1 failed, about 4 min 10 s left`` / ``all done``."""
+    """Where the run stands: ``1 failed, about 4 min 10 s left`` / ``all done`` (``all
+    found so far done, watching for more`` in watch mode)."""
     failed = f"{p.failed} failed, " if p.failed else ""
     if p.done >= p.total:
-        return f"{failed}all done"
+        return (
+            f"{failed}all found so far done, watching for more"
+            if p.watching
+            else f"{failed}all done"
+        )
     if p.eta_s is None:
         return f"{failed}{p.total - p.done} to go"
     return f"{failed}about {format_duration(p.eta_s)} left"

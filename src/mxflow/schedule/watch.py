@@ -95,6 +95,7 @@ def _watch(
     last = None  # the latest discovery that worked
     with stop.installed(), session(out, command, config, log, stop) as (catalog, executor):
         open_run_log(log, out, command)
+        executor.tracker.watching = True  # "[n/n]" counts what has been found so far
 
         def collect(timeout: float) -> None:
             if executor.collect(timeout) and live:
