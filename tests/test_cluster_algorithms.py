@@ -103,6 +103,35 @@ def test_cc_matrix_and_ward_split_two_populations():
     assert children == {tuple(range(6)), tuple(range(6, 12))}
 
 
+def test_cc_block_gives_what_pair_cc_gives_for_every_pair():
+    rng = np.random.default_rng(4)
+    keys, itrue = _truth("P 4", rng)
+    sets = [_dataset(f"d{j}", keys, itrue, rng, frac=f) for j, f in enumerate([0.4, 0.3, 0.05])]
+
+    def one(name, k, v):
+        k = np.asarray(k, dtype=np.int64)
+        return intensity.IntensitySet(name, k, np.asarray(v, float), np.ones(len(k)))
+
+    sets += [
+        one("no_overlap", [-5, -4, -3], [1.0, 2.0, 3.0]),  # keys no other set has
+        one("single", keys[:1], [7.0]),  # one common reflection: undefined
+        one("flat", keys[:50], np.full(50, 3.0)),  # no spread: undefined
+    ]
+    cc, nc = intensity.cc_block(sets, sets[:4])
+    assert cc.shape == (6, 4) and nc.shape == (6, 4)
+    for i, a in enumerate(sets):
+        for j, b in enumerate(sets[:4]):
+            want, n = intensity.pair_cc(a, b)
+            assert nc[i, j] == n
+            if np.isnan(want):
+                assert np.isnan(cc[i, j]), (a.name, b.name, cc[i, j])
+            else:
+                assert cc[i, j] == pytest.approx(want, abs=1e-12)
+    full, n_full = intensity.cc_matrix(sets)
+    assert np.all(np.diag(full) == 1.0) and list(np.diag(n_full)) == [len(s) for s in sets]
+    assert np.allclose(full, full.T, equal_nan=True)
+
+
 def test_remove_bad_pairs_drops_isolated_dataset():
     cc = np.array([[1, 0.9, 0.8], [0.9, 1, np.nan], [0.8, np.nan, 1.0]])
     nc = np.array([[100, 50, 40], [50, 100, 0], [40, 0, 100]])

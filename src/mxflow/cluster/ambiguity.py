@@ -17,6 +17,7 @@ import numpy as np
 from mxflow.cluster.intensity import (
     IntensitySet,
     canonical_keys,
+    cc_block,
     op_matrix,
     pair_cc,
     unpack_hkl,
@@ -72,13 +73,10 @@ def composition_table(ops: Sequence[gemmi.Op], space_group: gemmi.SpaceGroup | s
 def _cc_under_ops(sets: Sequence[IntensitySet], ops: Sequence[gemmi.Op], space_group) -> np.ndarray:
     """C[i, a, j] = CC(dataset i reindexed by op a, dataset j as is); NaN where undefined."""
     n, k = len(sets), len(ops)
-    variants = [[reindex_set(s, o, space_group) for o in ops] for s in sets]
     c = np.full((n, k, n), np.nan)
-    for i in range(n):
-        for a in range(k):
-            for j in range(n):
-                if i != j:
-                    c[i, a, j] = pair_cc(variants[i][a], sets[j])[0]
+    for a, o in enumerate(ops):  # one block of CCs per operator (cc_block), not n² pairs
+        c[:, a, :] = cc_block([reindex_set(s, o, space_group) for s in sets], sets)[0]
+    c[np.arange(n), :, np.arange(n)] = np.nan
     return c
 
 

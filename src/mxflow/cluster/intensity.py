@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import gemmi
 import numpy as np
+from scipy import sparse
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
@@ -146,17 +147,61 @@ def pair_cc(a: IntensitySet, b: IntensitySet) -> tuple[float, int]:
     return float(np.corrcoef(x, y)[0, 1]), n
 
 
+def _sparse_rows(sets: Sequence[IntensitySet], columns: np.ndarray):
+    """(mask, x, x²) as sparse (len(sets) × len(columns)) matrices; x centred per set."""
+    lengths = [len(s) for s in sets]
+    rows = np.repeat(np.arange(len(sets)), lengths)
+    keys = np.concatenate([s.keys for s in sets]) if sets else np.zeros(0, np.int64)
+    cols = np.searchsorted(columns, keys)
+    # Pearson's CC is shift-invariant: centring each set first keeps the sums small
+    x = np.concatenate([s.i - s.i.mean() if len(s) else s.i for s in sets]) if sets else keys
+    shape = (len(sets), len(columns))
+
+    def m(v):
+        return sparse.csr_matrix((np.asarray(v, dtype=float), (rows, cols)), shape=shape)
+
+    return m(np.ones(len(keys))), m(x), m(x * x)
+
+
+def cc_block(
+    rows: Sequence[IntensitySet], cols: Sequence[IntensitySet]
+) -> tuple[np.ndarray, np.ndarray]:
+    """CC of every set of ``rows`` with every set of ``cols``, and common-reflection counts.
+
+    The same numbers as :func:`pair_cc` for each pair (NaN below 2 common
+    reflections or with no spread), from six sparse matrix products over
+    the union of the keys instead of one intersection per pair: the sums
+    n, Σx, Σy, Σx², Σy², Σxy over the reflections each pair shares.
+    Returns (cc, n_common), each ``len(rows) × len(cols)``.
+    """
+    if not rows or not cols:
+        return np.zeros((len(rows), len(cols))), np.zeros((len(rows), len(cols)), dtype=int)
+    columns = np.unique(np.concatenate([s.keys for s in [*rows, *cols]]))
+    ma, xa, x2a = _sparse_rows(rows, columns)
+    mb, xb, x2b = _sparse_rows(cols, columns)
+    n = (ma @ mb.T).toarray()
+    sx, sy = (xa @ mb.T).toarray(), (ma @ xb.T).toarray()
+    sxx, syy = (x2a @ mb.T).toarray(), (ma @ x2b.T).toarray()
+    sxy = (xa @ xb.T).toarray()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = sxy - sx * sy / n
+        vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+        cc = cov / np.sqrt(vx * vy)
+    # no spread (to rounding): NaN, as np.std(...) == 0 gives in pair_cc
+    flat = (vx <= 1e-12 * np.maximum(sxx, 1e-300)) | (vy <= 1e-12 * np.maximum(syy, 1e-300))
+    cc[(n < 2) | flat | ~np.isfinite(cc)] = np.nan
+    return np.clip(cc, -1.0, 1.0), np.rint(n).astype(int)
+
+
 def cc_matrix(sets: Sequence[IntensitySet]) -> tuple[np.ndarray, np.ndarray]:
-    """Pairwise CC (NaN where undefined, 1 on the diagonal) and common-reflection counts."""
-    n = len(sets)
-    cc = np.full((n, n), np.nan)
-    nc = np.zeros((n, n), dtype=int)
-    for i in range(n):
-        cc[i, i] = 1.0
-        nc[i, i] = len(sets[i])
-        for j in range(i + 1, n):
-            cc[i, j], nc[i, j] = pair_cc(sets[i], sets[j])
-            cc[j, i], nc[j, i] = cc[i, j], nc[i, j]
+    """Pairwise CC (NaN where undefined, 1 on the diagonal) and common-reflection counts.
+
+    Blockwise (:func:`cc_block`): 200 wedges take well under a second, where
+    one :func:`pair_cc` per pair took ~20 000 NumPy intersections.
+    """
+    cc, nc = cc_block(sets, sets)
+    np.fill_diagonal(cc, 1.0)
+    np.fill_diagonal(nc, [len(s) for s in sets])
     return cc, nc
 
 
