@@ -253,6 +253,14 @@ def test_pick_clusters_keeps_to_the_merge_budget():
     assert [c.id for c in chosen] == [18]
     chosen, _ = select.pick_clusters(nodes, select.Thresholds(max_merged=None))
     assert [c.id for c in chosen] == [18, 17, 16, 15]
+    # the default (3): four populations of 10 each get their own cluster, as do the
+    # two pairs of them and the whole set; nothing below that
+    tree = [node(60, 0, 40, 9.0), node(59, 0, 20, 5.0), node(58, 20, 20, 5.0)]
+    tree += [node(57 - k, 10 * k, 10, 2.0) for k in range(4)]
+    tree += [node(50 - k, 10 * k, 5, 1.0) for k in range(4)]
+    chosen, rest = select.pick_clusters(tree, select.Thresholds())
+    assert sorted(c.id for c in chosen) == [54, 55, 56, 57, 58, 59, 60]
+    assert all(r.why_not.startswith("merge budget") for r in rest)
 
 
 def test_a_cluster_inside_an_extended_one_starts_at_its_corner():

@@ -328,7 +328,7 @@ class Thresholds:
     # merge budget: the chosen clusters' datasets add up to at most this many times the
     # datasets clustered (the root's), so that the merge stage grows linearly with the
     # collection; None: no budget (KAMO's behaviour, up to max_clusters full merges)
-    max_merged: float | None = 2.0
+    max_merged: float | None = 3.0
     # anomalous merges only (KAMO's min_acmpl / min_aredun): anomalous completeness in %,
     # observations per Bijvoet mate; None disables the test
     min_anom_completeness: float | None = None

@@ -135,11 +135,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-merged",
         type=float,
-        default=2.0,
+        default=3.0,
         metavar="X",
         help="merge budget: clusters are merged, the largest first, while their datasets "
-        "add up to at most X times the datasets clustered, so that a large collection "
-        "is not scaled ten times over (default: 2; 0: no budget, as KAMO)",
+        "add up to at most X times the datasets clustered (3: the whole set and two levels "
+        "of the dendrogram below it), so that a large collection is not scaled ten times "
+        "over (default: 3; 0: no budget, as KAMO)",
     )
     add_anomalous_threshold_arguments(p)
     p.add_argument(
