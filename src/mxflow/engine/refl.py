@@ -149,44 +149,83 @@ def decode_column(type_name: str, nrows: int, payload: list, name: str = "") -> 
 def read_reflections(path: str | Path, columns: list[str] | None = None) -> ReflectionTable:
     """Read a DIALS ``.refl`` file; only ``columns`` if given (all decodable ones otherwise).
 
-    Raises BadInputError naming the file if it is not a msgpack reflection table
-    (e.g. an old pickle-format table) or a requested column is missing.
+    The file is streamed: columns not asked for are skipped without being
+    kept, and with ``columns=[]`` (identifiers and row count only) reading
+    stops before the data.  A 350 MB scaled.refl of 200 datasets so costs
+    its identifiers, not 800 MB.  Raises BadInputError naming the file if
+    it is not a msgpack reflection table (e.g. an old pickle-format table)
+    or a requested column is missing.
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
-        doc = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        with path.open("rb") as fh:
+            return _read_table(fh, path, columns)
     except OSError as exc:
         raise BadInputError(path, f"cannot read reflection table ({exc})") from exc
+    except BadInputError:
+        raise
     except Exception as exc:  # msgpack raises several unrelated types
         raise BadInputError(path, "not a DIALS msgpack reflection table") from exc
-    if not (isinstance(doc, list) and len(doc) == 3 and doc[0] == MAGIC):
+
+
+def _read_table(fh, path: Path, columns: list[str] | None) -> ReflectionTable:
+    up = msgpack.Unpacker(fh, raw=False, strict_map_key=False, max_buffer_size=0)
+    if up.read_array_header() != 3 or up.unpack() != MAGIC:
         raise BadInputError(path, "not a DIALS msgpack reflection table")
-    body = doc[2]
-    nrows = int(body.get("nrows", 0))
-    data = body.get("data", {}) or {}
-    identifiers = {int(k): str(v) for k, v in (body.get("identifiers") or {}).items()}
-    wanted = list(data) if columns is None else columns
-    cols: dict[str, np.ndarray] = {}
+    up.skip()  # format version
+    nrows: int | None = None
+    identifiers: dict[int, str] = {}
+    payloads: dict[str, tuple[str, list]] = {}
     types: dict[str, str] = {}
     skipped: list[str] = []
-    for name in wanted:
-        if name not in data:
-            raise BadInputError(path, f"reflection table has no column {name!r}")
-        type_name, payload = data[name]
-        types[name] = type_name
-        if type_name not in COLUMN_TYPES:
-            if columns is not None:
-                raise BadInputError(path, f"column {name!r} of type {type_name} is not supported")
-            skipped.append(name)
+    order: list[str] = []
+    wanted = None if columns is None else set(columns)
+    for _ in range(up.read_map_header()):
+        key = up.unpack()
+        if key == "nrows":
+            nrows = int(up.unpack())
+        elif key == "identifiers":
+            identifiers = {int(k): str(v) for k, v in (up.unpack() or {}).items()}
+        elif key == "data":
+            if wanted is not None and not wanted and nrows is not None:
+                break  # identifiers and row count are all that was asked for
+            for _ in range(up.read_map_header()):
+                name = up.unpack()
+                if up.read_array_header() != 2:
+                    raise BadInputError(path, f"column {name!r} is not [type, data]")
+                type_name = up.unpack()
+                order.append(name)
+                types[name] = type_name
+                if wanted is not None and name not in wanted:
+                    up.skip()
+                elif type_name not in COLUMN_TYPES:
+                    if wanted is not None:
+                        raise BadInputError(
+                            path, f"column {name!r} of type {type_name} is not supported"
+                        )
+                    skipped.append(name)
+                    up.skip()
+                else:
+                    payloads[name] = (type_name, up.unpack())
+        else:
+            up.skip()
+    nrows = nrows or 0
+    cols: dict[str, np.ndarray] = {}
+    for name in order if columns is None else columns:
+        if name in skipped:
             continue
+        if name not in payloads:
+            raise BadInputError(path, f"reflection table has no column {name!r}")
+        type_name, payload = payloads[name]
         try:
             cols[name] = decode_column(type_name, nrows, payload, name)
         except ValueError as exc:
             raise BadInputError(path, str(exc)) from exc
+    if columns is not None:
+        types = {k: v for k, v in types.items() if k in cols}
     return ReflectionTable(nrows, cols, identifiers, types, skipped)
 
 
 def count_rows(path: str | Path) -> int:
-    """Number of reflections in a ``.refl`` file (reads the whole file once)."""
+    """Number of reflections in a ``.refl`` file (stops before the data)."""
     return read_reflections(path, columns=[]).nrows
