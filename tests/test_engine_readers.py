@@ -152,3 +152,17 @@ def test_refl_bad_input(tmp_path):
     write_refl(tmp_path / "short.refl", 4, {"d": ("double", np.zeros(3))})
     with pytest.raises(BadInputError, match="short.refl"):
         read_reflections(tmp_path / "short.refl")
+
+
+def test_refl_identifiers_alone_stop_before_the_data(tmp_path):
+    """columns=[] reads the identifiers and row count, not the (large) columns."""
+    path = tmp_path / "big.refl"
+    write_refl(path, 4, {"d": ("double", np.arange(4.0)), "s": ("std::string", np.zeros(4))})
+    whole = path.read_bytes()
+    assert read_reflections(path).skipped == ["s"]  # undecodable column: skipped, listed
+    cut = tmp_path / "cut.refl"
+    cut.write_bytes(whole[: whole.index(b"data") + 10])  # the data cut off part-way
+    head = read_reflections(cut, columns=[])
+    assert head.nrows == 4 and head.identifiers == {0: "abc"} and not head.columns
+    with pytest.raises(BadInputError, match="cut.refl"):
+        read_reflections(cut)
