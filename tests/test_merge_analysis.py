@@ -46,6 +46,24 @@ def test_cc_half_sigma_tau_matches_random_half_split():
     assert math.isnan(resolution.cc_half_sigma_tau(np.array([1, 2]), np.array([1.0, 2.0])))
 
 
+@pytest.mark.parametrize("n_groups", [3, 40, 400])
+def test_cc_half_without_each_is_cc_half_of_the_rest(n_groups):
+    """The one-pass CC½ without each group is what mean_cc_half gives on the data
+    without it: many groups, groups of one observation, a group alone in a shell."""
+    rng = np.random.default_rng(n_groups)
+    idx, obs, s2, groups, _ = _observations(rng, n_refl=800, mult=3, n_groups=n_groups)
+    outer = s2 > np.quantile(s2, 0.97)
+    groups = np.where(outer, n_groups + 7, groups)  # one group owns the outermost shell part
+    full, without = analysis.cc_half_without_each(idx, obs, s2, groups)
+    bins = resolution.resolution_bins(s2, idx, 10)
+    assert full == analysis.mean_cc_half(idx, obs, bins, 10)
+    assert sorted(without) == sorted(np.unique(groups).tolist())
+    for g, value in without.items():
+        keep = groups != g
+        want = analysis.mean_cc_half(idx[keep], obs[keep], bins[keep], 10)
+        assert value == pytest.approx(want, abs=1e-12), g
+
+
 def test_delta_cc_half_flags_the_bad_group():
     rng = np.random.default_rng(1)
     idx, obs, s2, groups, truth = _observations(rng, noise=0.1)

@@ -9,7 +9,7 @@ its ``scaled.expt``), between the cluster's d_max and d_min:
   MTZ's SCALEUSED column, I_scaled = I_raw / g), Rmerge, ⟨I/σ⟩ and the CC of
   the group with the rest of the cluster (:func:`image_groups`,
   :func:`scale_and_b`, :func:`r_merge_by_group`, :func:`i_over_sigma_by_group`,
-  :func:`cc_to_rest_by_group`);
+  :func:`mxflow.merge.analysis.cc_to_rest_by_group`);
 * ΔCC½ per dataset (:func:`mxflow.merge.analysis.cc_half_without_each`);
 * completeness against the number of crystals merged, crystals added in
   order of decreasing completeness alone (:func:`completeness_curve`).
@@ -38,6 +38,7 @@ import numpy as np
 from mxflow.engine.expt import read_experiments
 from mxflow.errors import MxflowError
 from mxflow.merge import analysis
+from mxflow.merge.analysis import cc_to_rest_by_group
 from mxflow.merge.observations import read_observations
 from mxflow.model import ClusterDiagnostics, DatasetDiagnostics, ImageSeries
 from mxflow.stats.observations import Observations
@@ -182,56 +183,6 @@ def i_over_sigma_by_group(i: np.ndarray, sigma: np.ndarray, groups: np.ndarray) 
     """
     n, (s,) = _sums(groups, np.asarray(i, dtype=float) / np.asarray(sigma, dtype=float))
     return s / n
-
-
-def cc_to_rest_by_group(
-    keys: np.ndarray, i: np.ndarray, groups: np.ndarray, min_common: int = MIN_COMMON
-) -> np.ndarray:
-    """Pearson CC of each group's intensities with the rest of the cluster's.
-
-    A split-half CC whose halves are the group and every other observation of
-    the cluster: over reflections measured both in the group and outside it,
-    the correlation of the group's mean I with the mean I of the other
-    observations (unweighted means).  Falls for an image group that disagrees
-    with the rest (radiation damage, a bad image, a wrong crystal); it also
-    falls with weaker data, as CC½ does.  NaN with fewer than ``min_common``
-    common reflections or no spread.
-
-    Parameters
-    ----------
-    keys : symmetry-unique reflection key of each observation.
-    i : scaled intensity of each observation.
-    groups : group label of each observation.
-    min_common : reflections the group must share with the rest.
-    """
-    i = np.asarray(i, dtype=float)
-    labels, ginv = np.unique(groups, return_inverse=True)
-    ginv = ginv.reshape(-1)
-    _, rinv = np.unique(keys, return_inverse=True)
-    rinv = rinv.reshape(-1)
-    n_ref = int(rinv.max()) + 1 if len(rinv) else 0
-    total_n = np.bincount(rinv, minlength=n_ref)
-    total_s = np.bincount(rinv, weights=i, minlength=n_ref)
-    # one entry per (group, reflection) pair
-    pair, pinv = np.unique(ginv.astype(np.int64) * n_ref + rinv, return_inverse=True)
-    pinv = pinv.reshape(-1)
-    pn = np.bincount(pinv)
-    ps = np.bincount(pinv, weights=i)
-    pg, pr = pair // n_ref, pair % n_ref
-    rest_n = total_n[pr] - pn
-    keep = rest_n > 0
-    x = (ps / pn)[keep]
-    y = (total_s[pr][keep] - ps[keep]) / rest_n[keep]
-    gl = pg[keep]
-    m = len(labels)
-    cnt = np.bincount(gl, minlength=m).astype(float)
-    sx, sy = np.bincount(gl, x, m), np.bincount(gl, y, m)
-    sxx, syy, sxy = np.bincount(gl, x * x, m), np.bincount(gl, y * y, m), np.bincount(gl, x * y, m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vx, vy = cnt * sxx - sx * sx, cnt * syy - sy * sy
-        cov = cnt * sxy - sx * sy
-        ok = (cnt >= min_common) & (vx > 0) & (vy > 0)
-        return np.where(ok, cov / np.sqrt(vx * vy), np.nan)
 
 
 # ---------------------------------------------------------------- per dataset
