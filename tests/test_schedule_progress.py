@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -393,3 +394,13 @@ def test_merge_samples_logs_each_merge_stage(tmp_path, monkeypatch):
         "mxflow: merge proc/thau: skipped: only 1 processed dataset(s)",
     ]
     assert messages[2] == "mxflow: merge 1/1 proc/zz: merging 2 dataset(s)"
+    # a merge whose folder was deleted is merged again, not reported as done
+    shutil.rmtree(out / "merge" / "lyso")
+    messages.clear()
+    with Catalog(out) as cat:
+        post.merge_samples(out, cat, ProcessingOptions(), messages.append, merge_fn=fake_merge)
+    assert (
+        messages[0]
+        == f"mxflow: merge proc/lyso: merged again: its files are gone ({out}/merge/lyso)"
+    )
+    assert "mxflow: merge 1/2 proc/lyso: merging 3 dataset(s)" in messages

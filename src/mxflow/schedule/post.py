@@ -596,6 +596,20 @@ def _merge_one(
     return record
 
 
+def merge_files_gone(out: Path, previous: MergeRecord | None) -> str:
+    """The first file of an ok merge that is no longer on disk ("" when all are, or the
+    merge was not ok): its folder, or its recommended cluster's merged MTZ."""
+    if previous is None or previous.status != "ok" or not previous.workdir:
+        return ""
+    wd = out / previous.workdir
+    if not wd.is_dir():
+        return str(wd)
+    for c in previous.summary.clusters if previous.summary else []:
+        if c.ok and c.merged_mtz and not (wd / c.merged_mtz).is_file():
+            return str(wd / c.merged_mtz)
+    return ""
+
+
 def merge_samples(
     out: Path,
     catalog: Catalog,
@@ -657,7 +671,10 @@ def merge_samples(
         mixed = mixed_anomalous_line(sample, settings.get(sample) or SampleSettings())
         if mixed:
             log(mixed)
-        if previous and previous.status == "ok" and previous.inputs == keys:
+        gone = merge_files_gone(out, previous)
+        if gone:
+            log(f"mxflow: merge {name}: merged again: its files are gone ({gone})")
+        elif previous and previous.status == "ok" and previous.inputs == keys:
             changed = changed_options(previous, options)
             if not changed:
                 log(f"mxflow: merge {name}: already merged (the same {len(keys)} dataset(s))")
