@@ -214,8 +214,12 @@ def frame_rejection(
     return bad
 
 
+#: reflections a group must share with the rest of the cluster for its CC (diagnostics)
+MIN_COMMON = 10
+
+
 def cc_to_rest_by_group(
-    keys: np.ndarray, i: np.ndarray, groups: np.ndarray, min_common: int = 10
+    keys: np.ndarray, i: np.ndarray, groups: np.ndarray, min_common: int = MIN_COMMON
 ) -> np.ndarray:
     """Pearson CC of each group's intensities with the rest of the cluster's.
 

@@ -38,7 +38,7 @@ import numpy as np
 from mxflow.engine.expt import read_experiments
 from mxflow.errors import MxflowError
 from mxflow.merge import analysis
-from mxflow.merge.analysis import cc_to_rest_by_group
+from mxflow.merge.analysis import MIN_COMMON, cc_to_rest_by_group
 from mxflow.merge.observations import read_observations
 from mxflow.model import ClusterDiagnostics, DatasetDiagnostics, ImageSeries
 from mxflow.stats.observations import Observations
@@ -47,8 +47,6 @@ from mxflow.stats.observations import Observations
 MIN_GROUP_OBS = 100
 #: observations a group needs for a scale / B fit
 MIN_FIT_OBS = 10
-#: reflections a group must share with the rest of the cluster for its CC
-MIN_COMMON = 10
 
 
 # ---------------------------------------------------------------- image groups
@@ -362,7 +360,7 @@ def cluster_diagnostics(
     scale, b = scale_and_b(g, s2, groups)
     rm = r_merge_by_group(keys, i, groups)
     isig = i_over_sigma_by_group(i, sigma, groups)
-    cc = cc_to_rest_by_group(keys, i, groups)
+    cc = cc_to_rest_by_group(keys, i, groups, MIN_COMMON)
 
     out.cc_half, without, delta = delta_cc_half_by_dataset(keys, i, s2, ds, n_ds)
     order, alone, curve = completeness_curve(keys, ds, out.n_possible, n_ds)
